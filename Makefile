@@ -1,0 +1,29 @@
+# Every target is self-contained from a fresh clone: it creates .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench stress clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/chronicle --root demo demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# The long crash test: many more SIGKILL trials than the suite runs.
+stress: $(STAMP)
+	CHRONICLE_CRASH_TRIALS=500 $(BIN)/pytest -q tests/test_crash.py
+
+clean:
+	rm -rf $(VENV) demo

@@ -1,0 +1,1 @@
+"""Built-in projections: one module per table family (see chronicle.projection)."""

@@ -1,0 +1,5 @@
+import sys
+
+from chronicle.cli import main
+
+sys.exit(main())

@@ -1,0 +1,340 @@
+"""`chronicle <verb>`: the command line.
+
+Exit codes: 0 success; 1 a check failed (verify found damage, a projection
+failed); 2 bad usage or bad input (nothing was written); 3 the workspace or
+storage is unusable (not initialised, disk full, corruption).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from chronicle import __version__
+from chronicle.jsonl import dump, parse_lines
+from chronicle.projection import Engine, ProjectionError, discover, list_tables
+from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
+from chronicle.store import integrity
+from chronicle.workspace import ConfigError, Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad arguments or input; exit 2."""
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+
+
+def parse_as_of(text: str) -> int | datetime:
+    """SEQ (an integer) or an ISO-8601 time (UTC if no zone is given)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--as-of: {text!r} is neither a seq nor an ISO-8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _snapshot(ws: Workspace, as_of: str | None):
+    snap = ws.open_log().snapshot()
+    if as_of is None:
+        return snap
+    point = parse_as_of(as_of)
+    return snap.as_of(point if isinstance(point, int) else snap.seq_at(point))
+
+
+def _engine(ws: Workspace) -> Engine:
+    return Engine(ws.tables_dir, discover(ws.projection_dirs()))
+
+
+# ------------------------------------------------------------------- verbs
+
+def cmd_init(ws: Workspace, args: argparse.Namespace) -> int:
+    existed = ws.log_dir.joinpath("MANIFEST").exists()
+    ws.init()
+    _out(f"{'workspace already initialised' if existed else 'initialised workspace'} at {ws.root}")
+    return EXIT_OK
+
+
+def cmd_append(ws: Workspace, args: argparse.Namespace) -> int:
+    source = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")
+    with source:
+        events = parse_lines(source)
+    with ws.open_log() as log:
+        acks = log.append(events)
+    for ack in acks:
+        if args.json:
+            _json({"seq": ack.seq, "event_id": ack.event_id, "duplicate": ack.duplicate})
+        else:
+            _out(f"{ack.seq}\t{ack.event_id}{'	(already recorded)' if ack.duplicate else ''}")
+    return EXIT_OK
+
+
+def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
+    snap = _snapshot(ws, args.as_of)
+    since = parse_as_of(args.since) if args.since else None
+    until = parse_as_of(args.until) if args.until else None
+    for name, value in (("--since", since), ("--until", until)):
+        if isinstance(value, int):
+            raise UsageError(f"{name} takes a time; use --from-seq/--to-seq for seqs")
+    events = snap.events(types=args.type, stream=args.stream, seq_from=args.from_seq,
+                         seq_to=args.to_seq, since=since, until=until)
+    for n, ev in enumerate(events):
+        if args.limit is not None and n >= args.limit:
+            break
+        if args.json:
+            sys.stdout.buffer.write(dump(ev) + b"\n")
+        else:
+            when = ev.recorded_at.isoformat(timespec="seconds") if ev.recorded_at else "-"
+            _out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def cmd_stats(ws: Workspace, args: argparse.Namespace) -> int:
+    log = ws.open_log()
+    m, wal = log.read_wal()
+    snap = log.snapshot()
+    counts = snap.event_counts()
+    info = {
+        "root": str(ws.root),
+        "head_seq": snap.head,
+        "sealed_seq": m.entries[-1].last_seq if m.entries else 0,
+        "segments": len(m.entries),
+        "segment_files": sum(len(e.files) for e in m.entries),
+        "wal_records": len(wal),
+        "log_bytes": _dir_size(ws.log_dir),
+        "events_by_type": dict(sorted(counts.items())),
+    }
+    if args.json:
+        _json(info)
+        return EXIT_OK
+    for key in ("root", "head_seq", "sealed_seq", "segments", "segment_files", "wal_records", "log_bytes"):
+        _out(f"{key:<14} {info[key]:,}" if isinstance(info[key], int) else f"{key:<14} {info[key]}")
+    if counts:
+        _out()
+        _out(str(pl.DataFrame({"type": list(info["events_by_type"]), "events": list(info["events_by_type"].values())})))
+    return EXIT_OK
+
+
+def cmd_seal(ws: Workspace, args: argparse.Namespace) -> int:
+    entries = ws.open_log().seal()
+    if args.json:
+        for e in entries:
+            _json({"n": e.n, "first_seq": e.first_seq, "last_seq": e.last_seq, "files": [f.name for f in e.files]})
+    elif not entries:
+        _out("nothing to seal")
+    for e in entries if not args.json else ():
+        _out(f"sealed seqs {e.first_seq}..{e.last_seq} into {len(e.files)} file(s) (MANIFEST entry {e.n})")
+    return EXIT_OK
+
+
+def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
+    snap = _snapshot(ws, args.as_of)
+    engine = _engine(ws)
+    out_dir = ws.tables_dir / "as-of" / f"seq-{snap.head}" if args.as_of else None
+    outcomes = engine.run(snap, args.names, full=args.full or bool(args.as_of), out_dir=out_dir)
+    for o in outcomes:
+        if args.json:
+            _json({"projection": o.name, "action": o.action, "seq": o.seq, "rows": o.rows})
+        else:
+            tables = ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items())
+            _out(f"{o.name:<20} {o.action:<8} at seq {o.seq}: {tables}")
+    if out_dir is not None and not args.json:
+        _out(f"tables as of seq {snap.head} written to {out_dir}")
+    return EXIT_OK
+
+
+def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
+    engine = _engine(ws)
+    checkpoints = engine.checkpoints()
+    present = {name: (rows, size) for name, rows, size in list_tables(ws.tables_dir)}
+    rows = []
+    for p in engine.projections.values():
+        cp = checkpoints.get(p.name, {})
+        for t in p.outputs:
+            r, size = present.get(t, (None, None))
+            stale = cp.get("code") not in (None, p.code_version)
+            rows.append({"table": t, "projection": p.name, "rows": r, "bytes": size,
+                         "seq": cp.get("seq"), "state": "missing" if r is None else ("stale code" if stale else "ok")})
+    rows.sort(key=lambda r: r["table"])
+    if args.json:
+        for r in rows:
+            _json(r)
+    else:
+        with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            _out(str(pl.DataFrame(rows)))
+    return EXIT_OK
+
+
+def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
+    known = {name for name, _, _ in list_tables(ws.tables_dir)}
+    if args.table not in known:
+        hint = f"known tables: {', '.join(sorted(known))}" if known else "no tables yet: run `chronicle rebuild`"
+        raise UsageError(f"no table named {args.table!r} ({hint})")
+    df = pl.read_parquet(ws.tables_dir / f"{args.table}.parquet")
+    if args.limit is not None:
+        df = df.head(args.limit)
+    if args.json:
+        sys.stdout.write(df.write_ndjson())
+    elif args.csv:
+        sys.stdout.write(df.write_csv())
+    else:
+        with pl.Config(tbl_rows=50, fmt_str_lengths=60, tbl_width_chars=160):
+            _out(str(df))
+    return EXIT_OK
+
+
+def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
+    against = None
+    if args.against:
+        try:
+            against = integrity.Checkpoint.parse(args.against)
+        except ValueError as exc:
+            raise UsageError(f"--against: {exc}") from None
+    report = integrity.verify(ws.open_log(), at_seq=against.seq if against else None)
+    grown = None
+    if against is not None:
+        grown = report.hash_at == against.head_hash
+    ok = report.ok and grown is not False
+    if args.json:
+        _json({"ok": ok, "events": report.events, "segments": report.segments, "head_seq": report.head_seq,
+               "head_hash": report.head_hash, "only_grown": grown,
+               "problems": [{"path": p.path, "start": p.start, "end": p.end, "reason": p.reason, "fatal": p.fatal}
+                            for p in report.problems]})
+    else:
+        for p in report.problems:
+            _out(f"{'ERROR' if p.fatal else 'warning'}: {p}")
+        if against is not None:
+            if grown:
+                _out(f"log has only grown since checkpoint {against.seq}")
+            elif report.hash_at is None:
+                _out(f"ERROR: checkpoint seq {against.seq} is beyond the log head {report.head_seq}")
+            else:
+                _out(f"ERROR: the log up to seq {against.seq} differs from the checkpoint")
+        if report.ok:
+            _out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records; "
+                 f"head {report.head_seq}:{report.head_hash}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_checkpoint(ws: Workspace, args: argparse.Namespace) -> int:
+    cp = integrity.checkpoint(ws.open_log())
+    if args.json:
+        _json({"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at.isoformat()})
+    else:
+        _out(f"{cp}  {cp.at.isoformat(timespec='seconds')}")
+    return EXIT_OK
+
+
+def cmd_demo(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.demo import run_demo
+
+    return run_demo(ws, out=_out)
+
+
+# ------------------------------------------------------------------- parser
+
+EPILOG = """\
+examples:
+  chronicle init
+  echo '{"type":"annotation","stream":"doc:d1","target":"doc:d1","key":"verdict","value":"good","author":"ana"}' | chronicle append
+  chronicle log --type annotation --json
+  chronicle seal && chronicle rebuild && chronicle show events_by_type
+  chronicle rebuild --as-of 100          # tables as they were at seq 100, in data/tables/as-of/seq-100
+  chronicle verify --against 120:ab12... # prove the log only grew since a checkpoint
+
+exit codes: 0 ok, 1 a check failed, 2 bad usage or input, 3 workspace or storage unusable
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chronicle", description="An event-sourced, append-only log of LLM research work.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", help="workspace directory (default: $CHRONICLE_ROOT or the current directory)")
+    parser.add_argument("--version", action="version", version=f"chronicle {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def verb(name: str, func: Callable, help: str, example: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable JSON (Lines) output")
+        return p
+
+    verb("init", cmd_init, "create a workspace (data/log and friends)", "chronicle --root ~/research init", json_flag=False)
+    p = verb("append", cmd_append, "append events given as JSON Lines (stdin or FILE); all or nothing",
+             "chronicle append events.jsonl")
+    p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
+    p = verb("log", cmd_log, "print events, filtered", "chronicle log --type llm.response --from-seq 100 --json")
+    p.add_argument("--type", action="append", help="event type (repeatable)")
+    p.add_argument("--stream")
+    p.add_argument("--from-seq", type=int)
+    p.add_argument("--to-seq", type=int)
+    p.add_argument("--since", help="ISO time")
+    p.add_argument("--until", help="ISO time")
+    p.add_argument("--as-of", help="SEQ or ISO time: read the log as it was then")
+    p.add_argument("--limit", type=int)
+    verb("stats", cmd_stats, "summarise the log: head, segments, events by type", "chronicle stats --json")
+    verb("seal", cmd_seal, "move WAL records into Parquet segments", "chronicle seal")
+    p = verb("rebuild", cmd_rebuild, "bring projections (tables) up to date; --full rebuilds from scratch",
+             "chronicle rebuild events_by_type --as-of 2026-11-01T00:00:00Z")
+    p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
+    p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
+    p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
+    verb("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
+    p = verb("show", cmd_show, "print a table", "chronicle show events_by_type --csv")
+    p.add_argument("table")
+    p.add_argument("--csv", action="store_true", help="CSV output")
+    p.add_argument("--limit", type=int)
+    p = verb("verify", cmd_verify, "recompute every hash; exit 1 naming the first bad file and byte range",
+             "chronicle verify --against 1200:5f0c...")
+    p.add_argument("--against", metavar="SEQ:HASH", help="also prove the log only grew since this checkpoint")
+    verb("checkpoint", cmd_checkpoint, "print head seq, head hash and time (to anchor outside)", "chronicle checkpoint")
+    verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
+         json_flag=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        ws = Workspace.at(args.root)
+        return args.func(ws, args)
+    except (UsageError, InvalidEvent, ConflictingEvent, ConfigError) as exc:
+        print(f"chronicle {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ProjectionError as exc:
+        print(f"chronicle {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except StoreError as exc:
+        print(f"chronicle {args.verb}: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The projection engine: rebuild tables from the log, fully or incrementally.
+
+A projection is a module that declares::
+
+    INPUTS = ["annotation", ...]   # event types; "*" is the envelope of every event
+    OUTPUTS = ["table_name", ...]
+    def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]: ...
+
+and optionally ``update(previous, delta)`` with the same shapes, where
+``delta`` holds only events after the checkpoint; the engine uses it for
+incremental runs. ``build`` must be pure and its output order deterministic.
+
+Built-in projections live in ``chronicle.projections``; a workspace adds its
+own with ``[projections] paths = ["my_projections"]`` in chronicle.toml.
+
+Outputs are written blue/green: into a staging directory, then renamed over
+the live files. Checkpoints (last seq + code version) are kept in
+``_checkpoints.json`` beside the tables; changed code forces a full rebuild.
+No projection may call out (an LLM, the network): a rebuild has no side effects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import pkgutil
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+import pyarrow.parquet as pq
+
+import chronicle.projections as builtin_projections
+from chronicle.progress import Progress
+from chronicle.store import Snapshot
+from chronicle.store.fsutil import fsync_dir, write_durably
+
+ENGINE_VERSION = "1"
+ALL_EVENTS = "*"
+CHECKPOINTS = "_checkpoints.json"
+
+
+class ProjectionError(Exception):
+    """A projection failed or is malformed; no table of it was replaced."""
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    build: Callable[[dict[str, pl.LazyFrame]], dict[str, pl.DataFrame]]
+    update: Callable[[dict[str, pl.DataFrame], dict[str, pl.LazyFrame]], dict[str, pl.DataFrame]] | None
+    code_version: str
+    source: str
+
+    @classmethod
+    def from_module(cls, module: ModuleType, name: str) -> Projection:
+        for attr in ("INPUTS", "OUTPUTS", "build"):
+            if not hasattr(module, attr):
+                raise ProjectionError(f"projection {name} ({module.__file__}): missing {attr}")
+        source = Path(module.__file__ or "").read_bytes()
+        return cls(
+            name=name,
+            inputs=tuple(module.INPUTS),
+            outputs=tuple(module.OUTPUTS),
+            build=module.build,
+            update=getattr(module, "update", None),
+            code_version=hashlib.sha256(ENGINE_VERSION.encode() + source).hexdigest()[:16],
+            source=module.__file__ or name,
+        )
+
+
+def discover(extra_dirs: list[Path] = ()) -> dict[str, Projection]:
+    found: dict[str, Projection] = {}
+    for info in pkgutil.iter_modules(builtin_projections.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"chronicle.projections.{info.name}")
+        found[info.name] = Projection.from_module(module, info.name)
+    for folder in extra_dirs:
+        if not folder.is_dir():
+            raise ProjectionError(f"projection folder {folder} does not exist (chronicle.toml [projections] paths)")
+        for path in sorted(folder.glob("*.py")):
+            if path.stem.startswith("_"):
+                continue
+            if path.stem in found:
+                raise ProjectionError(f"{path}: projection name {path.stem!r} is already taken by {found[path.stem].source}")
+            spec = importlib.util.spec_from_file_location(f"chronicle_workspace_projection_{path.stem}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                raise ProjectionError(f"{path}: failed to import: {exc!r}") from exc
+            found[path.stem] = Projection.from_module(module, path.stem)
+    owners: dict[str, str] = {}
+    for p in found.values():
+        for table in p.outputs:
+            if table in owners:
+                raise ProjectionError(f"table {table!r} is produced by both {owners[table]} and {p.name}")
+            owners[table] = p.name
+    return found
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    action: str  # "built", "updated", "current"
+    seq: int
+    rows: dict[str, int]
+
+
+class Engine:
+    def __init__(self, tables_dir: Path, projections: dict[str, Projection]):
+        self.tables_dir = tables_dir
+        self.projections = projections
+
+    def checkpoints(self, out_dir: Path | None = None) -> dict[str, dict]:
+        path = (out_dir or self.tables_dir) / CHECKPOINTS
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def select(self, names: list[str] | None) -> list[Projection]:
+        if not names:
+            return [self.projections[n] for n in sorted(self.projections)]
+        by_table = {t: p for p in self.projections.values() for t in p.outputs}
+        chosen: dict[str, Projection] = {}
+        for n in names:
+            p = self.projections.get(n) or by_table.get(n)
+            if p is None:
+                known = ", ".join(sorted(self.projections))
+                raise ProjectionError(f"unknown projection or table {n!r} (known projections: {known})")
+            chosen[p.name] = p
+        return [chosen[n] for n in sorted(chosen)]
+
+    def run(self, snapshot: Snapshot, names: list[str] | None = None, *, full: bool = False,
+            out_dir: Path | None = None) -> list[Outcome]:
+        """Bring the selected projections up to ``snapshot.head``."""
+        target = out_dir or self.tables_dir
+        target.mkdir(parents=True, exist_ok=True)
+        checkpoints = self.checkpoints(target)
+        chosen = self.select(names)
+        bar = Progress(len(chosen), "rebuild", stream=None)
+        outcomes = []
+        try:
+            for p in chosen:
+                bar.advance(0, p.name)
+                outcomes.append(self._run_one(p, snapshot, checkpoints, target, full))
+                bar.advance(1, p.name)
+        finally:
+            bar.close()
+        return outcomes
+
+    def _run_one(self, p: Projection, snap: Snapshot, checkpoints: dict, target: Path, full: bool) -> Outcome:
+        cp = checkpoints.get(p.name)
+        reusable = (not full and cp is not None and cp["code"] == p.code_version
+                    and cp["seq"] <= snap.head and all((target / f"{t}.parquet").exists() for t in p.outputs))
+        if reusable and cp["seq"] == snap.head:
+            return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
+        try:
+            if reusable and p.update is not None:
+                delta = self._inputs(p, snap, after=cp["seq"])
+                previous = {t: pl.read_parquet(target / f"{t}.parquet") for t in p.outputs}
+                result, action = p.update(previous, delta), "updated"
+            else:
+                result, action = p.build(self._inputs(p, snap)), "built"
+            self._check(p, result)
+        except ProjectionError:
+            raise
+        except Exception as exc:
+            raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
+        self._swap(p, result, target)
+        rows = {t: result[t].height for t in p.outputs}
+        checkpoints[p.name] = {"seq": snap.head, "code": p.code_version, "rows": rows}
+        write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
+        return Outcome(p.name, action, snap.head, rows)
+
+    @staticmethod
+    def _inputs(p: Projection, snap: Snapshot, after: int | None = None) -> dict[str, pl.LazyFrame]:
+        inputs = {}
+        for name in p.inputs:
+            frame = snap.envelope() if name == ALL_EVENTS else snap.frame(name)
+            inputs[name] = frame if after is None else frame.filter(pl.col("seq") > after)
+        return inputs
+
+    @staticmethod
+    def _check(p: Projection, result: object) -> None:
+        if not isinstance(result, dict) or set(result) != set(p.outputs):
+            got = sorted(result) if isinstance(result, dict) else type(result).__name__
+            raise ProjectionError(f"projection {p.name} returned {got}, expected tables {sorted(p.outputs)}")
+        for t, df in result.items():
+            if not isinstance(df, pl.DataFrame):
+                raise ProjectionError(f"projection {p.name}: table {t} is a {type(df).__name__}, not a polars DataFrame")
+
+    @staticmethod
+    def _swap(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> None:
+        staging = target / f".staging-{p.name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            for t, df in result.items():
+                pq.write_table(df.to_arrow(), staging / f"{t}.parquet", compression="zstd")
+                df.write_csv(staging / f"{t}.csv")
+            for f in staging.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            for f in sorted(staging.iterdir()):
+                os.replace(f, target / f.name)
+            fsync_dir(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def list_tables(tables_dir: Path) -> list[tuple[str, int, int]]:
+    """(name, rows, bytes) of every table present."""
+    out = []
+    for path in sorted(tables_dir.glob("*.parquet")):
+        out.append((path.stem, pq.ParquetFile(path).metadata.num_rows, path.stat().st_size))
+    return out

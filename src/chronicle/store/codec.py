@@ -1,0 +1,175 @@
+"""How events become bytes and columns, and how they are hashed.
+
+The *canonical encoding* of an event is msgpack with sorted keys of its
+content: ``type``, ``v``, ``stream``, ``event_id`` and the type's fields (the
+store-assigned ``seq`` and ``recorded_at`` are not content). The WAL stores
+exactly these bytes; ``content_hash`` is their sha256, and the per-event hash
+in the Merkle tree binds the content to its position:
+``sha256(seq:8 BE || recorded_at_us:8 BE || content_hash)``.
+
+A segment row keeps every content value as a typed column, so the canonical
+encoding can be rebuilt from a row and checked (``chronicle verify``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from functools import cache
+
+import msgspec
+import pyarrow as pa
+from msgspec import inspect as mi
+
+from chronicle.events import Event, event_class
+from chronicle.store.errors import InvalidEvent
+
+_CANONICAL = msgspec.msgpack.Encoder(order="sorted")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: Columns every segment file has, before the type's own fields.
+ENVELOPE_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("v", pa.int32(), nullable=False),
+        pa.field("stream", pa.string(), nullable=False),
+        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("content_hash", pa.binary(32), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+    ]
+)
+ENVELOPE_COLUMNS = tuple(ENVELOPE_SCHEMA.names)
+
+
+def _arrow_type(t: mi.Type, where: str) -> tuple[pa.DataType, bool]:
+    if isinstance(t, mi.UnionType):
+        inner = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        if len(inner) != 1 or len(inner) == len(t.types):
+            raise TypeError(f"{where}: only `X | None` unions are storable")
+        return _arrow_type(inner[0], where)[0], True
+    if isinstance(t, mi.StrType):
+        return pa.large_string(), False
+    if isinstance(t, mi.BytesType):
+        return pa.large_binary(), False
+    if isinstance(t, mi.BoolType):
+        return pa.bool_(), False
+    if isinstance(t, mi.IntType):
+        return pa.int64(), False
+    if isinstance(t, mi.FloatType):
+        return pa.float64(), False
+    if isinstance(t, mi.DateTimeType):
+        return pa.timestamp("us", tz="UTC"), False
+    if isinstance(t, mi.ListType):
+        return pa.list_(_arrow_type(t.item_type, where)[0]), False
+    raise TypeError(f"{where}: field type {t!r} is not storable as a column")
+
+
+@cache
+def arrow_schema(cls: type[Event]) -> pa.Schema:
+    """Envelope columns followed by the class's fields, typed."""
+    info = mi.type_info(cls)
+    payload = set(cls.payload_fields())
+    fields = list(ENVELOPE_SCHEMA)
+    for f in info.fields:
+        if f.name in payload:
+            dtype, nullable = _arrow_type(f.type, f"{cls.__name__}.{f.name}")
+            fields.append(pa.field(f.name, dtype, nullable=nullable))
+    return pa.schema(fields)
+
+
+@cache
+def _decoder(cls: type[Event]) -> msgspec.msgpack.Decoder:
+    return msgspec.msgpack.Decoder(cls)
+
+
+def content_of(event: Event) -> dict:
+    """The content dict of an event (what the canonical encoding covers)."""
+    cls = type(event)
+    content = {"type": cls.type_name(), "v": cls.VERSION, "stream": event.stream, "event_id": event.event_id}
+    content.update(event.payload())
+    return content
+
+
+def canonical(content: dict) -> bytes:
+    return _CANONICAL.encode(content)
+
+
+def encode(event: Event) -> bytes:
+    """Validate ``event`` against its class and return its canonical encoding.
+
+    Struct constructors do not check types, so the encoding is decoded back
+    through a typed decoder: anything that reaches the WAL is guaranteed to
+    load into its class and its columns later.
+    """
+    cls = type(event)
+    if not event.stream:
+        raise InvalidEvent("field 'stream' is empty", field="stream")
+    try:
+        data = canonical(content_of(event))
+        _decoder(cls).decode(data)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise InvalidEvent(f"{cls.type_name()}: {exc}") from None
+    return data
+
+
+def decode_content(data: bytes) -> dict:
+    return msgspec.msgpack.decode(data)
+
+
+def to_event(content: dict, seq: int, recorded_at: datetime) -> Event:
+    """Build the event object for a content dict (any stored version, not upcast)."""
+    cls = event_class(content["type"], content["v"])
+    values = {k: content[k] for k in cls.__struct_fields__ if k in content}
+    return msgspec.structs.replace(cls(**values), seq=seq, recorded_at=recorded_at)
+
+
+def content_hash(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def micros(ts: datetime) -> int:
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).replace(microsecond=us % 1_000_000)
+
+
+def event_hash(seq: int, recorded_at_us: int, chash: bytes) -> bytes:
+    return hashlib.sha256(
+        seq.to_bytes(8, "big") + recorded_at_us.to_bytes(8, "big", signed=True) + chash
+    ).digest()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """Binary Merkle root with domain-separated leaves and nodes (RFC 6962 style)."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    level = [hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    while len(level) > 1:
+        nxt = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def rows_to_table(cls: type[Event], rows: list[dict]) -> pa.Table:
+    """Arrow table for content dicts of one (type, version), each with seq,
+    recorded_at (µs), content_hash and size added."""
+    schema = arrow_schema(cls)
+    columns = {name: [r.get(name) for r in rows] for name in schema.names}
+    return pa.table(columns, schema=schema)
+
+
+def canonical_from_table(table: pa.Table) -> list[bytes]:
+    """Rebuild each row's canonical encoding from its typed columns."""
+    content_cols = [c for c in table.column_names if c not in ("seq", "recorded_at", "content_hash", "size")]
+    data = table.select(content_cols).to_pylist()
+    return [canonical(row) for row in data]

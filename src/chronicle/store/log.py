@@ -1,0 +1,587 @@
+"""The event log: durable appends through the WAL, seals into Parquet
+segments, bulk loads straight to segments, and consistent snapshots.
+
+On disk (``data/log``)::
+
+    wal/<first seq>.wal     framed records (see framing); the newest is active
+    segments/*.parquet      sealed events, one file per (type, version) per seal
+    MANIFEST                hash-chained JSON lines; the commit point of a seal
+    LOCK                    held briefly by every append (seq assignment + write)
+    SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
+
+Lock order is always SEAL.lock, then LOCK.
+
+Group commit: a writer assigns seqs and writes its frames under LOCK, releases
+it, then fdatasyncs. Writers' syncs overlap and the kernel coalesces them, so
+N concurrent processes pay far less than N sequential syncs. An append is
+acknowledged (returned) only after its own fdatasync, and an fdatasync covers
+every byte written before it, so an acknowledged event is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from chronicle.events import Event, event_class
+from chronicle.store import codec, framing, manifest
+from chronicle.store.errors import (
+    ConflictingEvent,
+    CorruptionError,
+    InvalidEvent,
+    NotAWorkspace,
+    StoreError,
+)
+from chronicle.store.fsutil import full_error, fsync_dir, is_full, locked, pwrite_all, write_durably
+
+WAL_SUFFIX = ".wal"
+_FRAME = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """An acknowledged event: durable at ``seq``. ``duplicate`` means the
+    event_id was already recorded with identical content (nothing new written)."""
+
+    seq: int
+    event_id: str
+    duplicate: bool = False
+
+
+class WalRecord(NamedTuple):
+    seq: int
+    recorded_at_us: int
+    data: bytes
+
+
+def new_event_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def wal_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{WAL_SUFFIX}"
+
+
+def decode_records(payloads: list[bytes]) -> list[WalRecord]:
+    out = []
+    for p in payloads:
+        seq, rec, data = msgspec.msgpack.decode(p)
+        out.append(WalRecord(seq, rec, data))
+    return out
+
+
+class EventLog:
+    """One append-only log directory. Safe to use from several processes at once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if not (self.path / "MANIFEST").is_file():
+            raise NotAWorkspace(f"{self.path}: no chronicle log here (run `chronicle init`)")
+        self.wal_dir = self.path / "wal"
+        self.segment_dir = self.path / "segments"
+        self.manifest_path = self.path / "MANIFEST"
+        self._lock_path = self.path / "LOCK"
+        self._seal_lock_path = self.path / "SEAL.lock"
+        # Writer-side caches, only read or changed while holding LOCK.
+        self._manifest: manifest.ManifestLines | None = None
+        self._manifest_stamp: tuple[int, int] | None = None
+        self._scanned: dict[str, int] = {}
+        self._head_seq = 0
+        self._head_time_us = 0
+        self._chain_unsealed: dict[int, bytes] = {}
+        self._ids: dict[str, int] | None = None
+        self._ids_entries = 0
+        self._fd: int | None = None
+        self._fd_name: str | None = None
+
+    # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def init(cls, path: Path) -> EventLog:
+        path = Path(path)
+        for sub in ("wal", "segments"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        if not (path / "MANIFEST").exists():
+            write_durably(path / "MANIFEST", b"")
+            (path / "wal" / wal_name(1)).touch()
+            fsync_dir(path / "wal")
+        fsync_dir(path)
+        return cls(path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------- shared state
+
+    def read_manifest(self) -> manifest.ManifestLines:
+        return manifest.parse(self.manifest_path)
+
+    def _refresh_manifest(self) -> manifest.ManifestLines:
+        st = os.stat(self.manifest_path)
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._manifest is None or stamp != self._manifest_stamp:
+            self._manifest = self.read_manifest()
+            self._manifest_stamp = stamp
+        return self._manifest
+
+    def _wal_names(self) -> list[str]:
+        return sorted(n for n in os.listdir(self.wal_dir) if n.endswith(WAL_SUFFIX))
+
+    def _sync_tail(self) -> None:
+        """Under LOCK: catch up with what other processes wrote, and cut off a
+        torn tail left by a writer that died mid-write (it was never acked)."""
+        m = self._refresh_manifest()
+        sealed_head = m.entries[-1].last_seq if m.entries else 0
+        sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
+        names = self._wal_names()
+        self._scanned = {n: off for n, off in self._scanned.items() if n in names}
+        self._chain_unsealed = {s: h for s, h in self._chain_unsealed.items() if s > sealed_head}
+        self._head_seq = max(self._head_seq, sealed_head)
+        self._head_time_us = max(self._head_time_us, sealed_time)
+        if not names:
+            names = [wal_name(self._head_seq + 1)]
+            (self.wal_dir / names[0]).touch()
+            fsync_dir(self.wal_dir)
+        for i, name in enumerate(names):
+            path = self.wal_dir / name
+            start = self._scanned.get(name, 0)
+            size = os.path.getsize(path)
+            if size == start:
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                buf = fh.read()
+            result = framing.scan(buf)
+            for rec in decode_records(result.payloads):
+                if rec.seq <= sealed_head:
+                    continue
+                if rec.seq != self._head_seq + 1:
+                    raise CorruptionError(str(path), start, None, f"WAL seq {rec.seq} does not follow {self._head_seq}")
+                self._head_seq = rec.seq
+                self._head_time_us = max(self._head_time_us, rec.recorded_at_us)
+                if self._ids is not None:
+                    self._ids[codec.decode_content(rec.data)["event_id"]] = rec.seq
+                self._chain_unsealed[rec.seq] = codec.content_hash(rec.data)
+            if result.corrupt:
+                raise CorruptionError(
+                    str(path), start + result.bad_at, start + result.resumes_at,
+                    "damaged WAL frame followed by intact frames",
+                )
+            if result.torn_tail:
+                if i != len(names) - 1:
+                    raise CorruptionError(str(path), start + result.end, size, "bad frame at the end of a rotated WAL file")
+                with open(path, "r+b") as fh:
+                    fh.truncate(start + result.end)
+                    os.fsync(fh.fileno())
+            self._scanned[name] = start + result.end
+
+    def _active(self) -> tuple[str, int]:
+        name = self._wal_names()[-1]
+        if self._fd_name != name:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = os.open(self.wal_dir / name, os.O_WRONLY)
+            self._fd_name = name
+        return name, self._fd
+
+    # ------------------------------------------------------------- dedup
+
+    def _load_ids(self) -> dict[str, int]:
+        """event_id -> seq for the whole log (loaded once, then kept current)."""
+        m = self._manifest
+        assert m is not None
+        if self._ids is None:
+            self._ids = {}
+            self._ids_entries = 0
+            snapshot_ids = self._wal_ids()
+            self._ids.update(snapshot_ids)
+        for entry in m.entries[self._ids_entries :]:
+            for f in entry.files:
+                t = pq.read_table(self.segment_dir / f.name, columns=["event_id", "seq"])
+                self._ids.update(zip(t.column("event_id").to_pylist(), t.column("seq").to_pylist()))
+        self._ids_entries = len(m.entries)
+        return self._ids
+
+    def _wal_ids(self) -> dict[str, int]:
+        ids = {}
+        for name in self._wal_names():
+            data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
+            for rec in decode_records(framing.scan(data).payloads):
+                ids[codec.decode_content(rec.data)["event_id"]] = rec.seq
+        return ids
+
+    def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
+        """content_hash of each of ``seqs`` (unsealed from memory, sealed from segments)."""
+        found = {s: self._chain_unsealed[s] for s in seqs if s in self._chain_unsealed}
+        rest = seqs - found.keys()
+        m = self._manifest
+        assert m is not None
+        for entry in m.entries:
+            wanted = [s for s in rest if entry.first_seq <= s <= entry.last_seq]
+            if not wanted:
+                continue
+            for f in entry.files:
+                t = pq.read_table(self.segment_dir / f.name, columns=["seq", "content_hash"])
+                t = t.filter(pc.is_in(t.column("seq"), pa.array(wanted, pa.int64())))
+                found.update(zip(t.column("seq").to_pylist(), t.column("content_hash").to_pylist()))
+        return found
+
+    def _resolve_existing(self, prepared: list[tuple[str, bytes, bytes, bool]]) -> dict[int, int]:
+        """Batch index -> existing seq for events already recorded with identical
+        content; raises ConflictingEvent when content differs."""
+        if not any(given for *_, given in prepared):
+            return {}
+        ids = self._load_ids()
+        hits = {i: ids[eid] for i, (eid, _, _, given) in enumerate(prepared) if given and eid in ids}
+        if not hits:
+            return {}
+        stored = self._content_hashes(set(hits.values()))
+        for i, seq in hits.items():
+            if stored.get(seq) != prepared[i][2]:
+                raise ConflictingEvent(prepared[i][0], seq, index=i)
+        return hits
+
+    # ------------------------------------------------------------ append
+
+    def _prepare(self, events: Sequence[Event]) -> tuple[list[tuple[str, bytes, bytes, bool]], dict[int, int]]:
+        prepared = []
+        first_of: dict[str, int] = {}
+        aliases: dict[int, int] = {}
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Event):
+                raise InvalidEvent(f"event {i}: not an Event ({type(ev).__name__})", index=i)
+            given = bool(ev.event_id)
+            if not given:
+                ev = msgspec.structs.replace(ev, event_id=new_event_id())
+            try:
+                data = codec.encode(ev)
+            except InvalidEvent as exc:
+                raise InvalidEvent(f"event {i}: {exc}", index=i, field=exc.field) from None
+            chash = codec.content_hash(data)
+            j = first_of.setdefault(ev.event_id, i)
+            if j != i:
+                if prepared[j][2] != chash:
+                    raise ConflictingEvent(ev.event_id, 0, index=i)
+                aliases[i] = j
+            prepared.append((ev.event_id, data, chash, given))
+        return prepared, aliases
+
+    def append(self, events: Sequence[Event]) -> list[Ack]:
+        """Durably append ``events`` as one batch: all or nothing.
+
+        Returns one Ack per input event, in order, after the batch is on disk.
+        """
+        if not events:
+            return []
+        prepared, aliases = self._prepare(events)
+        with locked(self._lock_path):
+            self._sync_tail()
+            existing = self._resolve_existing(prepared)
+            name, fd = self._active()
+            offset = self._scanned.get(name, 0)
+            now = max(_now_us(), self._head_time_us)
+            seq = self._head_seq
+            acks: list[Ack] = []
+            frames: list[bytes] = []
+            new: list[tuple[int, str, bytes]] = []
+            for i, (eid, data, chash, _) in enumerate(prepared):
+                if i in existing:
+                    acks.append(Ack(existing[i], eid, True))
+                elif i in aliases:
+                    acks.append(Ack(acks[aliases[i]].seq, eid, True))
+                else:
+                    seq += 1
+                    frames.append(framing.encode_frame(_FRAME.encode((seq, now, data))))
+                    new.append((seq, eid, chash))
+                    acks.append(Ack(seq, eid))
+            if frames:
+                blob = b"".join(frames)
+                try:
+                    pwrite_all(fd, blob, offset)
+                except OSError as exc:
+                    os.ftruncate(fd, offset)
+                    if is_full(exc):
+                        raise full_error(self.wal_dir / name, exc) from None
+                    raise
+                self._scanned[name] = offset + len(blob)
+                self._head_seq = seq
+                self._head_time_us = now
+                for s, eid, chash in new:
+                    self._chain_unsealed[s] = chash
+                    if self._ids is not None:
+                        self._ids[eid] = s
+        if frames:
+            os.fdatasync(fd)
+        return acks
+
+    # -------------------------------------------------------------- seal
+
+    def seal(self) -> list[manifest.ManifestEntry]:
+        """Move every WAL record into Parquet segments. Idempotent; appends may
+        continue meanwhile (the WAL is rotated first, under LOCK)."""
+        with locked(self._seal_lock_path):
+            with locked(self._lock_path):
+                pending = self._rotate()
+            return [e for name in pending if (e := self._seal_wal_file(name)) is not None]
+
+    def _rotate(self) -> list[str]:
+        """Under LOCK: start a fresh active WAL file if the current one has
+        records; return the files to seal (all but the active one)."""
+        self._sync_tail()
+        names = self._wal_names()
+        if self._scanned.get(names[-1], 0) > 0:
+            fresh = wal_name(self._head_seq + 1)
+            (self.wal_dir / fresh).touch()
+            fsync_dir(self.wal_dir)
+            names.append(fresh)
+        return names[:-1]
+
+    def _seal_wal_file(self, name: str) -> manifest.ManifestEntry | None:
+        path = self.wal_dir / name
+        data = path.read_bytes()
+        result = framing.scan(data)
+        if result.bad_at is not None:
+            raise CorruptionError(str(path), result.bad_at, result.resumes_at, "bad frame in a rotated WAL file")
+        m = self.read_manifest()
+        head = m.entries[-1].last_seq if m.entries else 0
+        records = [r for r in decode_records(result.payloads) if r.seq > head]
+        entry = None
+        if records:
+            if records[0].seq != head + 1:
+                raise CorruptionError(str(path), 0, None, f"WAL starts at seq {records[0].seq}, log head is {head}")
+            rows = []
+            for r in records:
+                content = codec.decode_content(r.data)
+                content.update(seq=r.seq, recorded_at=r.recorded_at_us, content_hash=codec.content_hash(r.data), size=len(r.data))
+                rows.append(content)
+            entry = self._commit_segment(rows, m)
+        path.unlink()
+        fsync_dir(self.wal_dir)
+        return entry
+
+    def _commit_segment(self, rows: list[dict], m: manifest.ManifestLines) -> manifest.ManifestEntry:
+        """Write rows (content + seq, recorded_at µs, content_hash, size; in seq
+        order) as segment files and commit them with a MANIFEST entry."""
+        groups: dict[tuple[str, int], list[dict]] = {}
+        for row in rows:
+            groups.setdefault((row["type"], row["v"]), []).append(row)
+        tables = {key: codec.rows_to_table(event_class(*key), grp) for key, grp in groups.items()}
+        return self._commit_tables(tables, m)
+
+    def _commit_tables(self, tables: dict[tuple[str, int], pa.Table], m: manifest.ManifestLines) -> manifest.ManifestEntry:
+        seqs = pa.chunked_array([t.column("seq") for t in tables.values()]).to_pylist()
+        first, last = min(seqs), max(seqs)
+        files = []
+        for (type_name, v), table in sorted(tables.items()):
+            fname = f"seg-{first:012d}-{last:012d}.{type_name}.v{v}.parquet"
+            files.append(self._write_segment_file(fname, type_name, v, table))
+        fsync_dir(self.segment_dir)
+        # Merkle root and hash chain over all events of the segment, in seq order.
+        order = pa.concat_tables(
+            [t.select(["seq", "recorded_at", "content_hash"]).cast(
+                pa.schema([("seq", pa.int64()), ("recorded_at", pa.int64()), ("content_hash", pa.binary(32))]))
+             for t in tables.values()]
+        ).sort_by("seq")
+        leaves = [
+            codec.event_hash(s, r, h)
+            for s, r, h in zip(order.column("seq").to_pylist(), order.column("recorded_at").to_pylist(), order.column("content_hash").to_pylist())
+        ]
+        chain = bytes.fromhex(m.entries[-1].chain) if m.entries else bytes(32)
+        for leaf in leaves:
+            chain = hashlib.sha256(chain + leaf).digest()
+        times = order.column("recorded_at")
+        entry = manifest.seal_entry(
+            manifest.ManifestEntry(
+                n=len(m.entries) + 1,
+                first_seq=first,
+                last_seq=last,
+                min_recorded_at=pc.min(times).as_py(),
+                max_recorded_at=pc.max(times).as_py(),
+                files=files,
+                merkle_root=codec.merkle_root(leaves).hex(),
+                chain=chain.hex(),
+                sealed_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                prev=m.entries[-1].hash if m.entries else manifest.GENESIS,
+            )
+        )
+        manifest.append(self.manifest_path, entry, m.committed_size)
+        return entry
+
+    def _write_segment_file(self, fname: str, type_name: str, v: int, table: pa.Table) -> manifest.SegmentFile:
+        final = self.segment_dir / fname
+        tmp = self.segment_dir / (fname + ".tmp")
+        try:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=256 * 1024)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_full(exc):
+                raise full_error(final, exc) from None
+            raise
+        data = final.read_bytes()
+        blocks = [
+            hashlib.sha256(data[i : i + manifest.BLOCK_SIZE]).hexdigest()
+            for i in range(0, max(len(data), 1), manifest.BLOCK_SIZE)
+        ]
+        return manifest.SegmentFile(
+            name=fname, type=type_name, v=v, rows=table.num_rows, bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), block_sha256=blocks,
+        )
+
+    # --------------------------------------------------------- bulk load
+
+    def append_table(self, type_name: str, table: pa.Table) -> list[Ack]:
+        """Bulk-load events of one type straight into a segment (no WAL).
+
+        ``table`` has a ``stream`` column, optionally ``event_id``, and the
+        type's fields. Validation and hashing are vectorised or per-row over
+        Arrow buffers; no Event objects are built. Events whose event_id is
+        already recorded with identical content are skipped (duplicate Acks).
+        """
+        cls = event_class(type_name)
+        schema = codec.arrow_schema(cls)
+        n = table.num_rows
+        if n == 0:
+            return []
+        content = self._content_table(cls, schema, table)
+        encoded = codec.canonical_from_table(content)
+        hashes = [codec.content_hash(d) for d in encoded]
+        ids = content.column("event_id").to_pylist()
+        given = "event_id" in table.column_names
+        with locked(self._seal_lock_path), locked(self._lock_path):
+            for name in self._rotate():
+                self._seal_wal_file(name)
+            self._manifest = None
+            self._sync_tail()
+            prepared = [(eid, b"", h, given) for eid, h in zip(ids, hashes)]
+            existing = self._resolve_existing(prepared)
+            keep = [i for i in range(n) if i not in existing]
+            seen: dict[str, int] = {}
+            acks: list[Ack | None] = [None] * n
+            for i, seq in existing.items():
+                acks[i] = Ack(seq, ids[i], True)
+            fresh = []
+            seq = self._head_seq
+            for i in keep:
+                j = seen.setdefault(ids[i], i)
+                if j != i:
+                    if hashes[j] != hashes[i]:
+                        raise ConflictingEvent(ids[i], 0, index=i)
+                    continue
+                seq += 1
+                acks[i] = Ack(seq, ids[i])
+                fresh.append(i)
+            for i in keep:
+                if acks[i] is None:
+                    acks[i] = Ack(acks[seen[ids[i]]].seq, ids[i], True)
+            if fresh:
+                now = max(_now_us(), self._head_time_us)
+                idx = pa.array(fresh, pa.int64())
+                out = content.take(idx)
+                out = out.append_column("seq", pa.array(range(self._head_seq + 1, seq + 1), pa.int64()))
+                out = out.append_column("recorded_at", pa.array([now] * len(fresh), pa.timestamp("us", tz="UTC")))
+                out = out.append_column("content_hash", pa.array([hashes[i] for i in fresh], pa.binary(32)))
+                out = out.append_column("size", pa.array([len(encoded[i]) for i in fresh], pa.int64()))
+                out = out.select(schema.names).cast(schema)
+                m = self._refresh_manifest()
+                self._commit_tables({(type_name, cls.VERSION): out}, m)
+                self._head_seq = seq
+                self._head_time_us = now
+                if self._ids is not None:
+                    for i in fresh:
+                        self._ids[ids[i]] = acks[i].seq  # type: ignore[union-attr]
+            return acks  # type: ignore[return-value]
+
+    @staticmethod
+    def _content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Table:
+        n = table.num_rows
+        cols = set(table.column_names)
+        missing = [f.name for f in schema if f.name not in codec.ENVELOPE_COLUMNS and not f.nullable and f.name not in cols]
+        if "stream" not in cols:
+            missing.insert(0, "stream")
+        if missing:
+            raise InvalidEvent(f"{cls.type_name()}: missing column(s) {', '.join(missing)}", field=missing[0])
+        unknown = cols - set(schema.names)
+        if unknown:
+            raise InvalidEvent(f"{cls.type_name()}: unknown column(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        arrays = {
+            "event_id": table.column("event_id") if "event_id" in cols else pa.array([new_event_id() for _ in range(n)], pa.string()),
+            "type": pa.array([cls.type_name()] * n, pa.string()),
+            "v": pa.array([cls.VERSION] * n, pa.int32()),
+            "stream": table.column("stream"),
+        }
+        for f in schema:
+            if f.name in codec.ENVELOPE_COLUMNS:
+                continue
+            arrays[f.name] = table.column(f.name) if f.name in cols else pa.nulls(n, f.type)
+        names = [f.name for f in schema if f.name not in ("seq", "recorded_at", "content_hash", "size")]
+        target = pa.schema([schema.field(nm) for nm in names])
+        try:
+            out = pa.table([arrays[nm] for nm in names], names=names).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InvalidEvent(f"{cls.type_name()}: {exc}") from None
+        for f in target:
+            if not f.nullable and out.column(f.name).null_count:
+                raise InvalidEvent(f"{cls.type_name()}: column {f.name!r} has nulls", field=f.name)
+        if pc.any(pc.equal(out.column("stream"), "")).as_py():
+            raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
+        return out
+
+    # ----------------------------------------------------------- reading
+
+    def read_wal(self) -> tuple[manifest.ManifestLines, list[WalRecord]]:
+        """A consistent (MANIFEST, WAL tail) pair, without taking LOCK.
+
+        A seal may commit and delete a WAL file between the two reads; the
+        result would then have a gap, so it is retried.
+        """
+        for _ in range(50):
+            m = self.read_manifest()
+            head = m.entries[-1].last_seq if m.entries else 0
+            records: list[WalRecord] = []
+            try:
+                for name in self._wal_names():
+                    path = self.wal_dir / name
+                    result = framing.scan(path.read_bytes())
+                    if result.corrupt:
+                        raise CorruptionError(
+                            str(path), result.bad_at, result.resumes_at, "damaged WAL frame followed by intact frames"
+                        )
+                    records.extend(r for r in decode_records(result.payloads) if r.seq > head)
+            except FileNotFoundError:
+                continue
+            if all(r.seq == head + 1 + i for i, r in enumerate(records)):
+                return m, records
+        raise StoreError(f"{self.path}: could not read a consistent snapshot; the log is changing too fast")
+
+    def snapshot(self):  # -> Snapshot (import cycle avoided)
+        from chronicle.store.reader import Snapshot
+
+        m, records = self.read_wal()
+        return Snapshot(self, m.entries, records)
