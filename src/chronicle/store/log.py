@@ -346,7 +346,21 @@ class EventLog:
         with locked(self._seal_lock_path):
             with locked(self._lock_path):
                 pending = self._rotate()
-            return [e for name in pending if (e := self._seal_wal_file(name)) is not None]
+            entries = []
+            for name in pending:
+                entry = self._seal_wal_file(name)
+                if entry is not None:
+                    entries.append(entry)
+                # Under LOCK, so no appender's view of wal/ changes while it works.
+                with locked(self._lock_path):
+                    self._drop_wal_file(name)
+            return entries
+
+    def _drop_wal_file(self, name: str) -> None:
+        """Delete a WAL file whose records are all committed in the MANIFEST."""
+        (self.wal_dir / name).unlink()
+        fsync_dir(self.wal_dir)
+        self._scanned.pop(name, None)
 
     def _rotate(self) -> list[str]:
         """Under LOCK: start a fresh active WAL file if the current one has
@@ -379,8 +393,6 @@ class EventLog:
                 content.update(seq=r.seq, recorded_at=r.recorded_at_us, content_hash=codec.content_hash(r.data), size=len(r.data))
                 rows.append(content)
             entry = self._commit_segment(rows, m)
-        path.unlink()
-        fsync_dir(self.wal_dir)
         return entry
 
     def _commit_segment(self, rows: list[dict], m: manifest.ManifestLines) -> manifest.ManifestEntry:
@@ -477,6 +489,7 @@ class EventLog:
         with locked(self._seal_lock_path), locked(self._lock_path):
             for name in self._rotate():
                 self._seal_wal_file(name)
+                self._drop_wal_file(name)
             self._manifest = None
             self._sync_tail()
             prepared = [(eid, b"", h, given) for eid, h in zip(ids, hashes)]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from chronicle.events import Annotation
+from chronicle.store import EventLog
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def note(i: int, *, stream: str = "doc:1", event_id: str | None = None, value: str | None = None) -> Annotation:
+    return Annotation(stream=stream, event_id=event_id or f"e{i}", target=stream, key="k",
+                      value=value if value is not None else str(i), author="test")
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> EventLog:
+    with EventLog.init(tmp_path / "log") as lg:
+        yield lg
+
+
+def envelope(lg: EventLog) -> pl.DataFrame:
+    return lg.snapshot().envelope().collect()
+
+
+def run_cli(*args: str, root: Path, stdin: bytes | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CHRONICLE_ROOT": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "chronicle", *args], input=stdin, capture_output=True, env=env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"chronicle {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
+    return proc

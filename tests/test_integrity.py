@@ -1,0 +1,130 @@
+"""Torn tails, damaged frames, tampered segments and MANIFEST, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chronicle.store import CorruptionError, EventLog
+from chronicle.store.framing import encode_frame
+from chronicle.store.integrity import checkpoint, verify
+
+from conftest import envelope, note
+
+
+def _active_wal(log: EventLog) -> Path:
+    return sorted(log.wal_dir.glob("*.wal"))[-1]
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_torn_tail_is_cut_off_by_the_next_append(log: EventLog) -> None:
+    log.append([note(i) for i in range(3)])
+    wal = _active_wal(log)
+    good = wal.stat().st_size
+    with open(wal, "ab") as fh:  # a frame cut short, as a killed writer leaves it
+        fh.write(encode_frame(b"x" * 100)[:37])
+    report = verify(log)
+    assert report.ok and "torn tail" in report.problems[0].reason
+    other = EventLog(log.path)  # another process's view
+    assert other.append([note(3)])[0].seq == 4
+    assert wal.stat().st_size > good
+    assert verify(other).problems == []
+    assert envelope(other)["seq"].to_list() == [1, 2, 3, 4]
+
+
+def test_damaged_frame_followed_by_intact_frames_is_corruption(log: EventLog) -> None:
+    log.append([note(i) for i in range(3)])
+    wal = _active_wal(log)
+    size = wal.stat().st_size
+    _flip(wal, size // 3 + 20)  # inside the first or second frame, not the last
+    report = verify(log)
+    assert not report.ok
+    problem = report.problems[0]
+    assert problem.path == str(wal) and "followed by intact frames" in problem.reason
+    assert problem.start is not None and problem.start < size
+    with pytest.raises(CorruptionError, match="followed by intact frames"):
+        EventLog(log.path).append([note(9)])
+    assert wal.stat().st_size == size, "corruption must never be truncated away"
+
+
+def test_flipped_byte_in_a_segment_is_located(log: EventLog) -> None:
+    log.append([note(i, value="v" * 2000) for i in range(50)])
+    entry = log.seal()[0]
+    seg = log.segment_dir / entry.files[0].name
+    _flip(seg, 1234)
+    report = verify(log)
+    assert not report.ok
+    p = report.problems[0]
+    assert p.path == str(seg) and p.start is not None and p.start <= 1234 < p.end  # type: ignore[operator]
+
+
+def test_flipped_byte_in_the_manifest_is_located(log: EventLog) -> None:
+    for batch in range(3):
+        log.append([note(batch * 10 + i) for i in range(10)])
+        log.seal()
+    manifest = log.manifest_path
+    lines = manifest.read_bytes().split(b"\n")
+    offset = len(lines[0]) + 1 + 40  # inside the second entry
+    _flip(manifest, offset)
+    report = verify(log)
+    assert not report.ok
+    p = report.problems[0]
+    assert p.path == str(manifest) and p.start <= offset < p.end  # type: ignore[operator]
+    assert "line 2" in p.reason
+
+
+def test_rewritten_event_with_rehashed_file_is_still_caught(log: EventLog) -> None:
+    """Someone edits a segment and fixes up the file hash: the content hash and Merkle root still disagree."""
+    import hashlib
+
+    import msgspec
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from chronicle.store import manifest as mf
+
+    log.append([note(i) for i in range(5)])
+    entry = log.seal()[0]
+    seg = log.segment_dir / entry.files[0].name
+    table = pq.read_table(seg)
+    values = table.column("value").to_pylist()
+    values[2] = "forged"
+    table = table.set_column(table.schema.get_field_index("value"), "value", pa.array(values, pa.large_string()))
+    pq.write_table(table, seg, compression="zstd")
+    data = seg.read_bytes()
+    f = msgspec.structs.replace(entry.files[0], bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                                block_sha256=[hashlib.sha256(data).hexdigest()])
+    forged = mf.seal_entry(msgspec.structs.replace(entry, files=[f], hash=""))
+    log.manifest_path.write_bytes(msgspec.json.Encoder(order="sorted").encode(forged) + b"\n")
+    report = verify(log)
+    assert not report.ok and "seq 3" in report.problems[0].reason
+
+
+def test_checkpoint_is_reproved_after_the_log_grows_and_is_sealed(log: EventLog) -> None:
+    log.append([note(i) for i in range(7)])
+    cp = checkpoint(log)
+    assert cp.seq == 7
+    log.append([note(i) for i in range(7, 20)])
+    log.seal()
+    log.append([note(20)])
+    report = verify(log, at_seq=cp.seq)
+    assert report.ok and report.hash_at == cp.head_hash
+    assert report.head_hash == checkpoint(log).head_hash
+
+
+def test_unterminated_manifest_line_is_an_uncommitted_seal(log: EventLog) -> None:
+    log.append([note(i) for i in range(4)])
+    log.seal()
+    with open(log.manifest_path, "ab") as fh:
+        fh.write(b'{"n": 2, "first_seq": 5')
+    assert verify(log).ok
+    log.append([note(4)])
+    log.seal()
+    assert verify(log).problems == []
+    assert envelope(log)["seq"].to_list() == [1, 2, 3, 4, 5]

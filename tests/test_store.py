@@ -1,0 +1,127 @@
+"""The log's contract: what append, seal, bulk load and snapshots promise."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pytest
+
+from chronicle.events import Annotation, AnnotationV1, SessionLine
+from chronicle.store import ConflictingEvent, EventLog, InvalidEvent, NotAWorkspace
+
+from conftest import envelope, note
+
+
+def test_seqs_are_contiguous_from_one_across_batches_and_seals(log: EventLog) -> None:
+    acks = log.append([note(i) for i in range(5)])
+    log.seal()
+    acks += log.append([note(i) for i in range(5, 12)])
+    assert [a.seq for a in acks] == list(range(1, 13))
+    assert envelope(log)["seq"].to_list() == list(range(1, 13))
+
+
+def test_identical_event_id_is_a_noop_returning_the_first_seq(log: EventLog) -> None:
+    log.append([note(i) for i in range(3)])
+    log.seal()
+    log.append([note(3)])
+    again = log.append([note(1), note(3)])
+    assert [(a.seq, a.duplicate) for a in again] == [(2, True), (4, True)]
+    assert envelope(log).height == 4
+
+
+def test_same_event_id_with_other_content_is_refused_and_nothing_is_written(log: EventLog) -> None:
+    log.append([note(0)])
+    with pytest.raises(ConflictingEvent, match="'e0' already exists at seq 1"):
+        log.append([note(1), note(0, value="changed")])
+    assert envelope(log)["event_id"].to_list() == ["e0"]
+    log.seal()
+    with pytest.raises(ConflictingEvent):
+        log.append([note(0, value="changed again")])
+
+
+def test_duplicate_inside_one_batch(log: EventLog) -> None:
+    acks = log.append([note(0), note(0)])
+    assert [(a.seq, a.duplicate) for a in acks] == [(1, False), (1, True)]
+    with pytest.raises(ConflictingEvent):
+        log.append([note(5), note(5, value="other")])
+    assert envelope(log).height == 1
+
+
+def test_invalid_event_names_the_field_and_writes_nothing(log: EventLog) -> None:
+    bad = SessionLine(stream="s", path="p", generation=0, line_no="seven", offset=0, raw=b"")  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match=r"event 1: .*line_no"):
+        log.append([note(0), bad])
+    with pytest.raises(InvalidEvent, match="stream"):
+        log.append([Annotation(stream="", target="t", key="k", value="v", author="a")])
+    assert envelope(log).height == 0
+
+
+def test_v1_event_is_read_as_v2_from_wal_and_from_segments(log: EventLog) -> None:
+    log.append([AnnotationV1(stream="doc:1", event_id="old", target="doc:1", key="k", value="v", author="a")])
+    for _ in range(2):  # first from the WAL, then from a sealed v1 segment file
+        events = list(log.snapshot().events())
+        assert len(events) == 1
+        ev = events[0]
+        assert isinstance(ev, Annotation) and ev.note is None and ev.value == "v"
+        frame = log.snapshot().frame("annotation").collect()
+        assert frame["v"].to_list() == [2] and "note" in frame.columns
+        log.seal()
+    files = [f.name for e in log.read_manifest().entries for f in e.files]
+    assert files == ["seg-000000000001-000000000001.annotation.v1.parquet"], "old events must stay as written"
+
+
+def test_snapshot_as_of_seq_and_time(log: EventLog) -> None:
+    log.append([note(i) for i in range(3)])
+    time.sleep(0.01)
+    middle = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    log.seal()
+    log.append([note(i) for i in range(3, 6)])
+    snap = log.snapshot()
+    assert snap.as_of(4).envelope().collect()["seq"].to_list() == [1, 2, 3, 4]
+    assert snap.seq_at(middle) == 3
+    assert snap.seq_at(datetime(2000, 1, 1, tzinfo=timezone.utc)) == 0
+    assert [e.seq for e in snap.as_of(snap.seq_at(middle)).events()] == [1, 2, 3]
+
+
+def test_recorded_at_never_goes_backwards(log: EventLog) -> None:
+    for i in range(20):
+        log.append([note(i)])
+    times = envelope(log)["recorded_at"].to_list()
+    assert times == sorted(times)
+
+
+def test_bulk_load_goes_after_the_wal_and_deduplicates(log: EventLog) -> None:
+    log.append([note(0), note(1)])
+    table = pa.table({
+        "stream": ["doc:b"] * 3, "event_id": ["b0", "b1", "e1"],
+        "target": ["doc:b"] * 3, "key": ["k"] * 3, "value": ["x", "y", "1"], "author": ["bulk"] * 3,
+    })
+    # e1 exists with stream doc:1: different content, so the whole load is refused.
+    with pytest.raises(ConflictingEvent):
+        log.append_table("annotation", table)
+    table = table.slice(0, 2)
+    acks = log.append_table("annotation", table)
+    assert [a.seq for a in acks] == [3, 4]
+    assert [a.duplicate for a in log.append_table("annotation", table)] == [True, True]
+    acks = log.append([note(9)])
+    assert acks[0].seq == 5
+    env = envelope(log)
+    assert env["seq"].to_list() == [1, 2, 3, 4, 5]
+    assert log.read_manifest().entries[-1].last_seq == 4, "bulk rows are committed as a segment"
+
+
+def test_bulk_load_validates_columns(log: EventLog) -> None:
+    with pytest.raises(InvalidEvent, match="missing column.*author"):
+        log.append_table("annotation", pa.table({"stream": ["s"], "target": ["t"], "key": ["k"], "value": ["v"]}))
+    with pytest.raises(InvalidEvent, match="unknown column.*colour"):
+        log.append_table("annotation", pa.table({"stream": ["s"], "target": ["t"], "key": ["k"], "value": ["v"],
+                                                 "author": ["a"], "colour": ["red"]}))
+    assert envelope(log).height == 0
+
+
+def test_opening_a_directory_that_is_not_a_log(tmp_path) -> None:
+    with pytest.raises(NotAWorkspace, match="chronicle init"):
+        EventLog(tmp_path)
