@@ -1,0 +1,125 @@
+"""The projection engine: determinism, incremental = full, blue/green, as-of, workspace modules."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from chronicle.events import SessionLine, SourceError
+from chronicle.projection import Engine, ProjectionError, discover
+from chronicle.store import EventLog
+
+from conftest import note
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.*")) if not p.name.startswith("_")}
+
+
+def _fill(log: EventLog, start: int, n: int) -> None:
+    log.append([note(i, stream=f"doc:{i % 3}") for i in range(start, start + n)])
+
+
+def test_two_full_rebuilds_give_identical_bytes(log: EventLog, tmp_path: Path) -> None:
+    _fill(log, 0, 50)
+    log.seal()
+    _fill(log, 50, 10)
+    a, b = tmp_path / "a", tmp_path / "b"
+    Engine(a, discover()).run(log.snapshot(), full=True)
+    Engine(b, discover()).run(log.snapshot(), full=True)
+    assert _digests(a) == _digests(b) and len(_digests(a)) == 4
+
+
+def test_incremental_update_equals_full_rebuild(log: EventLog, tmp_path: Path) -> None:
+    inc = Engine(tmp_path / "inc", discover())
+    for round_ in range(3):
+        _fill(log, round_ * 20, 20)
+        log.append([SessionLine(stream="session:s", event_id=f"bad{round_}", path="p.jsonl", generation=0,
+                                line_no=round_ + 1, offset=round_ * 10, raw=b"{", error="invalid JSON")])
+        outcomes = inc.run(log.snapshot())
+        if round_:
+            assert {o.action for o in outcomes} == {"updated"}
+    Engine(tmp_path / "full", discover()).run(log.snapshot(), full=True)
+    for t in ("events_by_type", "ingest_errors"):
+        assert pl.read_parquet(tmp_path / "inc" / f"{t}.parquet").equals(pl.read_parquet(tmp_path / "full" / f"{t}.parquet"))
+    assert pl.read_parquet(tmp_path / "inc" / "ingest_errors.parquet")["line_no"].to_list() == [1, 2, 3]
+    assert [o.action for o in inc.run(log.snapshot())] == ["current", "current"]
+
+
+def test_ingest_errors_lists_every_error_event_with_location(log: EventLog, tmp_path: Path) -> None:
+    log.append([
+        SessionLine(stream="session:s", path="a.jsonl", generation=0, line_no=1, offset=0, raw=b"{}\n", record_type="user"),
+        SessionLine(stream="session:s", path="a.jsonl", generation=0, line_no=2, offset=3, raw=b"\xff\n", error="invalid UTF-8"),
+        SourceError(stream="source:b.jsonl", path="b.jsonl", error="permission denied"),
+    ])
+    Engine(tmp_path / "t", discover()).run(log.snapshot())
+    errors = pl.read_parquet(tmp_path / "t" / "ingest_errors.parquet")
+    assert errors.select("path", "line_no", "offset", "error").rows() == [
+        ("a.jsonl", 2, 3, "invalid UTF-8"), ("b.jsonl", None, None, "permission denied")]
+
+
+def test_as_of_build_equals_a_build_made_then(log: EventLog, tmp_path: Path) -> None:
+    _fill(log, 0, 30)
+    then = Engine(tmp_path / "then", discover())
+    then.run(log.snapshot())
+    head = log.snapshot().head
+    _fill(log, 30, 30)
+    log.seal()
+    Engine(tmp_path / "now", discover()).run(log.snapshot().as_of(head), full=True)
+    assert _digests(tmp_path / "then") == _digests(tmp_path / "now")
+
+
+def test_changed_code_forces_a_full_rebuild(log: EventLog, tmp_path: Path) -> None:
+    _fill(log, 0, 5)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    module = folder / "note_values.py"
+    source = '''
+import polars as pl
+INPUTS = ["annotation"]
+OUTPUTS = ["note_values"]
+def build(inputs):
+    return {"note_values": inputs["annotation"].select("seq", "value").sort("seq").collect()}
+'''
+    module.write_text(source)
+    tables = tmp_path / "tables"
+    assert [o.action for o in Engine(tables, discover([folder])).run(log.snapshot(), ["note_values"])] == ["built"]
+    assert [o.action for o in Engine(tables, discover([folder])).run(log.snapshot(), ["note_values"])] == ["current"]
+    module.write_text(source.replace('"seq", "value"', '"seq", "value", "author"'))
+    assert [o.action for o in Engine(tables, discover([folder])).run(log.snapshot(), ["note_values"])] == ["built"]
+    assert pl.read_parquet(tables / "note_values.parquet").columns == ["seq", "value", "author"]
+
+
+def test_a_failing_projection_replaces_nothing(log: EventLog, tmp_path: Path) -> None:
+    _fill(log, 0, 5)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "fragile.py").write_text(
+        'import polars as pl\nINPUTS = ["annotation"]\nOUTPUTS = ["fragile"]\n'
+        'def build(inputs):\n    df = inputs["annotation"].collect()\n'
+        '    if df.height > 5:\n        raise ValueError("too many")\n    return {"fragile": df.select("seq")}\n')
+    tables = tmp_path / "tables"
+    engine = Engine(tables, discover([folder]))
+    engine.run(log.snapshot(), ["fragile"])
+    before = _digests(tables)
+    _fill(log, 5, 1)
+    with pytest.raises(ProjectionError, match="fragile failed: ValueError: too many"):
+        engine.run(log.snapshot(), ["fragile"])
+    assert _digests(tables) == before
+    assert not list(tables.glob(".staging*"))
+
+
+def test_workspace_projection_may_not_take_a_builtin_name(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "events_by_type.py").write_text("INPUTS=[]\nOUTPUTS=['x']\ndef build(i): return {}\n")
+    with pytest.raises(ProjectionError, match="already taken"):
+        discover([folder])
+
+
+def test_unknown_projection_name_lists_the_known_ones(log: EventLog, tmp_path: Path) -> None:
+    with pytest.raises(ProjectionError, match="events_by_type"):
+        Engine(tmp_path, discover()).run(log.snapshot(), ["nope"])
