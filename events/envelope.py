@@ -11,6 +11,7 @@ object from a source is kept as a JSON string field whose name ends in
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -43,8 +44,19 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     @classmethod
     def payload_fields(cls) -> tuple[str, ...]:
         """Type-specific field names (everything that is not envelope)."""
-        return tuple(f for f in cls.__struct_fields__ if f not in ENVELOPE_FIELDS)
+        return _payload_fields(cls)
 
     def payload(self) -> dict:
         """The type-specific fields as plain builtins."""
-        return {f: getattr(self, f) for f in self.payload_fields()}
+        data = msgspec.structs.asdict(self)
+        for name in _ENVELOPE_STRUCT_FIELDS:
+            del data[name]
+        return data
+
+
+_ENVELOPE_STRUCT_FIELDS = ("stream", "event_id", "seq", "recorded_at")
+
+
+@cache
+def _payload_fields(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(f for f in cls.__struct_fields__ if f not in ENVELOPE_FIELDS)

@@ -87,8 +87,10 @@ def _decoder(cls: type[Event]) -> msgspec.msgpack.Decoder:
 def content_of(event: Event) -> dict:
     """The content dict of an event (what the canonical encoding covers)."""
     cls = type(event)
-    content = {"type": cls.type_name(), "v": cls.VERSION, "stream": event.stream, "event_id": event.event_id}
-    content.update(event.payload())
+    content = msgspec.structs.asdict(event)
+    del content["seq"], content["recorded_at"]
+    content["type"] = cls.type_name()
+    content["v"] = cls.VERSION
     return content
 
 

@@ -8,14 +8,15 @@ On disk (``data/log``)::
     MANIFEST                hash-chained JSON lines; the commit point of a seal
     LOCK                    held briefly by every append (seq assignment + write)
     SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
+    SYNC.lock, SYNCED       group commit: whose fdatasync covered how far
 
 Lock order is always SEAL.lock, then LOCK.
 
 Group commit: a writer assigns seqs and writes its frames under LOCK, releases
-it, then fdatasyncs. Writers' syncs overlap and the kernel coalesces them, so
-N concurrent processes pay far less than N sequential syncs. An append is
-acknowledged (returned) only after its own fdatasync, and an fdatasync covers
-every byte written before it, so an acknowledged event is durable.
+it, then makes them durable in ``_group_sync``: one fdatasync covers every byte
+written to the file before it, so writers that queued behind a sync are often
+already covered and skip their own. An append is acknowledged (returned) only
+once an fdatasync that began after its write has finished.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class EventLog:
         self.manifest_path = self.path / "MANIFEST"
         self._lock_path = self.path / "LOCK"
         self._seal_lock_path = self.path / "SEAL.lock"
+        self._sync_lock_path = self.path / "SYNC.lock"
+        self._synced_path = self.path / "SYNCED"
         # Writer-side caches, only read or changed while holding LOCK.
         self._manifest: manifest.ManifestLines | None = None
         self._manifest_stamp: tuple[int, int] | None = None
@@ -159,7 +162,8 @@ class EventLog:
         sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
         names = self._wal_names()
         self._scanned = {n: off for n, off in self._scanned.items() if n in names}
-        self._chain_unsealed = {s: h for s, h in self._chain_unsealed.items() if s > sealed_head}
+        if self._chain_unsealed and min(self._chain_unsealed) <= sealed_head:
+            self._chain_unsealed = {s: h for s, h in self._chain_unsealed.items() if s > sealed_head}
         self._head_seq = max(self._head_seq, sealed_head)
         self._head_time_us = max(self._head_time_us, sealed_time)
         if not names:
@@ -194,9 +198,7 @@ class EventLog:
             if result.torn_tail:
                 if i != len(names) - 1:
                     raise CorruptionError(str(path), start + result.end, size, "bad frame at the end of a rotated WAL file")
-                with open(path, "r+b") as fh:
-                    fh.truncate(start + result.end)
-                    os.fsync(fh.fileno())
+                self._cut_wal(path, start + result.end)
             self._scanned[name] = start + result.end
 
     def _active(self) -> tuple[str, int]:
@@ -323,7 +325,7 @@ class EventLog:
                 try:
                     pwrite_all(fd, blob, offset)
                 except OSError as exc:
-                    os.ftruncate(fd, offset)
+                    self._cut_wal(self.wal_dir / name, offset)
                     if is_full(exc):
                         raise full_error(self.wal_dir / name, exc) from None
                     raise
@@ -335,8 +337,56 @@ class EventLog:
                     if self._ids is not None:
                         self._ids[eid] = s
         if frames:
-            os.fdatasync(fd)
+            self._group_sync(fd, name, offset + len(blob))
         return acks
+
+    def _group_sync(self, fd: int, name: str, end: int) -> None:
+        """Make bytes [0, end) of WAL file ``name`` durable, sharing fsyncs.
+
+        Syncs take turns under SYNC.lock. Each records in SYNCED how far the
+        file was durable after its fdatasync (the size it saw *before*
+        syncing: every byte below it was written by then). A writer whose
+        frames end below that mark was covered by someone else's sync and
+        returns at once. SYNCED is a hint for in-flight writers only; losing
+        it just costs an extra fsync.
+        """
+        with locked(self._sync_lock_path):
+            synced = self._read_synced()
+            if synced is not None and synced[0] == name and synced[1] >= end:
+                return
+            size = os.fstat(fd).st_size
+            os.fdatasync(fd)
+            self._write_synced(name, size)
+
+    def _cut_wal(self, path: Path, end: int) -> None:
+        """Under LOCK: cut a WAL file back to ``end`` (a torn or failed write).
+
+        SYNCED may count bytes being cut (a sync measured the file mid-write);
+        it is lowered first, or a later write into the cut range could wrongly
+        believe itself already durable.
+        """
+        with locked(self._sync_lock_path):
+            synced = self._read_synced()
+            if synced is not None and synced[0] == path.name and synced[1] > end:
+                self._write_synced(path.name, end)
+            with open(path, "r+b") as fh:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
+
+    def _read_synced(self) -> tuple[str, int] | None:
+        try:
+            raw = self._synced_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        name, _, off = raw.decode("ascii", "replace").partition(" ")
+        return (name, int(off)) if off.strip().isdigit() else None
+
+    def _write_synced(self, name: str, offset: int) -> None:
+        fd = os.open(self._synced_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, f"{name} {offset:020d}".encode(), 0)
+        finally:
+            os.close(fd)
 
     # -------------------------------------------------------------- seal
 

@@ -1,0 +1,259 @@
+"""Store benchmarks against the peers a user would otherwise pick, side by side in one run.
+
+Peers: SQLite in WAL mode with synchronous=FULL (one row per event, commit per
+batch: the same durability as an acknowledged chronicle append), and the
+`eventsourcing` library's SQLite application recorder. Every figure is the
+median of several repeats; ratios are what to read (these machines are noisy).
+
+    make bench                 # or: python bench/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+
+from chronicle.events import Annotation
+from chronicle.projection import Engine, discover
+from chronicle.store import EventLog
+
+RESULTS = Path(__file__).with_name("results")
+_ENC = msgspec.msgpack.Encoder()
+
+
+def median_time(fn: Callable[[Path], float], repeats: int) -> float:
+    """Median of ``fn``'s own timings; each repeat gets a fresh directory."""
+    times = []
+    for _ in range(repeats):
+        tmp = Path(tempfile.mkdtemp(prefix="chronicle-bench-"))
+        try:
+            times.append(fn(tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return statistics.median(times)
+
+
+def events(n: int, tag: str = "b") -> list[Annotation]:
+    return [Annotation(stream=f"doc:{i % 1000}", event_id=f"{tag}{i}", target=f"doc:{i % 1000}", key="score",
+                       value="v" * 80, author="bench") for i in range(n)]
+
+
+def sqlite_db(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event_id TEXT UNIQUE, type TEXT, "
+               "stream TEXT, recorded_at INTEGER, size INTEGER, payload BLOB)")
+    return db
+
+
+def sqlite_rows(batch: list[Annotation]) -> list[tuple]:
+    now = time.time_ns() // 1000
+    out = []
+    for ev in batch:
+        payload = _ENC.encode(ev)
+        out.append((ev.event_id, "annotation", ev.stream, now, len(payload), payload))
+    return out
+
+
+# ------------------------------------------------------------ batched append
+
+def batched(n: int, batch: int, repeats: int) -> dict:
+    data = events(n)
+    chunks = [data[i : i + batch] for i in range(0, n, batch)]
+
+    def chronicle(tmp: Path) -> float:
+        log = EventLog.init(tmp / "log")
+        t = time.perf_counter()
+        for c in chunks:
+            log.append(c)
+        return time.perf_counter() - t
+
+    def sqlite(tmp: Path) -> float:
+        db = sqlite_db(tmp / "events.db")
+        t = time.perf_counter()
+        for c in chunks:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO events (event_id, type, stream, recorded_at, size, payload) VALUES (?,?,?,?,?,?)",
+                           sqlite_rows(c))
+            db.execute("COMMIT")
+        return time.perf_counter() - t
+
+    def eventsourcing(tmp: Path) -> float:
+        from eventsourcing.persistence import StoredEvent
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        recorder = SQLiteApplicationRecorder(SQLiteDatastore(str(tmp / "es.db")))
+        recorder.create_table()
+        t = time.perf_counter()
+        for c in chunks:
+            recorder.insert_events([StoredEvent(uuid.uuid5(uuid.NAMESPACE_URL, ev.event_id), 1, "annotation", _ENC.encode(ev))
+                                    for ev in c])
+        return time.perf_counter() - t
+
+    out = {}
+    for name, fn in (("chronicle", chronicle), ("sqlite", sqlite), ("eventsourcing", eventsourcing)):
+        out[name] = n / median_time(fn, repeats)
+    return out
+
+
+# ---------------------------------------------------- concurrent durable appends
+
+CHILD = textwrap.dedent("""
+    import sys, sqlite3, time
+    from pathlib import Path
+    import msgspec
+    from chronicle.events import Annotation
+    from chronicle.store import EventLog
+    kind, path, name, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    evs = [Annotation(stream="doc:c", event_id=f"{name}-{i}", target="t", key="k", value="v" * 80, author=name) for i in range(n)]
+    if kind == "chronicle":
+        log = EventLog(Path(path))
+        write = lambda ev: log.append([ev])
+    else:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA synchronous=FULL")
+        enc = msgspec.msgpack.Encoder()
+        def write(ev):
+            p = enc.encode(ev)
+            db.execute("INSERT INTO events (event_id, type, stream, recorded_at, size, payload) VALUES (?,?,?,?,?,?)",
+                       (ev.event_id, "annotation", ev.stream, time.time_ns() // 1000, len(p), p))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for ev in evs:
+        write(ev)
+""")
+
+
+def concurrent(writers: int, total: int, repeats: int) -> dict:
+    per = max(1, total // writers)
+
+    def run(kind: str) -> Callable[[Path], float]:
+        def fn(tmp: Path) -> float:
+            if kind == "chronicle":
+                EventLog.init(tmp / "log").close()
+                target = tmp / "log"
+            else:
+                sqlite_db(tmp / "events.db").close()
+                target = tmp / "events.db"
+            procs = [subprocess.Popen([sys.executable, "-c", CHILD, kind, str(target), f"w{w}", str(per)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for w in range(writers)]
+            for p in procs:
+                assert p.stdout.readline() == "ready\n"  # type: ignore[union-attr]
+            t = time.perf_counter()
+            for p in procs:
+                p.stdin.write("go\n")  # type: ignore[union-attr]
+                p.stdin.flush()  # type: ignore[union-attr]
+            for p in procs:
+                p.stdin.close()  # type: ignore[union-attr]
+                assert p.wait() == 0
+            return time.perf_counter() - t
+        return fn
+
+    return {kind: writers * per / median_time(run(kind), repeats) for kind in ("chronicle", "sqlite")}
+
+
+# ------------------------------------------------------------------ seal
+
+def seal(n: int, repeats: int) -> dict:
+    data = events(n)
+    sizes = []
+
+    def fn(tmp: Path) -> float:
+        log = EventLog.init(tmp / "log")
+        for i in range(0, n, 5000):
+            log.append(data[i : i + 5000])
+        sizes.append(sum(p.stat().st_size for p in log.wal_dir.glob("*.wal")))
+        t = time.perf_counter()
+        log.seal()
+        return time.perf_counter() - t
+
+    secs = median_time(fn, repeats)
+    return {"chronicle_mb_s": statistics.median(sizes) / secs / 1e6, "events_s": n / secs}
+
+
+# --------------------------------------------------------------- rebuild
+
+def rebuild(n: int, repeats: int) -> dict:
+    chunk = 250_000
+    results: dict[str, list[float]] = {"chronicle": [], "sqlite": []}
+    tmp = Path(tempfile.mkdtemp(prefix="chronicle-bench-"))
+    try:
+        log = EventLog.init(tmp / "log")
+        db = sqlite_db(tmp / "events.db")
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            ids = [f"r{start + i}" for i in range(m)]
+            streams = [f"doc:{i % 1000}" for i in range(m)]
+            log.append_table("annotation", pa.table({
+                "stream": streams, "event_id": ids, "target": streams, "key": ["score"] * m,
+                "value": ["v" * 80] * m, "author": ["bench"] * m}))
+        env = log.snapshot().envelope().collect()
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO events (seq, event_id, type, stream, recorded_at, size, payload) VALUES (?,?,?,?,?,?,?)",
+                       ((s, e, t, st, r, z, b"") for s, e, t, st, r, z in zip(
+                           env["seq"], env["event_id"], env["type"], env["stream"],
+                           env["recorded_at"].dt.epoch("us"), env["size"])))
+        db.execute("COMMIT")
+        projections = {k: v for k, v in discover().items() if k == "events_by_type"}
+        for r in range(repeats):
+            t = time.perf_counter()
+            Engine(tmp / f"tables{r}", projections).run(log.snapshot(), full=True)
+            results["chronicle"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            db.execute("SELECT date(recorded_at / 1000000, 'unixepoch') AS day, type, count(*), sum(size), min(seq), "
+                       "max(seq) FROM events GROUP BY day, type ORDER BY day, type").fetchall()
+            results["sqlite"].append(time.perf_counter() - t)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {k: n / statistics.median(v) for k, v in results.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    args = ap.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    reps = 3
+    report: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+
+    def line(label: str, ours: float, peers: dict[str, float], unit: str = "events/s") -> None:
+        ratios = "  ".join(f"{ours / v:5.2f}x {k}" for k, v in peers.items())
+        print(f"{label:<34} {ours:>12,.0f} {unit:<9} {ratios}", flush=True)
+
+    b = batched(int(100_000 * scale), 1000, reps)
+    report["batched_append"] = b
+    line("batched append (1000/batch)", b["chronicle"], {k: v for k, v in b.items() if k != "chronicle"})
+    for w in (1, 4, 16):
+        c = concurrent(w, int(3_000 * scale) or 100, reps)
+        report[f"concurrent_{w}"] = c
+        line(f"durable single appends, {w:>2} writers", c["chronicle"], {"sqlite": c["sqlite"]})
+    s = seal(int(100_000 * scale), reps)
+    report["seal"] = s
+    print(f"{'seal (WAL -> zstd Parquet)':<34} {s['chronicle_mb_s']:>12,.1f} MB/s      ({s['events_s']:,.0f} events/s)")
+    r = rebuild(int(1_000_000 * scale), reps)
+    report["rebuild_events_by_type"] = r
+    line("rebuild events_by_type", r["chronicle"], {"sqlite GROUP BY": r["sqlite"]})
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "latest.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nmedians of {reps} repeats; ratios are chronicle / peer; written to {out}")
+
+
+if __name__ == "__main__":
+    main()
