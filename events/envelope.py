@@ -46,15 +46,6 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
         """Type-specific field names (everything that is not envelope)."""
         return _payload_fields(cls)
 
-    def payload(self) -> dict:
-        """The type-specific fields as plain builtins."""
-        data = msgspec.structs.asdict(self)
-        for name in _ENVELOPE_STRUCT_FIELDS:
-            del data[name]
-        return data
-
-
-_ENVELOPE_STRUCT_FIELDS = ("stream", "event_id", "seq", "recorded_at")
 
 
 @cache

@@ -162,6 +162,20 @@ def merkle_root(leaves: list[bytes]) -> bytes:
     return level[0]
 
 
+_LEAF_SCHEMA = pa.schema([("seq", pa.int64()), ("recorded_at", pa.int64()), ("content_hash", pa.binary(32))])
+
+
+def leaves_by_seq(tables: list[pa.Table]) -> tuple[list[int], list[int], list[bytes]]:
+    """(seqs, recorded_at µs, event hashes) of a segment's tables, in seq order."""
+    if not tables:
+        return [], [], []
+    order = pa.concat_tables([t.select(_LEAF_SCHEMA.names).cast(_LEAF_SCHEMA) for t in tables]).sort_by("seq")
+    seqs = order.column("seq").to_pylist()
+    times = order.column("recorded_at").to_pylist()
+    leaves = [event_hash(s, r, h) for s, r, h in zip(seqs, times, order.column("content_hash").to_pylist())]
+    return seqs, times, leaves
+
+
 def rows_to_table(cls: type[Event], rows: list[dict]) -> pa.Table:
     """Arrow table for content dicts of one (type, version), each with seq,
     recorded_at (µs), content_hash and size added."""

@@ -129,17 +129,13 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
                 seq = table.column("seq")[i].as_py()
                 report.problems.append(Problem(str(path), None, None, f"row {i} (seq {seq}): content does not match its hash"))
                 return False
-        parts.append(table.select(["seq", "recorded_at", "content_hash"]).cast(
-            pa.schema([("seq", pa.int64()), ("recorded_at", pa.int64()), ("content_hash", pa.binary(32))])))
+        parts.append(table)
         report.files += 1
-    order = pa.concat_tables(parts).sort_by("seq") if parts else None
-    seqs = order.column("seq").to_pylist() if order is not None else []
+    seqs, _, leaves = codec.leaves_by_seq(parts)
     if seqs != list(range(entry.first_seq, entry.last_seq + 1)):
         report.problems.append(Problem(str(log.manifest_path), None, None,
                                        f"entry {entry.n}: segment seqs are not {entry.first_seq}..{entry.last_seq} contiguous"))
         return False
-    leaves = [codec.event_hash(s, r, h) for s, r, h in zip(
-        seqs, order.column("recorded_at").to_pylist(), order.column("content_hash").to_pylist())]
     if codec.merkle_root(leaves).hex() != entry.merkle_root:
         report.problems.append(Problem(str(log.manifest_path), None, None, f"entry {entry.n}: Merkle root does not match"))
         return False

@@ -455,34 +455,23 @@ class EventLog:
         return self._commit_tables(tables, m)
 
     def _commit_tables(self, tables: dict[tuple[str, int], pa.Table], m: manifest.ManifestLines) -> manifest.ManifestEntry:
-        seqs = pa.chunked_array([t.column("seq") for t in tables.values()]).to_pylist()
-        first, last = min(seqs), max(seqs)
+        seqs, times, leaves = codec.leaves_by_seq(list(tables.values()))
+        first, last = seqs[0], seqs[-1]
         files = []
         for (type_name, v), table in sorted(tables.items()):
             fname = f"seg-{first:012d}-{last:012d}.{type_name}.v{v}.parquet"
             files.append(self._write_segment_file(fname, type_name, v, table))
         fsync_dir(self.segment_dir)
-        # Merkle root and hash chain over all events of the segment, in seq order.
-        order = pa.concat_tables(
-            [t.select(["seq", "recorded_at", "content_hash"]).cast(
-                pa.schema([("seq", pa.int64()), ("recorded_at", pa.int64()), ("content_hash", pa.binary(32))]))
-             for t in tables.values()]
-        ).sort_by("seq")
-        leaves = [
-            codec.event_hash(s, r, h)
-            for s, r, h in zip(order.column("seq").to_pylist(), order.column("recorded_at").to_pylist(), order.column("content_hash").to_pylist())
-        ]
         chain = bytes.fromhex(m.entries[-1].chain) if m.entries else bytes(32)
         for leaf in leaves:
             chain = hashlib.sha256(chain + leaf).digest()
-        times = order.column("recorded_at")
         entry = manifest.seal_entry(
             manifest.ManifestEntry(
                 n=len(m.entries) + 1,
                 first_seq=first,
                 last_seq=last,
-                min_recorded_at=pc.min(times).as_py(),
-                max_recorded_at=pc.max(times).as_py(),
+                min_recorded_at=min(times),
+                max_recorded_at=max(times),
                 files=files,
                 merkle_root=codec.merkle_root(leaves).hex(),
                 chain=chain.hex(),

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import polars as pl
-import pyarrow as pa
 
 from chronicle.events import CATALOG, Event, event_class, upcast
 from chronicle.store import codec
