@@ -146,7 +146,7 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
 
 
 def _verify_wal(log: EventLog, chain: _Chain, report: Report) -> None:
-    names = sorted(p.name for p in log.wal_dir.glob("*.wal"))
+    names = log.wal_names()
     for i, name in enumerate(names):
         path = log.wal_dir / name
         data = path.read_bytes()

@@ -66,6 +66,13 @@ class WalRecord(NamedTuple):
     recorded_at_us: int
     data: bytes
 
+    def row(self) -> dict:
+        """The segment row for this record: its content plus the store's columns."""
+        content = codec.decode_content(self.data)
+        content.update(seq=self.seq, recorded_at=self.recorded_at_us,
+                       content_hash=codec.content_hash(self.data), size=len(self.data))
+        return content
+
 
 def new_event_id() -> str:
     return secrets.token_hex(16)
@@ -151,7 +158,7 @@ class EventLog:
             self._manifest_stamp = stamp
         return self._manifest
 
-    def _wal_names(self) -> list[str]:
+    def wal_names(self) -> list[str]:
         return sorted(n for n in os.listdir(self.wal_dir) if n.endswith(WAL_SUFFIX))
 
     def _sync_tail(self) -> None:
@@ -160,7 +167,7 @@ class EventLog:
         m = self._refresh_manifest()
         sealed_head = m.entries[-1].last_seq if m.entries else 0
         sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
-        names = self._wal_names()
+        names = self.wal_names()
         self._scanned = {n: off for n, off in self._scanned.items() if n in names}
         if self._chain_unsealed and min(self._chain_unsealed) <= sealed_head:
             self._chain_unsealed = {s: h for s, h in self._chain_unsealed.items() if s > sealed_head}
@@ -202,7 +209,7 @@ class EventLog:
             self._scanned[name] = start + result.end
 
     def _active(self) -> tuple[str, int]:
-        name = self._wal_names()[-1]
+        name = self.wal_names()[-1]
         if self._fd_name != name:
             if self._fd is not None:
                 os.close(self._fd)
@@ -217,10 +224,8 @@ class EventLog:
         m = self._manifest
         assert m is not None
         if self._ids is None:
-            self._ids = {}
+            self._ids = self._wal_ids()
             self._ids_entries = 0
-            snapshot_ids = self._wal_ids()
-            self._ids.update(snapshot_ids)
         for entry in m.entries[self._ids_entries :]:
             for f in entry.files:
                 t = pq.read_table(self.segment_dir / f.name, columns=["event_id", "seq"])
@@ -230,7 +235,7 @@ class EventLog:
 
     def _wal_ids(self) -> dict[str, int]:
         ids = {}
-        for name in self._wal_names():
+        for name in self.wal_names():
             data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
             for rec in decode_records(framing.scan(data).payloads):
                 ids[codec.decode_content(rec.data)["event_id"]] = rec.seq
@@ -416,7 +421,7 @@ class EventLog:
         """Under LOCK: start a fresh active WAL file if the current one has
         records; return the files to seal (all but the active one)."""
         self._sync_tail()
-        names = self._wal_names()
+        names = self.wal_names()
         if self._scanned.get(names[-1], 0) > 0:
             fresh = wal_name(self._head_seq + 1)
             (self.wal_dir / fresh).touch()
@@ -437,12 +442,7 @@ class EventLog:
         if records:
             if records[0].seq != head + 1:
                 raise CorruptionError(str(path), 0, None, f"WAL starts at seq {records[0].seq}, log head is {head}")
-            rows = []
-            for r in records:
-                content = codec.decode_content(r.data)
-                content.update(seq=r.seq, recorded_at=r.recorded_at_us, content_hash=codec.content_hash(r.data), size=len(r.data))
-                rows.append(content)
-            entry = self._commit_segment(rows, m)
+            entry = self._commit_segment([r.row() for r in records], m)
         return entry
 
     def _commit_segment(self, rows: list[dict], m: manifest.ManifestLines) -> manifest.ManifestEntry:
@@ -618,7 +618,7 @@ class EventLog:
             head = m.entries[-1].last_seq if m.entries else 0
             records: list[WalRecord] = []
             try:
-                for name in self._wal_names():
+                for name in self.wal_names():
                     path = self.wal_dir / name
                     result = framing.scan(path.read_bytes())
                     if result.corrupt:

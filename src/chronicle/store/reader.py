@@ -63,8 +63,7 @@ class Snapshot:
         for r in self.wal:
             if r.seq > self.head:
                 break
-            content = codec.decode_content(r.data)
-            content.update(seq=r.seq, recorded_at=r.recorded_at_us, content_hash=codec.content_hash(r.data), size=len(r.data))
+            content = r.row()
             groups.setdefault((content["type"], content["v"]), []).append(content)
         return groups
 
