@@ -38,8 +38,22 @@ def test_torn_tail_is_cut_off_by_the_next_append(log: EventLog) -> None:
     assert envelope(other)["seq"].to_list() == [1, 2, 3, 4]
 
 
+def test_a_torn_batch_is_lost_whole_never_a_prefix(log: EventLog) -> None:
+    log.append([note(0)])
+    wal = _active_wal(log)
+    before = wal.stat().st_size
+    log.append([note(i) for i in range(1, 50)])
+    with open(wal, "r+b") as fh:  # the batch's write was cut short before it was acknowledged
+        fh.truncate(before + (wal.stat().st_size - before) // 2)
+    assert envelope(log)["seq"].to_list() == [1]
+    other = EventLog(log.path)  # the writer died; the next process carries on
+    assert other.append([note(99)])[0].seq == 2
+    assert verify(other).problems == []
+
+
 def test_damaged_frame_followed_by_intact_frames_is_corruption(log: EventLog) -> None:
-    log.append([note(i) for i in range(3)])
+    for i in range(3):  # one frame per appended batch
+        log.append([note(i)])
     wal = _active_wal(log)
     size = wal.stat().st_size
     _flip(wal, size // 3 + 20)  # inside the first or second frame, not the last

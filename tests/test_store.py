@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import msgspec
 import pyarrow as pa
 import pytest
 
@@ -56,6 +57,28 @@ def test_invalid_event_names_the_field_and_writes_nothing(log: EventLog) -> None
     with pytest.raises(InvalidEvent, match="stream"):
         log.append([Annotation(stream="", target="t", key="k", value="v", author="a")])
     assert envelope(log).height == 0
+
+
+def test_mixed_batch_is_validated_per_class_and_reads_back_in_order(log: EventLog) -> None:
+    line = SessionLine(stream="s", path="p", generation=0, line_no=1, offset=0, raw=b"{}\n")
+    old = AnnotationV1(stream="doc:1", target="doc:1", key="k", value="v", author="a")
+    bad = msgspec.structs.replace(old, key=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent, match=r"event 2: .*key"):
+        log.append([note(0), line, bad])
+    acks = log.append([note(0), line, old, note(1)])
+    assert [a.seq for a in acks] == [1, 2, 3, 4]
+    env = envelope(log)
+    assert env["type"].to_list() == ["annotation", "session.line", "annotation", "annotation"]
+    stored = [msgspec.msgpack.decode(r.data)["v"] for r in log.read_wal()[1]]
+    assert stored == [2, 1, 1, 2] and env["v"].to_list() == [2, 1, 2, 2]  # v1 is upcast on read
+    assert log.snapshot().frame("session.line").collect()["raw"].to_list() == [b"{}\n"]
+
+
+def test_known_and_new_events_in_one_batch(log: EventLog) -> None:
+    log.append([note(0), note(1)])
+    acks = log.append([note(1), note(2), note(0), note(2)])
+    assert [(a.seq, a.duplicate) for a in acks] == [(2, True), (3, False), (1, True), (3, True)]
+    assert envelope(log)["event_id"].to_list() == ["e0", "e1", "e2"]
 
 
 def test_v1_event_is_read_as_v2_from_wal_and_from_segments(log: EventLog) -> None:

@@ -3,7 +3,7 @@ segments, bulk loads straight to segments, and consistent snapshots.
 
 On disk (``data/log``)::
 
-    wal/<first seq>.wal     framed records (see framing); the newest is active
+    wal/<first seq>.wal     one frame per appended batch (see framing, batch); the newest is active
     segments/*.parquet      sealed events, one file per (type, version) per seal
     MANIFEST                hash-chained JSON lines; the commit point of a seal
     LOCK                    held briefly by every append (seq assignment + write)
@@ -25,8 +25,9 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from functools import cache
+from itertools import repeat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +38,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from chronicle.events import Event, event_class
-from chronicle.store import codec, framing, manifest
+from chronicle.store import batch, codec, framing, manifest
+from chronicle.store.batch import WalRecord
 from chronicle.store.errors import (
     ConflictingEvent,
     CorruptionError,
@@ -48,30 +50,15 @@ from chronicle.store.errors import (
 from chronicle.store.fsutil import full_error, fsync_dir, is_full, locked, pwrite_all, write_durably
 
 WAL_SUFFIX = ".wal"
-_FRAME = msgspec.msgpack.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """An acknowledged event: durable at ``seq``. ``duplicate`` means the
     event_id was already recorded with identical content (nothing new written)."""
 
     seq: int
     event_id: str
     duplicate: bool = False
-
-
-class WalRecord(NamedTuple):
-    seq: int
-    recorded_at_us: int
-    data: bytes
-
-    def row(self) -> dict:
-        """The segment row for this record: its content plus the store's columns."""
-        content = codec.decode_content(self.data)
-        content.update(seq=self.seq, recorded_at=self.recorded_at_us,
-                       content_hash=codec.content_hash(self.data), size=len(self.data))
-        return content
 
 
 def new_event_id() -> str:
@@ -87,11 +74,7 @@ def wal_name(first_seq: int) -> str:
 
 
 def decode_records(payloads: list[bytes]) -> list[WalRecord]:
-    out = []
-    for p in payloads:
-        seq, rec, data = msgspec.msgpack.decode(p)
-        out.append(WalRecord(seq, rec, data))
-    return out
+    return [r for p in payloads for r in batch.records(p)]
 
 
 class EventLog:
@@ -114,7 +97,6 @@ class EventLog:
         self._scanned: dict[str, int] = {}
         self._head_seq = 0
         self._head_time_us = 0
-        self._chain_unsealed: dict[int, bytes] = {}
         self._ids: dict[str, int] | None = None
         self._ids_entries = 0
         self._fd: int | None = None
@@ -169,8 +151,6 @@ class EventLog:
         sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
         names = self.wal_names()
         self._scanned = {n: off for n, off in self._scanned.items() if n in names}
-        if self._chain_unsealed and min(self._chain_unsealed) <= sealed_head:
-            self._chain_unsealed = {s: h for s, h in self._chain_unsealed.items() if s > sealed_head}
         self._head_seq = max(self._head_seq, sealed_head)
         self._head_time_us = max(self._head_time_us, sealed_time)
         if not names:
@@ -187,16 +167,16 @@ class EventLog:
                 fh.seek(start)
                 buf = fh.read()
             result = framing.scan(buf)
-            for rec in decode_records(result.payloads):
-                if rec.seq <= sealed_head:
+            for p in result.payloads:
+                first, count, rec = batch.span(p)
+                if first + count - 1 <= sealed_head:
                     continue
-                if rec.seq != self._head_seq + 1:
-                    raise CorruptionError(str(path), start, None, f"WAL seq {rec.seq} does not follow {self._head_seq}")
-                self._head_seq = rec.seq
-                self._head_time_us = max(self._head_time_us, rec.recorded_at_us)
+                if first != self._head_seq + 1:
+                    raise CorruptionError(str(path), start, None, f"WAL seq {first} does not follow {self._head_seq}")
+                self._head_seq = first + count - 1
+                self._head_time_us = max(self._head_time_us, rec)
                 if self._ids is not None:
-                    self._ids[codec.decode_content(rec.data)["event_id"]] = rec.seq
-                self._chain_unsealed[rec.seq] = codec.content_hash(rec.data)
+                    self._ids.update(zip(batch.event_ids(p), range(first, first + count)))
             if result.corrupt:
                 raise CorruptionError(
                     str(path), start + result.bad_at, start + result.resumes_at,
@@ -237,65 +217,63 @@ class EventLog:
         ids = {}
         for name in self.wal_names():
             data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
-            for rec in decode_records(framing.scan(data).payloads):
-                ids[codec.decode_content(rec.data)["event_id"]] = rec.seq
+            for p in framing.scan(data).payloads:
+                first, count, _ = batch.span(p)
+                ids.update(zip(batch.event_ids(p), range(first, first + count)))
         return ids
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
-        """content_hash of each of ``seqs`` (unsealed from memory, sealed from segments)."""
-        found = {s: self._chain_unsealed[s] for s in seqs if s in self._chain_unsealed}
-        rest = seqs - found.keys()
+        """content_hash of each of ``seqs`` (sealed from segments, unsealed from the WAL)."""
         m = self._manifest
         assert m is not None
+        sealed_head = m.entries[-1].last_seq if m.entries else 0
+        found: dict[int, bytes] = {}
         for entry in m.entries:
-            wanted = [s for s in rest if entry.first_seq <= s <= entry.last_seq]
+            wanted = [s for s in seqs if entry.first_seq <= s <= entry.last_seq]
             if not wanted:
                 continue
             for f in entry.files:
                 t = pq.read_table(self.segment_dir / f.name, columns=["seq", "content_hash"])
                 t = t.filter(pc.is_in(t.column("seq"), pa.array(wanted, pa.int64())))
                 found.update(zip(t.column("seq").to_pylist(), t.column("content_hash").to_pylist()))
+        if any(s > sealed_head for s in seqs):
+            for name in self.wal_names():
+                data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
+                for rec in decode_records(framing.scan(data).payloads):
+                    if rec.seq in seqs:
+                        found[rec.seq] = codec.content_hash(rec.data)
         return found
 
-    def _resolve_existing(self, prepared: list[tuple[str, bytes, bytes, bool]]) -> dict[int, int]:
-        """Batch index -> existing seq for events already recorded with identical
+    def _existing(self, ids: list[str], content_hash: Callable[[int], bytes]) -> dict[int, int]:
+        """Batch index -> seq of events already recorded with identical
         content; raises ConflictingEvent when content differs."""
-        if not any(given for *_, given in prepared):
+        index = self._load_ids()
+        known = index.keys() & ids
+        if not known:
             return {}
-        ids = self._load_ids()
-        hits = {i: ids[eid] for i, (eid, _, _, given) in enumerate(prepared) if given and eid in ids}
-        if not hits:
-            return {}
+        hits = {i: index[eid] for i, eid in enumerate(ids) if eid in known}
         stored = self._content_hashes(set(hits.values()))
         for i, seq in hits.items():
-            if stored.get(seq) != prepared[i][2]:
-                raise ConflictingEvent(prepared[i][0], seq, index=i)
+            if stored.get(seq) != content_hash(i):
+                raise ConflictingEvent(ids[i], seq, index=i)
         return hits
 
-    # ------------------------------------------------------------ append
-
-    def _prepare(self, events: Sequence[Event]) -> tuple[list[tuple[str, bytes, bytes, bool]], dict[int, int]]:
-        prepared = []
+    @staticmethod
+    def _aliases(ids: list[str], content_hash: Callable[[int], bytes]) -> dict[int, int]:
+        """Later index -> first index for an event_id repeated within a batch."""
+        if len(set(ids)) == len(ids):
+            return {}
         first_of: dict[str, int] = {}
-        aliases: dict[int, int] = {}
-        for i, ev in enumerate(events):
-            if not isinstance(ev, Event):
-                raise InvalidEvent(f"event {i}: not an Event ({type(ev).__name__})", index=i)
-            given = bool(ev.event_id)
-            if not given:
-                ev = msgspec.structs.replace(ev, event_id=new_event_id())
-            try:
-                data = codec.encode(ev)
-            except InvalidEvent as exc:
-                raise InvalidEvent(f"event {i}: {exc}", index=i, field=exc.field) from None
-            chash = codec.content_hash(data)
-            j = first_of.setdefault(ev.event_id, i)
+        aliases = {}
+        for i, eid in enumerate(ids):
+            j = first_of.setdefault(eid, i)
             if j != i:
-                if prepared[j][2] != chash:
-                    raise ConflictingEvent(ev.event_id, 0, index=i)
+                if content_hash(j) != content_hash(i):
+                    raise ConflictingEvent(eid, 0, index=i)
                 aliases[i] = j
-            prepared.append((ev.event_id, data, chash, given))
-        return prepared, aliases
+        return aliases
+
+    # ------------------------------------------------------------ append
 
     def append(self, events: Sequence[Event]) -> list[Ack]:
         """Durably append ``events`` as one batch: all or nothing.
@@ -304,45 +282,58 @@ class EventLog:
         """
         if not events:
             return []
-        prepared, aliases = self._prepare(events)
+        batch.check_types(events)
+        ids = [ev.event_id for ev in events]
+        any_given = any(ids)
+        if not all(ids):
+            events = [ev if ev.event_id else msgspec.structs.replace(ev, event_id=new_event_id()) for ev in events]
+            ids = [ev.event_id for ev in events]
+        encoded = batch.encode_events(events)
+
+        @cache
+        def content_hash(i: int) -> bytes:
+            return codec.content_hash(codec.encode(events[i]))
+
+        aliases = self._aliases(ids, content_hash)
         with locked(self._lock_path):
             self._sync_tail()
-            existing = self._resolve_existing(prepared)
+            existing = self._existing(ids, content_hash) if any_given else {}
+            fresh = range(len(ids))
+            if existing or aliases:
+                fresh = [i for i in fresh if i not in existing and i not in aliases]
+                if not fresh:
+                    return [Ack(existing[aliases.get(i, i)], eid, True) for i, eid in enumerate(ids)]
+                encoded = batch.encode_events([events[i] for i in fresh])
             name, fd = self._active()
             offset = self._scanned.get(name, 0)
             now = max(_now_us(), self._head_time_us)
-            seq = self._head_seq
-            acks: list[Ack] = []
-            frames: list[bytes] = []
-            new: list[tuple[int, str, bytes]] = []
-            for i, (eid, data, chash, _) in enumerate(prepared):
-                if i in existing:
-                    acks.append(Ack(existing[i], eid, True))
-                elif i in aliases:
-                    acks.append(Ack(acks[aliases[i]].seq, eid, True))
-                else:
-                    seq += 1
-                    frames.append(framing.encode_frame(_FRAME.encode((seq, now, data))))
-                    new.append((seq, eid, chash))
-                    acks.append(Ack(seq, eid))
-            if frames:
-                blob = b"".join(frames)
-                try:
-                    pwrite_all(fd, blob, offset)
-                except OSError as exc:
-                    self._cut_wal(self.wal_dir / name, offset)
-                    if is_full(exc):
-                        raise full_error(self.wal_dir / name, exc) from None
-                    raise
-                self._scanned[name] = offset + len(blob)
-                self._head_seq = seq
-                self._head_time_us = now
-                for s, eid, chash in new:
-                    self._chain_unsealed[s] = chash
-                    if self._ids is not None:
-                        self._ids[eid] = s
-        if frames:
-            self._group_sync(fd, name, offset + len(blob))
+            first = self._head_seq + 1
+            frame = framing.encode_frame(batch.payload(first, now, encoded))
+            try:
+                pwrite_all(fd, frame, offset)
+            except OSError as exc:
+                self._cut_wal(self.wal_dir / name, offset)
+                if is_full(exc):
+                    raise full_error(self.wal_dir / name, exc) from None
+                raise
+            self._scanned[name] = offset + len(frame)
+            self._head_seq = first + len(fresh) - 1
+            self._head_time_us = now
+            if self._ids is not None:
+                fresh_ids = ids if len(fresh) == len(ids) else [ids[i] for i in fresh]
+                self._ids.update(zip(fresh_ids, range(first, first + len(fresh))))
+        self._group_sync(fd, name, offset + len(frame))
+        if not existing and not aliases:
+            # tuple.__new__ is NamedTuple._make without the per-call overhead.
+            return list(map(tuple.__new__, repeat(Ack), zip(range(first, first + len(ids)), ids, repeat(False))))
+        seq_of = dict(zip(fresh, range(first, first + len(fresh))))
+        seq_of.update(existing)
+        acks = []
+        for i, eid in enumerate(ids):
+            if i in aliases:
+                acks.append(Ack(seq_of[aliases[i]], eid, True))
+            else:
+                acks.append(Ack(seq_of[i], eid, i in existing))
         return acks
 
     def _group_sync(self, fd: int, name: str, end: int) -> None:
@@ -531,8 +522,7 @@ class EventLog:
                 self._drop_wal_file(name)
             self._manifest = None
             self._sync_tail()
-            prepared = [(eid, b"", h, given) for eid, h in zip(ids, hashes)]
-            existing = self._resolve_existing(prepared)
+            existing = self._existing(ids, hashes.__getitem__) if given else {}
             keep = [i for i in range(n) if i not in existing]
             seen: dict[str, int] = {}
             acks: list[Ack | None] = [None] * n

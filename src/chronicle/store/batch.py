@@ -1,0 +1,125 @@
+"""WAL batch payloads: one frame holds one appended batch.
+
+A batch is all or nothing on disk as well as in the API: its events share one
+frame, so a crash mid-write tears the whole batch, never leaves a prefix.
+
+Payload: msgpack ``[first_seq, recorded_at_us, versions, events]``, where
+``versions`` has one byte per event (its class's ``VERSION``) and ``events``
+is the array of the events' own msgpack encodings (maps tagged with ``type``).
+Writers encode a batch in one call and validate it with one typed decode per
+class, so no per-event Python runs on the append path. Readers derive each
+event's canonical encoding (see :mod:`codec`) from its map: drop ``seq`` and
+``recorded_at``, add ``v``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import NamedTuple
+
+import msgspec
+
+from chronicle.events import Event
+from chronicle.store import codec
+from chronicle.store.errors import InvalidEvent
+
+_ENC = msgspec.msgpack.Encoder()
+_PLAIN = msgspec.msgpack.Decoder()
+_HEAD = msgspec.msgpack.Decoder(tuple[int, int, bytes, msgspec.Raw])
+_RAWS = msgspec.msgpack.Decoder(list[msgspec.Raw])
+
+
+class WalRecord(NamedTuple):
+    """One event as the WAL holds it: position, commit time, canonical bytes."""
+
+    seq: int
+    recorded_at_us: int
+    data: bytes
+
+    def row(self) -> dict:
+        """The segment row for this record: its content plus the store's columns."""
+        content = codec.decode_content(self.data)
+        content.update(seq=self.seq, recorded_at=self.recorded_at_us,
+                       content_hash=codec.content_hash(self.data), size=len(self.data))
+        return content
+
+
+class EncodedBatch(NamedTuple):
+    events: bytes  # msgpack array of the events' maps
+    versions: bytes
+
+
+@cache
+def _list_decoder(cls: type[Event]) -> msgspec.msgpack.Decoder:
+    return msgspec.msgpack.Decoder(list[cls])  # type: ignore[valid-type]
+
+
+def _first_bad(events: Sequence[Event]) -> InvalidEvent:
+    """Locate the first invalid event of a batch that failed as a whole."""
+    for i, ev in enumerate(events):
+        try:
+            codec.encode(ev)
+        except InvalidEvent as exc:
+            return InvalidEvent(f"event {i}: {exc}", index=i, field=exc.field)
+    return InvalidEvent("batch failed validation, but no single event did")
+
+
+def check_types(events: Sequence[object]) -> None:
+    for cls in {type(ev) for ev in events}:
+        if not issubclass(cls, Event):
+            i = next(i for i, ev in enumerate(events) if type(ev) is cls)
+            raise InvalidEvent(f"event {i}: not an Event ({cls.__name__})", index=i)
+
+
+def encode_events(events: Sequence[Event]) -> EncodedBatch:
+    """Validate ``events`` against their classes and encode them as a batch.
+
+    Struct constructors do not check types, so the encoding is decoded back
+    through each class's typed decoder: anything that reaches the WAL loads
+    into its class and its columns later. Call :func:`check_types` first.
+    """
+    classes = {type(ev) for ev in events}
+    if not all(ev.stream for ev in events):
+        i = next(i for i, ev in enumerate(events) if not ev.stream)
+        raise InvalidEvent(f"event {i}: field 'stream' is empty", index=i, field="stream")
+    try:
+        blob = _ENC.encode(events if isinstance(events, list) else list(events))
+        if len(classes) == 1:
+            _list_decoder(next(iter(classes))).decode(blob)
+        else:
+            raws = _RAWS.decode(blob)
+            for cls in classes:
+                _list_decoder(cls).decode(_ENC.encode([r for r, ev in zip(raws, events) if type(ev) is cls]))
+    except (msgspec.ValidationError, TypeError, OverflowError):
+        raise _first_bad(events) from None
+    if len(classes) == 1:
+        versions = bytes([next(iter(classes)).VERSION]) * len(events)
+    else:
+        versions = bytes([ev.VERSION for ev in events])
+    return EncodedBatch(blob, versions)
+
+
+def payload(first_seq: int, recorded_at_us: int, batch: EncodedBatch) -> bytes:
+    return _ENC.encode((first_seq, recorded_at_us, batch.versions, msgspec.Raw(batch.events)))
+
+
+def span(data: bytes | memoryview) -> tuple[int, int, int]:
+    """(first seq, number of events, recorded_at µs) without decoding the events."""
+    first, rec, versions, _ = _HEAD.decode(data)
+    return first, len(versions), rec
+
+
+def event_ids(data: bytes | memoryview) -> list[str]:
+    _, _, _, raw = _HEAD.decode(data)
+    return [m["event_id"] for m in _PLAIN.decode(raw)]
+
+
+def records(data: bytes | memoryview) -> list[WalRecord]:
+    first, rec, versions, raw = _HEAD.decode(data)
+    out = []
+    for i, (m, v) in enumerate(zip(_PLAIN.decode(raw), versions)):
+        del m["seq"], m["recorded_at"]
+        m["v"] = v
+        out.append(WalRecord(first + i, rec, codec.canonical(m)))
+    return out
