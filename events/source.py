@@ -6,22 +6,35 @@ from .envelope import Event
 
 
 class SourceSeen(Event, frozen=True, tag="source.seen"):
-    """A file was discovered. ``generation`` counts rewrites (0 for the first)."""
+    """A file was discovered. ``generation`` counts rewrites (0 for the first).
+
+    ``root`` is the folder it was found under and ``rel_path`` its path below
+    that root: ``chronicle export`` rebuilds the tree from them.
+    """
 
     path: str
+    root: str
+    rel_path: str
     kind: str
-    size: int
+    file_size: int
     generation: int = 0
 
 
 class SourceAppended(Event, frozen=True, tag="source.appended"):
-    """Bytes [start, end) of a file were ingested; ``prefix_sha256`` covers [0, end)."""
+    """Bytes [start, end) of a file were ingested, lines up to ``end_line``.
+
+    ``sha256`` covers [start, end), so the chunks of a generation prove the
+    whole file; ``tail_sha256`` covers the last (up to 4 KiB) bytes before
+    ``end``, which the next pass re-reads to notice a rewritten file cheaply.
+    """
 
     path: str
     generation: int
     start: int
     end: int
-    prefix_sha256: str
+    end_line: int
+    sha256: str
+    tail_sha256: str
 
 
 class SourceRewritten(Event, frozen=True, tag="source.rewritten"):

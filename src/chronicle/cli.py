@@ -17,6 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from chronicle import __version__
+from chronicle.commands import sessions as sessions_cmd
+from chronicle.export import ExportError
 from chronicle.jsonl import dump, parse_lines
 from chronicle.projection import Engine, ProjectionError, discover, list_tables
 from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
@@ -312,6 +314,39 @@ def build_parser() -> argparse.ArgumentParser:
              "chronicle verify --against 1200:5f0c...")
     p.add_argument("--against", metavar="SEQ:HASH", help="also prove the log only grew since this checkpoint")
     verb("checkpoint", cmd_checkpoint, "print head seq, head hash and time (to anchor outside)", "chronicle checkpoint")
+    ingest = verb("ingest", None, "record sources as events (see: chronicle ingest sessions --help)",
+                  "chronicle ingest sessions ~/.claude/projects", json_flag=False)
+    isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    p = isub.add_parser("sessions", help="Claude Code transcripts (incremental, byte for byte)",
+                        description="Every line of every transcript becomes a session.line event; a second run "
+                                    "adds only new bytes; rewritten files become a new generation.",
+                        epilog="examples:\n  chronicle ingest sessions                      # the default roots\n"
+                               "  chronicle ingest sessions ~/.claude/projects/-home-me-repo --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="projects root, project folder or file (default: ~/.claude/projects, "
+                        "~/.config/claude/projects, $CLAUDE_CONFIG_DIR)")
+    p.add_argument("--quiet-seconds", type=float, default=10.0,
+                   help="ingest an unterminated last line once the file has been unchanged this long (default 10)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=sessions_cmd.ingest_sessions)
+    export = verb("export", None, "write ingested sources back out, byte for byte",
+                  "chronicle export sessions ~/restored", json_flag=False)
+    esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)
+    p = esub.add_parser("session", help="one session's transcript (stdout or -o FILE)",
+                        epilog="example:\n  chronicle export session 6f1c...-e2 -o session.jsonl",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("session_id", metavar="ID")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=sessions_cmd.export_session)
+    p = esub.add_parser("sessions", help="every ingested transcript and sidecar, as a tree under DIR",
+                        epilog="example:\n  chronicle export sessions ~/restored --session 6f1c...-e2",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--session", metavar="ID", help="only this session (with its subagents and sidecars)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=sessions_cmd.export_sessions)
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser
@@ -326,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, InvalidEvent, ConflictingEvent, ConfigError) as exc:
         print(f"chronicle {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ProjectionError as exc:
+    except (ProjectionError, ExportError) as exc:
         print(f"chronicle {args.verb}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except StoreError as exc:

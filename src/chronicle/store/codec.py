@@ -73,6 +73,8 @@ def arrow_schema(cls: type[Event]) -> pa.Schema:
     payload = set(cls.payload_fields())
     fields = list(ENVELOPE_SCHEMA)
     for f in info.fields:
+        if f.name in payload and f.name in ENVELOPE_COLUMNS:
+            raise TypeError(f"{cls.__name__}.{f.name}: the name is taken by a store column")
         if f.name in payload:
             dtype, nullable = _arrow_type(f.type, f"{cls.__name__}.{f.name}")
             fields.append(pa.field(f.name, dtype, nullable=nullable))

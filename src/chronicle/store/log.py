@@ -275,10 +275,12 @@ class EventLog:
 
     # ------------------------------------------------------------ append
 
-    def append(self, events: Sequence[Event]) -> list[Ack]:
+    def append(self, events: Sequence[Event], *, dedupe: bool = True) -> list[Ack]:
         """Durably append ``events`` as one batch: all or nothing.
 
         Returns one Ack per input event, in order, after the batch is on disk.
+        ``dedupe=False`` skips looking up given event_ids in the log (see
+        :meth:`append_tables` for when that is safe).
         """
         if not events:
             return []
@@ -297,7 +299,7 @@ class EventLog:
         aliases = self._aliases(ids, content_hash)
         with locked(self._lock_path):
             self._sync_tail()
-            existing = self._existing(ids, content_hash) if any_given else {}
+            existing = self._existing(ids, content_hash) if any_given and dedupe else {}
             fresh = range(len(ids))
             if existing or aliases:
                 fresh = [i for i in fresh if i not in existing and i not in aliases]
@@ -498,67 +500,84 @@ class EventLog:
 
     # --------------------------------------------------------- bulk load
 
-    def append_table(self, type_name: str, table: pa.Table) -> list[Ack]:
-        """Bulk-load events of one type straight into a segment (no WAL).
+    def append_table(self, type_name: str, table: pa.Table, *, dedupe: bool = True) -> list[Ack]:
+        """Bulk-load events of one type; see :meth:`append_tables`."""
+        return self.append_tables({type_name: table}, dedupe=dedupe)
 
-        ``table`` has a ``stream`` column, optionally ``event_id``, and the
-        type's fields. Validation and hashing are vectorised or per-row over
-        Arrow buffers; no Event objects are built. Events whose event_id is
-        already recorded with identical content are skipped (duplicate Acks).
+    def append_tables(self, tables: dict[str, pa.Table], *, dedupe: bool = True) -> list[Ack]:
+        """Bulk-load events straight into one segment commit (no WAL): all or nothing.
+
+        Each table has a ``stream`` column, optionally ``event_id``, and its
+        type's fields. Seqs follow the dict's order, then row order. Validation
+        and hashing run over Arrow columns; no Event objects are built.
+
+        Events whose event_id is already recorded with identical content are
+        skipped (duplicate Acks). ``dedupe=False`` skips that lookup (and the
+        id index it loads); pass it only when the caller guarantees the ids
+        are new, e.g. they derive from a cursor committed in the same call
+        under a lock the caller holds.
         """
-        cls = event_class(type_name)
-        schema = codec.arrow_schema(cls)
-        n = table.num_rows
-        if n == 0:
+        parts = []
+        for type_name, table in tables.items():
+            if table.num_rows == 0:
+                continue
+            cls = event_class(type_name)
+            schema = codec.arrow_schema(cls)
+            content = self._content_table(cls, schema, table)
+            encoded = codec.canonical_from_table(content)
+            parts.append((cls, schema, content, encoded, [codec.content_hash(d) for d in encoded],
+                          "event_id" in table.column_names))
+        if not parts:
             return []
-        content = self._content_table(cls, schema, table)
-        encoded = codec.canonical_from_table(content)
-        hashes = [codec.content_hash(d) for d in encoded]
-        ids = content.column("event_id").to_pylist()
-        given = "event_id" in table.column_names
+        ids = [eid for p in parts for eid in p[2].column("event_id").to_pylist()]
+        hashes = [h for p in parts for h in p[4]]
+        n = len(ids)
         with locked(self._seal_lock_path), locked(self._lock_path):
             for name in self._rotate():
                 self._seal_wal_file(name)
                 self._drop_wal_file(name)
             self._manifest = None
             self._sync_tail()
+            given = dedupe and any(p[5] for p in parts)
             existing = self._existing(ids, hashes.__getitem__) if given else {}
-            keep = [i for i in range(n) if i not in existing]
-            seen: dict[str, int] = {}
-            acks: list[Ack | None] = [None] * n
-            for i, seq in existing.items():
-                acks[i] = Ack(seq, ids[i], True)
-            fresh = []
+            aliases = self._aliases(ids, hashes.__getitem__) if given else {}
             seq = self._head_seq
-            for i in keep:
-                j = seen.setdefault(ids[i], i)
-                if j != i:
-                    if hashes[j] != hashes[i]:
-                        raise ConflictingEvent(ids[i], 0, index=i)
-                    continue
-                seq += 1
-                acks[i] = Ack(seq, ids[i])
-                fresh.append(i)
-            for i in keep:
-                if acks[i] is None:
-                    acks[i] = Ack(acks[seen[ids[i]]].seq, ids[i], True)
+            acks: list[Ack] = []
+            fresh: list[int] = []
+            for i, eid in enumerate(ids):
+                if i in existing:
+                    acks.append(Ack(existing[i], eid, True))
+                elif i in aliases:
+                    acks.append(Ack(acks[aliases[i]].seq, eid, True))
+                else:
+                    seq += 1
+                    acks.append(Ack(seq, eid))
+                    fresh.append(i)
             if fresh:
                 now = max(_now_us(), self._head_time_us)
-                idx = pa.array(fresh, pa.int64())
-                out = content.take(idx)
-                out = out.append_column("seq", pa.array(range(self._head_seq + 1, seq + 1), pa.int64()))
-                out = out.append_column("recorded_at", pa.array([now] * len(fresh), pa.timestamp("us", tz="UTC")))
-                out = out.append_column("content_hash", pa.array([hashes[i] for i in fresh], pa.binary(32)))
-                out = out.append_column("size", pa.array([len(encoded[i]) for i in fresh], pa.int64()))
-                out = out.select(schema.names).cast(schema)
+                out: dict[tuple[str, int], pa.Table] = {}
+                start = 0
+                keep = set(fresh)
+                for cls, schema, content, encoded, part_hashes, _ in parts:
+                    rows = [i for i in range(content.num_rows) if start + i in keep]
+                    if rows:
+                        t = content.take(pa.array(rows, pa.int64()))
+                        t = t.append_column("seq", pa.array([acks[start + i].seq for i in rows], pa.int64()))
+                        t = t.append_column("recorded_at", pa.array([now] * len(rows), pa.timestamp("us", tz="UTC")))
+                        t = t.append_column("content_hash", pa.array([part_hashes[i] for i in rows], pa.binary(32)))
+                        t = t.append_column("size", pa.array([len(encoded[i]) for i in rows], pa.int64()))
+                        key = (cls.type_name(), cls.VERSION)
+                        t = t.select(schema.names).cast(schema)
+                        out[key] = pa.concat_tables([out[key], t]) if key in out else t
+                    start += content.num_rows
                 m = self._refresh_manifest()
-                self._commit_tables({(type_name, cls.VERSION): out}, m)
+                self._commit_tables({k: t.sort_by("seq") for k, t in out.items()}, m)
                 self._head_seq = seq
                 self._head_time_us = now
                 if self._ids is not None:
-                    for i in fresh:
-                        self._ids[ids[i]] = acks[i].seq  # type: ignore[union-attr]
-            return acks  # type: ignore[return-value]
+                    self._ids.update((ids[i], acks[i].seq) for i in fresh)
+            assert len(acks) == n
+            return acks
 
     @staticmethod
     def _content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Table:

@@ -1,0 +1,1 @@
+"""Verb implementations that need more than a few lines (the parser is in cli)."""

@@ -1,0 +1,94 @@
+"""`chronicle ingest sessions` and `chronicle export session(s)`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from chronicle import export
+from chronicle.ingest.claude_files import META_KINDS, default_roots, discover
+from chronicle.ingest.sessions import SessionIngester, cursors
+from chronicle.progress import Progress
+from chronicle.workspace import Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+
+
+def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
+    given = [Path(p) for p in args.paths]
+    missing = [str(p) for p in given if not p.exists()]
+    if missing:
+        print(f"chronicle ingest sessions: error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    roots = given or [r for r in default_roots() if r.is_dir()]
+    log = ws.open_log()
+    files = discover(roots)
+    known = cursors(log)
+    todo = sum(max(0, _size(f.path) - (0 if f.kind in META_KINDS else known[str(f.path)].end if str(f.path) in known else 0))
+               for f in files)
+    bar = Progress(todo / 1e6, "ingest", " MB")
+    ingester = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=args.quiet_seconds,
+                               on_bytes=lambda n, name: bar.advance(n / 1e6, name))
+    try:
+        summary = ingester.run(roots, files)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json({"roots": [str(r) for r in roots], **{k: v for k, v in vars(summary).items() if k != "problems"},
+                     "problems": summary.problems[:1000]})
+    else:
+        if not roots:
+            print("no Claude Code projects folder found (looked in ~/.claude/projects, ~/.config/claude/projects, "
+                  "$CLAUDE_CONFIG_DIR); give a PATH", file=sys.stderr)
+        for p in summary.problems[:20]:
+            print(f"  problem: {p}", file=sys.stderr)
+        if len(summary.problems) > 20:
+            print(f"  ... and {len(summary.problems) - 20} more (chronicle show ingest_errors)", file=sys.stderr)
+        print(summary.line())
+    return EXIT_OK
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def export_session(ws: Workspace, args: argparse.Namespace) -> int:
+    snap = ws.open_log().snapshot()
+    files = export.session_files(snap, args.session_id)
+    main = [f for f in files if Path(f.path).stem == args.session_id and f.kind == "session"]
+    if not main:
+        print(f"chronicle export session: error: no ingested transcript for session {args.session_id!r}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    done = export.write_one(snap, main[0], Path(args.output) if args.output else None)
+    if args.output:
+        _report([done], args.json)
+    return EXIT_OK
+
+
+def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
+    snap = ws.open_log().snapshot()
+    files = export.session_files(snap, args.session) if args.session else export.sources(snap)
+    out_dir = Path(args.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = export.export_tree(snap, out_dir, files)
+    _report(done, args.json)
+    return EXIT_OK
+
+
+def _report(done: list[export.Exported], as_json: bool) -> None:
+    for d in done:
+        if as_json:
+            _print_json({"source": d.source, "target": d.target, "bytes": d.bytes, "sha256": d.sha256})
+    if not as_json:
+        total = sum(d.bytes for d in done)
+        print(f"exported {len(done)} files, {total:,} bytes; every chunk matched the hash recorded at ingest")

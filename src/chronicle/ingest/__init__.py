@@ -1,0 +1,1 @@
+"""Sources -> events: Claude Code sessions, git repositories, experiment definitions."""

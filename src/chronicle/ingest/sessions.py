@@ -1,0 +1,267 @@
+"""``chronicle ingest sessions``: Claude Code transcripts into the log, incrementally.
+
+Per file, the log holds a cursor: the latest ``source.seen`` (a generation
+starts at byte 0) or ``source.appended`` (ingested up to ``end``). A pass
+re-reads the 4 KiB before the cursor and compares ``tail_sha256``: a file that
+shrank or whose bytes changed is recorded as ``source.rewritten`` and read
+again from byte 0 as a new generation; earlier events stay.
+
+Only whole lines are ingested. A trailing partial line waits for its newline,
+unless the file has been quiet for ``quiet_seconds`` and the bytes are a
+complete JSON object (a transcript whose last line has no newline).
+
+Each chunk's lines and its ``source.appended`` cursor are committed in one
+atomic append, and passes hold ``ingest.lock``, so a line is never recorded
+twice and the (expensive) event_id lookup can be skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import polars as pl
+import pyarrow as pa
+
+from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
+from chronicle.ingest import transcript_lines
+from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
+from chronicle.store import EventLog, codec
+from chronicle.store.fsutil import locked
+
+TAIL = 4096
+CHUNK = 32 * 1024 * 1024
+#: Below this many lines a chunk goes through the WAL; above, straight to a segment.
+BULK_LINES = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    generation: int
+    end: int
+    end_line: int
+    tail_sha256: str
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    new_files: int = 0
+    changed_files: int = 0
+    rewritten: int = 0
+    lines: int = 0
+    bytes: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        rate = self.bytes / 1e6 / self.seconds if self.seconds else 0.0
+        return (f"{self.files} files ({self.new_files} new, {self.changed_files} changed, {self.rewritten} rewritten): "
+                f"{self.lines:,} lines, {self.bytes / 1e6:,.1f} MB in {self.seconds:.1f}s ({rate:,.1f} MB/s); "
+                f"{self.errors} problems recorded")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_EMPTY_SHA = _sha(b"")
+
+
+def cursors(log: EventLog) -> dict[str, Cursor]:
+    """The latest cursor of every source path in the log."""
+    snap = log.snapshot()
+    seen = snap.frame("source.seen", ["seq", "path", "generation"]).with_columns(
+        end=pl.lit(0, pl.Int64), end_line=pl.lit(0, pl.Int64), tail_sha256=pl.lit(_EMPTY_SHA))
+    appended = snap.frame("source.appended", ["seq", "path", "generation", "end", "end_line", "tail_sha256"])
+    latest = (pl.concat([seen, appended], how="vertical_relaxed")
+              .group_by("path").agg(pl.all().sort_by("seq").last()).collect())
+    return {p: Cursor(g, e, n, t) for p, g, e, n, t in
+            latest.select("path", "generation", "end", "end_line", "tail_sha256").iter_rows()}
+
+
+def meta_versions(log: EventLog) -> dict[str, tuple[int, str]]:
+    """path -> (number of recorded versions, sha256 of the latest) for sidecar files."""
+    frame = log.snapshot().frame("session.meta", ["seq", "path", "sha256"])
+    latest = frame.group_by("path").agg(pl.len().alias("n"), pl.col("sha256").sort_by("seq").last()).collect()
+    return {p: (n, s) for p, n, s in latest.iter_rows()}
+
+
+def events_table(events: list[Event]) -> pa.Table:
+    """An Arrow table of events of one class, in the columns append_tables takes."""
+    cls = type(events[0])
+    schema = codec.arrow_schema(cls)
+    names = ["stream", "event_id", *cls.payload_fields()]
+    return pa.table({n: [getattr(e, n) for e in events] for n in names},
+                    schema=pa.schema([schema.field(n) for n in names]))
+
+
+class SessionIngester:
+    def __init__(self, log: EventLog, lock_path: Path, *, quiet_seconds: float = 10.0, chunk_bytes: int = CHUNK,
+                 on_bytes: Callable[[int, str], None] | None = None):
+        self.log = log
+        self.lock_path = lock_path
+        self.quiet_seconds = quiet_seconds
+        self.chunk_bytes = chunk_bytes
+        self.on_bytes = on_bytes or (lambda n, name: None)
+
+    def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
+        started = time.monotonic()
+        summary = Summary()
+        files = discover(paths) if files is None else files
+        summary.files = len(files)
+        with locked(self.lock_path):
+            known = cursors(self.log)
+            metas = meta_versions(self.log)
+            for f in files:
+                try:
+                    if f.kind in META_KINDS:
+                        self._meta(f, known, metas, summary)
+                    else:
+                        self._lines(f, known.get(str(f.path)), summary)
+                except OSError as exc:
+                    self._problem(f, f"cannot read: {exc.strerror or exc}", summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    # ------------------------------------------------------------------ helpers
+
+    def _problem(self, f: SourceFile, message: str, summary: Summary, line_no: int | None = None,
+                 offset: int | None = None, generation: int = 0) -> None:
+        """Record a problem with a file as ``source.error``, once per (file, generation, place, message)."""
+        path = str(f.path)
+        key = transcript_lines.path_key(path)
+        eid = f"E{key}:{generation}:{offset}:{_sha(message.encode())[:12]}"
+        acks = self.log.append([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message,
+                                            line_no=line_no, offset=offset)])
+        if not acks[0].duplicate:
+            summary.errors += 1
+            summary.problems.append(f"{path}: {message}")
+
+    def _seen(self, f: SourceFile, size: int, generation: int) -> SourceSeen:
+        path = str(f.path)
+        return SourceSeen(stream=f"source:{path}", event_id=f"S{transcript_lines.path_key(path)}:{generation}",
+                          path=path, root=str(f.root), rel_path=f.rel_path, kind=f.kind, file_size=size,
+                          generation=generation)
+
+    # ------------------------------------------------------------------ sidecars
+
+    def _meta(self, f: SourceFile, known: dict[str, Cursor], metas: dict[str, tuple[int, str]],
+              summary: Summary) -> None:
+        path = str(f.path)
+        raw = f.path.read_bytes()
+        sha = _sha(raw)
+        n, last = metas.get(path, (0, ""))
+        if sha == last:
+            return
+        events: list[Event] = []
+        if path not in known:
+            events.append(self._seen(f, len(raw), 0))
+            summary.new_files += 1
+        else:
+            summary.changed_files += 1
+        events.append(SessionMeta(stream=f"source:{path}", event_id=f"M{transcript_lines.path_key(path)}:{n}",
+                                  path=path, kind=f.kind, sha256=sha, raw=raw))
+        self.log.append(events, dedupe=False)
+        summary.bytes += len(raw)
+        self.on_bytes(len(raw), f.path.name)
+
+    # ------------------------------------------------------------------ transcripts
+
+    def _lines(self, f: SourceFile, cur: Cursor | None, summary: Summary) -> None:
+        path = str(f.path)
+        with open(f.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            size = st.st_size
+            if cur is None:
+                self.log.append([self._seen(f, size, 0)], dedupe=False)
+                cur = Cursor(0, 0, 0, _EMPTY_SHA)
+                summary.new_files += 1
+                if size == 0:
+                    self._problem(f, "empty file (0 bytes)", summary)
+            else:
+                reason = self._rewrite_reason(fh, cur, size)
+                if reason:
+                    gen = cur.generation + 1
+                    self.log.append([
+                        SourceRewritten(stream=f"source:{path}",
+                                        event_id=f"R{transcript_lines.path_key(path)}:{gen}",
+                                        path=path, old_generation=cur.generation, new_generation=gen, reason=reason),
+                        self._seen(f, size, gen),
+                    ], dedupe=False)
+                    cur = Cursor(gen, 0, 0, _EMPTY_SHA)
+                    summary.rewritten += 1
+                elif size > cur.end:
+                    summary.changed_files += 1
+            if size <= cur.end:
+                return
+            quiet = time.time() - st.st_mtime >= self.quiet_seconds
+            self._read_from(fh, f, cur, quiet, summary)
+
+    @staticmethod
+    def _rewrite_reason(fh, cur: Cursor, size: int) -> str | None:
+        if size < cur.end:
+            return f"file shrank to {size:,} bytes; {cur.end:,} were ingested"
+        start = max(0, cur.end - TAIL)
+        fh.seek(start)
+        if _sha(fh.read(cur.end - start)) != cur.tail_sha256:
+            return f"bytes before offset {cur.end:,} changed"
+        return None
+
+    def _read_from(self, fh, f: SourceFile, cur: Cursor, quiet: bool, summary: Summary) -> None:
+        start = max(0, cur.end - TAIL)
+        fh.seek(start)
+        tail = fh.read(cur.end - start)
+        pos, line_no, pending = cur.end, cur.end_line + 1, b""
+        while True:
+            block = fh.read(self.chunk_bytes)
+            if not block:
+                break
+            data = pending + block if pending else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data  # one line longer than a chunk: keep reading
+                continue
+            complete, pending = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+            pos, line_no, tail = self._commit(f, cur.generation, pos, line_no, complete, tail, summary)
+        if pending and quiet and self._is_record(pending):
+            self._commit(f, cur.generation, pos, line_no, pending, tail, summary)
+
+    @staticmethod
+    def _is_record(data: bytes) -> bool:
+        try:
+            return isinstance(msgspec.json.decode(data), dict)
+        except msgspec.DecodeError:
+            return False
+
+    def _commit(self, f: SourceFile, generation: int, pos: int, line_no: int, data: bytes, tail: bytes,
+                summary: Summary) -> tuple[int, int, bytes]:
+        path = str(f.path)
+        lines = transcript_lines.table(path, generation, pos, line_no, data)
+        n = lines.num_rows
+        end = pos + len(data)
+        tail = (tail + data[-TAIL:])[-TAIL:]
+        cursor = SourceAppended(stream=f"source:{path}",
+                                event_id=f"A{transcript_lines.path_key(path)}:{generation}:{end}",
+                                path=path, generation=generation, start=pos, end=end, end_line=line_no + n - 1,
+                                sha256=_sha(data), tail_sha256=_sha(tail))
+        if n < BULK_LINES:
+            events: list[Event] = [SessionLine(**row) for row in lines.to_pylist()]
+            self.log.append([*events, cursor], dedupe=False)
+        else:
+            self.log.append_tables({"session.line": lines, "source.appended": events_table([cursor])}, dedupe=False)
+        errors = lines.column("error")
+        if errors.null_count < n:
+            for row in lines.filter(errors.is_valid()).select(["line_no", "error"]).to_pylist():
+                summary.errors += 1
+                summary.problems.append(f"{path}:{row['line_no']}: {row['error']}")
+        summary.lines += n
+        summary.bytes += len(data)
+        self.on_bytes(len(data), f.path.name)
+        return end, line_no + n, tail
