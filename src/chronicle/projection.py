@@ -66,6 +66,8 @@ class Projection:
             if not hasattr(module, attr):
                 raise ProjectionError(f"projection {name} ({module.__file__}): missing {attr}")
         source = Path(module.__file__ or "").read_bytes()
+        if module.__name__.startswith("chronicle.projections."):
+            source += shared_source()
         return cls(
             name=name,
             inputs=tuple(module.INPUTS),
@@ -75,6 +77,15 @@ class Projection:
             code_version=hashlib.sha256(ENGINE_VERSION.encode() + source).hexdigest()[:16],
             source=module.__file__ or name,
         )
+
+
+def shared_source() -> bytes:
+    """Helpers (``_*.py``) and data (``*.json``) of the built-in projections:
+    part of every built-in projection's code version, so editing a price
+    table or a shared helper rebuilds what depends on it."""
+    folder = Path(builtin_projections.__path__[0])
+    files = sorted([*folder.glob("_*.py"), *folder.glob("*.json")])
+    return b"".join(f.name.encode() + b"\0" + f.read_bytes() for f in files)
 
 
 def discover(extra_dirs: list[Path] = ()) -> dict[str, Projection]:
@@ -206,7 +217,7 @@ class Engine:
         try:
             for t, df in result.items():
                 pq.write_table(df.to_arrow(), staging / f"{t}.parquet", compression="zstd")
-                df.write_csv(staging / f"{t}.csv")
+                csv_ready(df).write_csv(staging / f"{t}.csv")
             for f in staging.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
@@ -215,6 +226,17 @@ class Engine:
             fsync_dir(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def csv_ready(df: pl.DataFrame) -> pl.DataFrame:
+    """CSV has no nested values: lists and structs become JSON text, bytes become hex."""
+    nested = [c for c, t in df.schema.items() if isinstance(t, (pl.List, pl.Struct, pl.Array))]
+    binary = [c for c, t in df.schema.items() if t == pl.Binary]
+    return df.with_columns(
+        *[pl.struct(pl.col(c).alias("v")).struct.json_encode().str.replace(r'^\{"v":(.*)\}$', "$1").alias(c)
+          for c in nested],
+        *[pl.col(c).bin.encode("hex") for c in binary],
+    )
 
 
 def list_tables(tables_dir: Path) -> list[tuple[str, int, int]]:

@@ -1,0 +1,84 @@
+"""Shared reading of ``session.line`` for the Claude Code projections.
+
+Only each file's latest generation counts: when a file is rewritten, the
+lines of its earlier generations stay in the log but no longer describe it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import polars as pl
+
+TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
+
+
+def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
+    latest = lines.group_by("path").agg(pl.col("generation").max().alias("_latest"))
+    return lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
+
+
+def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per API call (NOTES.md): a call is a (message.id, requestId)
+    pair; among its copies (one per content block, plus subagent copies inside
+    ``progress`` records) keep the one with the most tokens; skip <synthetic>."""
+    total = pl.sum_horizontal([pl.col(c).fill_null(0) for c in TOKEN_COLUMNS])
+    copies = (
+        current_lines(lines)
+        .filter(pl.col("message_id").is_not_null()
+                & ((pl.col("record_type") == "assistant") | pl.col("embedded").fill_null(False))
+                & (pl.col("model").fill_null("") != "<synthetic>"))
+        .with_columns(total.alias("total_tokens"))
+    )
+    return (
+        copies.sort(["message_id", "request_id", "total_tokens", "seq"], descending=[False, False, True, False],
+                    nulls_last=True)
+        .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True)
+        .select(
+            "message_id", "request_id", "model", "session_id",
+            pl.col("agent_id").alias("subagent_id"), "is_sidechain", pl.col("embedded").fill_null(False),
+            pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False).alias("time"),
+            pl.col("cwd").alias("project"),
+            *[pl.col(c).fill_null(0).cast(pl.Int64) for c in TOKEN_COLUMNS],
+            pl.col("cache_5m_input_tokens").cast(pl.Int64).alias("cache_creation_5m_tokens"),
+            pl.col("cache_1h_input_tokens").cast(pl.Int64).alias("cache_creation_1h_tokens"),
+            "total_tokens", "path", "line_no", "seq",
+        )
+        .sort(["time", "message_id", "request_id"], nulls_last=True)
+    )
+
+
+# ----------------------------------------------------------- message content
+
+class Block(msgspec.Struct):
+    type: str = ""
+    text: Any = None
+    thinking: Any = None
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw()
+    tool_use_id: str | None = None
+    is_error: Any = None
+    content: msgspec.Raw = msgspec.Raw()
+
+
+class _Message(msgspec.Struct):
+    content: str | list[Block] | None = None
+
+
+class _Record(msgspec.Struct):
+    message: _Message | None = None
+    summary: Any = None
+    title: Any = None
+
+
+_RECORD = msgspec.json.Decoder(_Record)
+
+
+def parse(raw: bytes) -> _Record | None:
+    """The message content (and summary/title) of a record; None when it does not have the usual shape."""
+    try:
+        return _RECORD.decode(raw)
+    except msgspec.DecodeError:
+        return None

@@ -1,0 +1,201 @@
+"""sessions, messages, tool_calls, subagents: what happened in Claude Code sessions.
+
+Read from each file's latest generation. A resumed session repeats earlier
+records with the same ``uuid`` in a new file; each uuid counts once (its first
+recording). Lines that could not be read are left out here (they are in
+``ingest_errors``). Subagent records carry their parent's ``sessionId`` with
+``isSidechain``; they are counted in their parent session and linked to the
+tool call that spawned them through ``toolUseResult.agentId``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from chronicle.projections._claude import current_lines, parse
+from chronicle.projections._transcript import human_text, input_summary, tool_input
+
+INPUTS = ["session.line", "session.meta"]
+OUTPUTS = ["sessions", "messages", "tool_calls", "subagents"]
+
+_TIME = pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False)
+
+
+def _readable(lines: pl.LazyFrame) -> pl.LazyFrame:
+    return current_lines(lines).filter(pl.col("error").is_null() & pl.col("record_type").is_not_null())
+
+
+def conversation(lines: pl.LazyFrame) -> pl.DataFrame:
+    """User and assistant records, each uuid once, in log order."""
+    return (
+        _readable(lines)
+        .filter(pl.col("record_type").is_in(["user", "assistant"]))
+        .with_columns(pl.coalesce("uuid", pl.col("seq").cast(pl.String)).alias("_key"))
+        .unique(subset="_key", keep="first", maintain_order=True)
+        .sort("seq")
+        .select("seq", "path", "line_no", "session_id", "uuid", "parent_uuid", "record_type", _TIME.alias("time"),
+                "is_meta", "is_compact_summary", "is_sidechain", "agent_id", "result_agent_id", "message_id", "model",
+                "raw")
+        .collect()
+    )
+
+
+def messages_and_tools(convo: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    msg_rows, uses, results = [], [], []
+    for row in convo.iter_rows(named=True):
+        rec = parse(row["raw"])
+        content = rec.message.content if rec is not None and rec.message is not None else None
+        kinds: list[str] = []
+        text_len = 0
+        texts: list[str] = []
+        if isinstance(content, str):
+            kinds, text_len, texts = ["text"], len(content), [content]
+        elif isinstance(content, list):
+            for b in content:
+                if b.type not in kinds:
+                    kinds.append(b.type)
+                if b.type == "text" and isinstance(b.text, str):
+                    text_len += len(b.text)
+                    texts.append(b.text)
+                elif b.type == "thinking" and isinstance(b.thinking, str):
+                    text_len += len(b.thinking)
+                elif b.type == "tool_use" and b.id:
+                    name = b.name or ""
+                    inp = tool_input(b.input)
+                    uses.append({"tool_use_id": b.id, "tool_name": name, "input_summary": input_summary(name, inp),
+                                 "command": inp.get("command") if isinstance(inp.get("command"), str) else None,
+                                 "file_path": next((inp[k] for k in ("file_path", "notebook_path", "path")
+                                                    if isinstance(inp.get(k), str)), None),
+                                 "subagent_type": inp.get("subagent_type") if isinstance(inp.get("subagent_type"), str) else None,
+                                 "description": inp.get("description") if isinstance(inp.get("description"), str) else None,
+                                 "session_id": row["session_id"], "agent_id": row["agent_id"],
+                                 "called_at": row["time"], "call_seq": row["seq"], "message_uuid": row["uuid"]})
+                elif b.type == "tool_result" and b.tool_use_id:
+                    results.append({"tool_use_id": b.tool_use_id, "is_error": b.is_error is True,
+                                    "result_bytes": len(b.content), "result_at": row["time"],
+                                    "spawned_agent_id": row["result_agent_id"], "result_seq": row["seq"]})
+        role = row["record_type"]
+        msg_rows.append({
+            "seq": row["seq"], "session_id": row["session_id"], "uuid": row["uuid"], "parent_uuid": row["parent_uuid"],
+            "time": row["time"], "role": role, "content_kinds": kinds, "text_length": text_len,
+            "is_meta": bool(row["is_meta"]), "is_compact_summary": bool(row["is_compact_summary"]),
+            "is_sidechain": bool(row["is_sidechain"]), "agent_id": row["agent_id"],
+            "is_human": role == "user" and human_text(texts, kinds, row) is not None,
+            "message_id": row["message_id"], "model": row["model"], "path": row["path"], "line_no": row["line_no"],
+        })
+    messages = pl.DataFrame(msg_rows, schema=_MESSAGE_SCHEMA)
+    use_df = pl.DataFrame(uses, schema=_USE_SCHEMA).unique("tool_use_id", keep="first", maintain_order=True)
+    res_df = pl.DataFrame(results, schema=_RESULT_SCHEMA).unique("tool_use_id", keep="first", maintain_order=True)
+    tools = use_df.join(res_df, on="tool_use_id", how="left").sort("call_seq", "tool_use_id")
+    return messages, tools
+
+
+_MESSAGE_SCHEMA = {
+    "seq": pl.Int64, "session_id": pl.String, "uuid": pl.String, "parent_uuid": pl.String,
+    "time": pl.Datetime("us", "UTC"), "role": pl.String, "content_kinds": pl.List(pl.String), "text_length": pl.Int64,
+    "is_meta": pl.Boolean, "is_compact_summary": pl.Boolean, "is_sidechain": pl.Boolean, "agent_id": pl.String,
+    "is_human": pl.Boolean, "message_id": pl.String, "model": pl.String, "path": pl.String, "line_no": pl.Int64,
+}
+_USE_SCHEMA = {
+    "tool_use_id": pl.String, "tool_name": pl.String, "input_summary": pl.String, "command": pl.String,
+    "file_path": pl.String, "subagent_type": pl.String, "description": pl.String, "session_id": pl.String,
+    "agent_id": pl.String, "called_at": pl.Datetime("us", "UTC"), "call_seq": pl.Int64, "message_uuid": pl.String,
+}
+_RESULT_SCHEMA = {
+    "tool_use_id": pl.String, "is_error": pl.Boolean, "result_bytes": pl.Int64,
+    "result_at": pl.Datetime("us", "UTC"), "spawned_agent_id": pl.String, "result_seq": pl.Int64,
+}
+
+
+def subagents(lines: pl.LazyFrame, metas: pl.LazyFrame, tools: pl.DataFrame) -> pl.DataFrame:
+    own = (
+        _readable(lines).filter(pl.col("agent_id").is_not_null() & pl.col("is_sidechain").fill_null(False))
+        .group_by("agent_id")
+        .agg(pl.col("session_id").drop_nulls().first().alias("parent_session_id"),
+             _TIME.min().alias("first_time"), _TIME.max().alias("last_time"), pl.len().cast(pl.Int64).alias("records"),
+             pl.col("path").min().alias("path"))
+        .collect()
+    )
+    meta = (
+        metas.filter(pl.col("kind") == "agent-meta")
+        .sort("seq").group_by("path").last()
+        .select(pl.col("path").str.extract(r"agent-([^/]+)\.meta\.json$").alias("agent_id"),
+                pl.col("raw").cast(pl.String).str.json_path_match("$.agentType").alias("meta_agent_type"))
+        .collect()
+    )
+    spawns = (tools.filter(pl.col("spawned_agent_id").is_not_null())
+              .select(pl.col("spawned_agent_id").alias("agent_id"), pl.col("tool_use_id").alias("parent_tool_use_id"),
+                      "subagent_type", "description")
+              .unique("agent_id", keep="first", maintain_order=True))
+    return (
+        own.join(spawns, on="agent_id", how="left").join(meta, on="agent_id", how="left")
+        .select("agent_id", "parent_session_id", "parent_tool_use_id",
+                pl.coalesce("meta_agent_type", "subagent_type").alias("agent_type"), "description",
+                "first_time", "last_time", "records", "path")
+        .sort("agent_id")
+    )
+
+
+def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    readable = _readable(lines).with_columns(_TIME.alias("time"))
+    base = (
+        readable.filter(pl.col("session_id").is_not_null())
+        .group_by("session_id")
+        .agg(
+            pl.col("cwd").sort_by("seq").drop_nulls().first().alias("project"),
+            pl.col("slug").sort_by("seq").drop_nulls().last().alias("slug"),
+            pl.col("time").min().alias("first_time"), pl.col("time").max().alias("last_time"),
+            pl.len().cast(pl.Int64).alias("records"),
+            (pl.col("record_type") == "user").sum().cast(pl.Int64).alias("user_records"),
+            (pl.col("record_type") == "assistant").sum().cast(pl.Int64).alias("assistant_records"),
+            (pl.col("record_type") == "system").sum().cast(pl.Int64).alias("system_records"),
+            pl.col("model").filter(pl.col("model") != "<synthetic>").drop_nulls().unique().sort().alias("models"),
+            pl.col("git_branch").drop_nulls().unique().sort().alias("git_branches"),
+            pl.col("agent_id").filter(pl.col("is_sidechain").fill_null(False)).drop_nulls().n_unique()
+              .cast(pl.Int64).alias("subagents"),
+            pl.col("path").filter(pl.col("agent_id").is_null()).drop_nulls().unique().sort().alias("files"),
+        )
+        .with_columns((pl.col("last_time") - pl.col("first_time")).dt.total_seconds().alias("duration_s"))
+        .collect()
+    )
+    counts = (readable.filter(pl.col("session_id").is_not_null()).group_by("session_id", "record_type").len()
+              .sort("record_type").group_by("session_id")
+              .agg(pl.struct(pl.col("record_type").alias("type"), pl.col("len").cast(pl.Int64).alias("n"))
+                   .alias("record_counts")).collect())
+    humans = (messages.filter(pl.col("is_human")).group_by("session_id")
+              .agg(pl.len().cast(pl.Int64).alias("human_messages")))
+    # Titles: a `summary` record (often in a later file) names the session of its leafUuid.
+    owners = readable.filter(pl.col("uuid").is_not_null()).select("uuid", pl.col("session_id").alias("owner"))
+    titled = (
+        readable.filter(pl.col("record_type").is_in(["summary", "ai-title"]))
+        .with_columns(pl.col("raw").cast(pl.String).alias("_text"))
+        .with_columns(pl.coalesce(pl.col("_text").str.json_path_match("$.summary"),
+                                  pl.col("_text").str.json_path_match("$.title")).alias("title"))
+        .join(owners, left_on="leaf_uuid", right_on="uuid", how="left")
+        .with_columns(pl.coalesce("owner", "session_id").alias("for_session"),
+                      (pl.col("record_type") == "summary").alias("_from_summary"))
+        .filter(pl.col("for_session").is_not_null() & pl.col("title").is_not_null())
+        .sort("_from_summary", "seq")
+        .group_by("for_session").agg(pl.col("title").last())
+        .collect()
+    )
+    return (
+        base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
+        .join(titled, left_on="session_id", right_on="for_session", how="left")
+        .with_columns(pl.col("human_messages").fill_null(0))
+        .select("session_id", "title", "project", "slug", "first_time", "last_time", "duration_s", "records",
+                "user_records", "assistant_records", "system_records", "human_messages", "record_counts", "models",
+                "git_branches", "subagents", "files")
+        .sort("first_time", "session_id", nulls_last=True)
+    )
+
+
+def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    lines = inputs["session.line"]
+    messages, tools = messages_and_tools(conversation(lines))
+    return {
+        "sessions": sessions(lines, messages),
+        "messages": messages,
+        "tool_calls": tools,
+        "subagents": subagents(lines, inputs["session.meta"], tools),
+    }

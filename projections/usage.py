@@ -1,0 +1,69 @@
+"""api_calls and usage_daily: Claude Code token accounting and cost.
+
+``api_calls`` has one row per API call, deduplicated by the rule in the corpus
+NOTES (see ``_claude.api_calls``). ``usage_daily`` sums it by UTC day x model x
+project and prices it from ``claude_prices.json``, a dated table shipped with
+the code (its version is a column). A model the table does not know is
+``priced = false`` with a null cost, never $0.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from chronicle.projections._claude import TOKEN_COLUMNS, api_calls
+
+INPUTS = ["session.line"]
+OUTPUTS = ["api_calls", "usage_daily"]
+
+PRICES = json.loads((Path(__file__).with_name("claude_prices.json")).read_text())
+_RATES = ["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]
+
+
+def price_table() -> pl.DataFrame:
+    """One row per (model key, effective date) with per-token rates."""
+    rows = [{"key": key, "from": date.fromisoformat(e["from"]), **{r: e[r] / 1e6 for r in _RATES}}
+            for key, entries in PRICES["models"].items() for e in entries]
+    return pl.DataFrame(rows).sort("key", "from")
+
+
+def _priced(daily: pl.DataFrame) -> pl.DataFrame:
+    """Attach the price in effect on each row's day for its model's longest matching key."""
+    prices = price_table()
+    models = daily.select("model").unique().drop_nulls()["model"].to_list()
+    keys = {m: max((k for k in prices["key"].unique() if m.startswith(k)), key=len, default=None) for m in models}
+    daily = daily.with_columns(pl.col("model").replace_strict(keys, default=None, return_dtype=pl.String).alias("key"))
+    joined = daily.sort("day").join_asof(prices.sort("key", "from"), left_on="day", right_on="from", by="key",
+                                         strategy="backward", check_sortedness=False)  # sorted within each key
+    cache_5m = pl.col("cache_creation_5m_tokens")
+    cache_1h = pl.col("cache_creation_1h_tokens")
+    unsplit = pl.col("cache_creation_input_tokens") - cache_5m - cache_1h
+    cost = (pl.col("input_tokens") * pl.col("input") + pl.col("output_tokens") * pl.col("output")
+            + (cache_5m + unsplit) * pl.col("cache_write_5m") + cache_1h * pl.col("cache_write_1h")
+            + pl.col("cache_read_input_tokens") * pl.col("cache_read"))
+    return joined.with_columns(
+        pl.col("input").is_not_null().alias("priced"),
+        cost.round(6).alias("cost_usd"),
+        pl.lit(PRICES["version"]).alias("price_table"),
+    ).drop("key", "from", *_RATES)
+
+
+def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    calls = api_calls(inputs["session.line"]).collect()
+    daily = (
+        calls.with_columns(pl.col("time").dt.date().alias("day"))
+        .group_by("day", "model", "project")
+        .agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            *[pl.col(c).sum() for c in TOKEN_COLUMNS],
+            pl.col("cache_creation_5m_tokens").fill_null(0).sum(),
+            pl.col("cache_creation_1h_tokens").fill_null(0).sum(),
+            pl.col("total_tokens").sum(),
+        )
+    )
+    daily = _priced(daily).sort("day", "model", "project", nulls_last=True)
+    return {"api_calls": calls, "usage_daily": daily}
