@@ -22,22 +22,24 @@ def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
 def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
     """One row per API call (NOTES.md): a call is a (message.id, requestId)
     pair; among its copies (one per content block, plus subagent copies inside
-    ``progress`` records) keep the one with the most tokens; skip <synthetic>."""
+    ``progress`` records) keep the one with the most tokens; skip <synthetic>.
+    On a tie the subagent's own record wins over its copy in the parent's
+    ``progress`` record (it names the subagent), then the earliest recorded."""
     total = pl.sum_horizontal([pl.col(c).fill_null(0) for c in TOKEN_COLUMNS])
     copies = (
         current_lines(lines)
         .filter(pl.col("message_id").is_not_null()
                 & ((pl.col("record_type") == "assistant") | pl.col("embedded").fill_null(False))
                 & (pl.col("model").fill_null("") != "<synthetic>"))
-        .with_columns(total.alias("total_tokens"))
+        .with_columns(total.alias("total_tokens"), pl.col("embedded").fill_null(False))
     )
     return (
-        copies.sort(["message_id", "request_id", "total_tokens", "seq"], descending=[False, False, True, False],
-                    nulls_last=True)
+        copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
+                    descending=[False, False, True, False, False], nulls_last=True)
         .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True)
         .select(
             "message_id", "request_id", "model", "session_id",
-            pl.col("agent_id").alias("subagent_id"), "is_sidechain", pl.col("embedded").fill_null(False),
+            pl.col("agent_id").alias("subagent_id"), "is_sidechain", "embedded",
             pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False).alias("time"),
             pl.col("cwd").alias("project"),
             *[pl.col(c).fill_null(0).cast(pl.Int64) for c in TOKEN_COLUMNS],

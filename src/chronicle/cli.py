@@ -20,7 +20,7 @@ from chronicle import __version__
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.export import ExportError
 from chronicle.jsonl import dump, parse_lines
-from chronicle.projection import Engine, ProjectionError, discover, list_tables
+from chronicle.projection import Engine, ProjectionError, csv_ready, discover, list_tables
 from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
 from chronicle.store import integrity
 from chronicle.workspace import ConfigError, Workspace
@@ -198,7 +198,7 @@ def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(df.write_ndjson())
     elif args.csv:
-        sys.stdout.write(df.write_csv())
+        sys.stdout.write(csv_ready(df).write_csv())
     else:
         with pl.Config(tbl_rows=50, fmt_str_lengths=60, tbl_width_chars=160):
             _out(str(df))
