@@ -1,4 +1,5 @@
-"""sessions, messages, tool_calls, subagents: what happened in Claude Code sessions.
+"""sessions, messages, tool_calls, subagents, commits, session_commits:
+what happened in Claude Code sessions, and the git commits they made.
 
 Read from each file's latest generation. A resumed session repeats earlier
 records with the same ``uuid`` in a new file; each uuid counts once (its first
@@ -13,10 +14,11 @@ from __future__ import annotations
 import polars as pl
 
 from chronicle.projections._claude import current_lines, parse
+from chronicle.projections._commits import commits_table, links, printed_hash
 from chronicle.projections._transcript import human_text, input_summary, tool_input
 
-INPUTS = ["session.line", "session.meta"]
-OUTPUTS = ["sessions", "messages", "tool_calls", "subagents"]
+INPUTS = ["session.line", "session.meta", "git.commit"]
+OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "session_commits"]
 
 _TIME = pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False)
 
@@ -73,6 +75,7 @@ def messages_and_tools(convo: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
                 elif b.type == "tool_result" and b.tool_use_id:
                     results.append({"tool_use_id": b.tool_use_id, "is_error": b.is_error is True,
                                     "result_bytes": len(b.content), "result_at": row["time"],
+                                    "result_commit": printed_hash(bytes(b.content)) if len(b.content) else None,
                                     "spawned_agent_id": row["result_agent_id"], "result_seq": row["seq"]})
         role = row["record_type"]
         msg_rows.append({
@@ -103,7 +106,8 @@ _USE_SCHEMA = {
 }
 _RESULT_SCHEMA = {
     "tool_use_id": pl.String, "is_error": pl.Boolean, "result_bytes": pl.Int64,
-    "result_at": pl.Datetime("us", "UTC"), "spawned_agent_id": pl.String, "result_seq": pl.Int64,
+    "result_at": pl.Datetime("us", "UTC"), "result_commit": pl.String, "spawned_agent_id": pl.String,
+    "result_seq": pl.Int64,
 }
 
 
@@ -193,9 +197,13 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     lines = inputs["session.line"]
     messages, tools = messages_and_tools(conversation(lines))
+    session_table = sessions(lines, messages)
+    commits = commits_table(inputs["git.commit"].collect())
     return {
-        "sessions": sessions(lines, messages),
+        "sessions": session_table,
         "messages": messages,
         "tool_calls": tools,
         "subagents": subagents(lines, inputs["session.meta"], tools),
+        "commits": commits,
+        "session_commits": links(commits, session_table, tools),
     }

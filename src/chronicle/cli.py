@@ -330,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingest an unterminated last line once the file has been unchanged this long (default 10)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=sessions_cmd.ingest_sessions)
+    p = isub.add_parser("git", help="commits of a git repository (incremental)",
+                        description="One git.commit event per commit on any ref: sha, parents, author and "
+                                    "committer with times, full message, files with status and line counts.",
+                        epilog="examples:\n  chronicle ingest git ~/src/myrepo\n  chronicle ingest git . --since 2026-01-01",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("--since", metavar="DATE", help="only commits after DATE (anything git log --since takes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=sessions_cmd.ingest_git_repo)
     export = verb("export", None, "write ingested sources back out, byte for byte",
                   "chronicle export sessions ~/restored", json_flag=False)
     esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)

@@ -1,4 +1,4 @@
-"""`chronicle ingest sessions` and `chronicle export session(s)`."""
+"""`chronicle ingest sessions|git` and `chronicle export session(s)`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from chronicle import export
+from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.claude_files import META_KINDS, default_roots, discover
 from chronicle.ingest.sessions import SessionIngester, cursors
 from chronicle.progress import Progress
@@ -51,6 +52,19 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
         if len(summary.problems) > 20:
             print(f"  ... and {len(summary.problems) - 20} more (chronicle show ingest_errors)", file=sys.stderr)
         print(summary.line())
+    return EXIT_OK
+
+
+def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        summary = ingest_git(ws.open_log(), Path(args.repo), args.since)
+    except GitError as exc:
+        print(f"chronicle ingest git: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        _print_json(vars(summary))
+    else:
+        print(f"{summary.repo}: {summary.commits} commits, {summary.new} new")
     return EXIT_OK
 
 
