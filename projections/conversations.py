@@ -20,6 +20,8 @@ from chronicle.projections._transcript import human_text, input_summary, tool_in
 INPUTS = ["session.line", "session.meta", "git.commit"]
 OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "session_commits"]
 
+#: Message text kept in the table (the full text stays in the log).
+TEXT_LIMIT = 2000
 _TIME = pl.col("timestamp").str.to_datetime(time_zone="UTC", strict=False)
 
 
@@ -84,6 +86,7 @@ def messages_and_tools(convo: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
             "is_meta": bool(row["is_meta"]), "is_compact_summary": bool(row["is_compact_summary"]),
             "is_sidechain": bool(row["is_sidechain"]), "agent_id": row["agent_id"],
             "is_human": role == "user" and human_text(texts, kinds, row) is not None,
+            "text": "\n".join(texts)[:TEXT_LIMIT] if texts else None,
             "message_id": row["message_id"], "model": row["model"], "path": row["path"], "line_no": row["line_no"],
         })
     messages = pl.DataFrame(msg_rows, schema=_MESSAGE_SCHEMA)
@@ -97,7 +100,7 @@ _MESSAGE_SCHEMA = {
     "seq": pl.Int64, "session_id": pl.String, "uuid": pl.String, "parent_uuid": pl.String,
     "time": pl.Datetime("us", "UTC"), "role": pl.String, "content_kinds": pl.List(pl.String), "text_length": pl.Int64,
     "is_meta": pl.Boolean, "is_compact_summary": pl.Boolean, "is_sidechain": pl.Boolean, "agent_id": pl.String,
-    "is_human": pl.Boolean, "message_id": pl.String, "model": pl.String, "path": pl.String, "line_no": pl.Int64,
+    "is_human": pl.Boolean, "text": pl.String, "message_id": pl.String, "model": pl.String, "path": pl.String, "line_no": pl.Int64,
 }
 _USE_SCHEMA = {
     "tool_use_id": pl.String, "tool_name": pl.String, "input_summary": pl.String, "command": pl.String,

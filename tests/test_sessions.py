@@ -306,3 +306,36 @@ def test_ingest_while_another_process_appends_equals_a_one_shot_ingest(ws: Works
     assert got["offset"].to_list() == want["offset"].to_list()
     assert got["uuid"].to_list() == want["uuid"].to_list()
     assert got["generation"].unique().to_list() == [0]
+
+
+def test_episodes_observation_action_reaction(ws: Workspace) -> None:
+    ingest(ws, EXAMPLES)
+    ep = tables(ws)["episodes"].filter(pl.col("session_id") == SESSION).sort("index")
+    assert ep["prompt_uuid"].to_list() == ["u1", "u6", "u10"]  # harness text and tool results are not prompts
+    first, second, last = ep.rows(named=True)
+    assert first["actions"] == ["read", "edit", "test"] and first["tool_errors"] == 1
+    assert (first["reaction"], first["reaction_confidence"]) == ("correct", 0.75)
+    assert second["files_touched"] == ["/home/ana/repo/cli.py"] and second["last_test_status"] == "failed"
+    assert second["actions"] == ["delegate", "vcs"] and second["subagents"] == ["ab12cd34"]
+    assert second["compacted"] is True and second["reaction"] == "approve"
+    assert last["reaction"] == "none" and last["reaction_uuid"] is None
+    assert set(ep["action_taxonomy"]) == {"action.v1"} and set(ep["reaction_taxonomy"]) == {"reaction.v1"}
+    again = tables(ws)["episodes"]
+    assert again["episode_id"].to_list() == tables(ws)["episodes"]["episode_id"].to_list()
+    assert again["episode_id"].n_unique() == again.height
+
+
+@pytest.mark.parametrize("text,label", [
+    ("[Request interrupted by user for tool use]", "block"),
+    ("stop, that's enough", "block"),
+    ("No, use the other file instead", "correct"),
+    ("it still doesn't work", "correct"),
+    ("Why did you delete the test?", "question"),
+    ("Looks good, thanks!", "approve"),
+    ("Now add a README section", "redirect"),
+    ("hmm", "unknown"),
+])
+def test_reaction_taxonomy(text: str, label: str) -> None:
+    from chronicle.projections.episodes import reaction
+
+    assert reaction(text)[0] == label

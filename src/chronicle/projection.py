@@ -68,6 +68,8 @@ class Projection:
         source = Path(module.__file__ or "").read_bytes()
         if module.__name__.startswith("chronicle.projections."):
             source += shared_source()
+        for data_file in getattr(module, "DATA_FILES", ()):  # e.g. taxonomies: part of the code version
+            source += Path(data_file).read_bytes()
         return cls(
             name=name,
             inputs=tuple(module.INPUTS),

@@ -1,0 +1,147 @@
+"""episodes: turn-level units for studying agent behaviour.
+
+One episode per human message that directs the agent, in the main thread of a
+session:
+
+- **observation**: what the agent could see when the message arrived: the
+  last few messages before it, the files its tools had touched so far in the
+  session, and the last known test status (the outcome of the latest tool call
+  the action taxonomy calls ``test``);
+- **action**: the agent's tool calls and text until the next human message,
+  each tool call classified by the action taxonomy;
+- **reaction**: the next human message, classified by the reaction taxonomy
+  with a confidence (``none`` when the session ended).
+
+Human messages are user records with typed text: not tool results, not
+``isMeta`` or compact summaries, not harness notifications (see
+``_transcript.human_text``). Compaction: an episode may span a
+``compact_boundary``; it is flagged ``compacted`` and its observation context
+starts after the boundary, as the agent's did. Subagents: a delegation is one
+tool call of class ``delegate`` in the parent's action (with the subagent's
+id); the subagent's own records, in its sidechain, are not episodes.
+Taxonomies are versioned JSON files in ``data/taxonomies``; each episode
+records the versions it was classified with. Episode ids are a hash of the
+session id and the prompt's uuid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+from chronicle.projections._claude import current_lines
+from chronicle.projections.conversations import conversation, messages_and_tools
+
+INPUTS = ["session.line"]
+OUTPUTS = ["episodes"]
+
+TAXONOMIES = Path(__file__).resolve().parents[1] / "data" / "taxonomies"
+DATA_FILES = [TAXONOMIES / "action.v1.json", TAXONOMIES / "reaction.v1.json"]
+CONTEXT_MESSAGES = 4
+CONTEXT_CHARS = 300
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"taxonomy {path} is missing (it ships in the repository's data/taxonomies)") from None
+
+
+ACTION = _load(DATA_FILES[0])
+REACTION = _load(DATA_FILES[1])
+_ACTION_RULES = [(r["class"], set(r["tools"]), [re.compile(p) for p in r.get("command_patterns", [])])
+                 for r in ACTION["rules"]]
+_REACTIONS = [(c["label"], c["confidence"], [re.compile(p, re.I) for p in c["patterns"]]) for c in REACTION["classes"]]
+
+
+def action_class(tool: str, command: str | None) -> str:
+    for name, tools, patterns in _ACTION_RULES:
+        if tool in tools and (not patterns or (command is not None and any(p.search(command) for p in patterns))):
+            return name
+    return ACTION["default"]
+
+
+def reaction(text: str | None) -> tuple[str, float]:
+    if text is None:
+        return "none", 1.0
+    t = text.strip()
+    hits = [(label, conf) for label, conf, patterns in _REACTIONS if any(p.search(t) for p in patterns)]
+    if not hits:
+        return REACTION["default"]["label"], REACTION["default"]["confidence"]
+    label, conf = hits[0]
+    return label, round(conf * REACTION["ambiguity_factor"] ** (len(hits) - 1), 3)
+
+
+_SCHEMA = {
+    "episode_id": pl.String, "session_id": pl.String, "index": pl.Int64, "prompt_uuid": pl.String,
+    "prompt_time": pl.Datetime("us", "UTC"), "prompt": pl.String, "context_json": pl.String,
+    "files_touched": pl.List(pl.String), "last_test_status": pl.String, "compacted": pl.Boolean,
+    "tool_calls": pl.Int64, "actions": pl.List(pl.String), "action_counts_json": pl.String,
+    "tool_errors": pl.Int64, "assistant_text_length": pl.Int64, "action_text": pl.String,
+    "subagents": pl.List(pl.String), "reaction_uuid": pl.String, "reaction_text": pl.String,
+    "reaction": pl.String, "reaction_confidence": pl.Float64,
+    "action_taxonomy": pl.String, "reaction_taxonomy": pl.String,
+}
+
+
+def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    lines = inputs["session.line"]
+    messages, tools = messages_and_tools(conversation(lines))
+    boundaries = (current_lines(lines).filter((pl.col("subtype") == "compact_boundary") & pl.col("error").is_null())
+                  .select("session_id", "seq").collect())
+    bounds: dict[str, list[int]] = {}
+    for sid, seq in boundaries.iter_rows():
+        bounds.setdefault(sid, []).append(seq)
+    main = messages.filter(~pl.col("is_sidechain") & pl.col("session_id").is_not_null()).sort("seq")
+    calls = tools.filter(pl.col("agent_id").is_null()).sort("call_seq")
+    calls_by_session: dict[str, list[dict]] = {}
+    for c in calls.iter_rows(named=True):
+        calls_by_session.setdefault(c["session_id"], []).append(c)
+    rows = []
+    for (sid,), msgs in main.group_by("session_id", maintain_order=True):
+        msgs_l = msgs.to_dicts()
+        humans = [i for i, m in enumerate(msgs_l) if m["is_human"]]
+        session_calls = calls_by_session.get(sid, [])
+        for n, hi in enumerate(humans):
+            prompt = msgs_l[hi]
+            end = humans[n + 1] if n + 1 < len(humans) else len(msgs_l)
+            start_seq = prompt["seq"]
+            end_seq = msgs_l[end]["seq"] if end < len(msgs_l) else None
+            before = [c for c in session_calls if c["call_seq"] < start_seq]
+            during = [c for c in session_calls if c["call_seq"] > start_seq and (end_seq is None or c["call_seq"] < end_seq)]
+            last_boundary = max((b for b in bounds.get(sid, []) if b < start_seq), default=0)
+            context = [{"role": m["role"], "text": (m["text"] or "")[:CONTEXT_CHARS]}
+                       for m in msgs_l[:hi] if m["seq"] > last_boundary and m["text"]][-CONTEXT_MESSAGES:]
+            tests = [c for c in before if action_class(c["tool_name"], c["command"]) == "test"]
+            status = None if not tests else ("failed" if tests[-1]["is_error"] else "passed")
+            classes = [action_class(c["tool_name"], c["command"]) for c in during]
+            counts: dict[str, int] = {}
+            for cl in classes:
+                counts[cl] = counts.get(cl, 0) + 1
+            answer = [m for m in msgs_l[hi + 1 : end] if m["role"] == "assistant"]
+            nxt = msgs_l[end] if end < len(msgs_l) else None
+            label, conf = reaction(nxt["text"] if nxt else None)
+            compacted = any(start_seq < b and (end_seq is None or b < end_seq) for b in bounds.get(sid, []))
+            rows.append({
+                "episode_id": "ep-" + hashlib.sha256(f"{sid}\0{prompt['uuid']}".encode()).hexdigest()[:20],
+                "session_id": sid, "index": n, "prompt_uuid": prompt["uuid"], "prompt_time": prompt["time"],
+                "prompt": prompt["text"], "context_json": json.dumps(context, ensure_ascii=False),
+                "files_touched": sorted({c["file_path"] for c in before if c["file_path"]}),
+                "last_test_status": status, "compacted": compacted,
+                "tool_calls": len(during), "actions": classes,
+                "action_counts_json": json.dumps(counts, sort_keys=True),
+                "tool_errors": sum(1 for c in during if c["is_error"]),
+                "assistant_text_length": sum(m["text_length"] for m in answer),
+                "action_text": "\n".join(m["text"] for m in answer if m["text"])[:CONTEXT_CHARS * 2] or None,
+                "subagents": [c["spawned_agent_id"] for c in during if c["spawned_agent_id"]],
+                "reaction_uuid": nxt["uuid"] if nxt else None, "reaction_text": nxt["text"] if nxt else None,
+                "reaction": label, "reaction_confidence": conf,
+                "action_taxonomy": f"{ACTION['name']}.v{ACTION['version']}",
+                "reaction_taxonomy": f"{REACTION['name']}.v{REACTION['version']}",
+            })
+    return {"episodes": pl.DataFrame(rows, schema=_SCHEMA).sort("session_id", "index")}
