@@ -224,6 +224,66 @@ def rebuild(n: int, repeats: int) -> dict:
     return {k: n / statistics.median(v) for k, v in results.items()}
 
 
+# ------------------------------------------------------- sessions ingest
+
+INGEST_CHILD = textwrap.dedent("""
+    import resource, sys, time
+    from pathlib import Path
+    from chronicle.ingest.sessions import SessionIngester
+    from chronicle.workspace import Workspace
+    ws = Workspace.at(sys.argv[1]); ws.init()
+    t = time.perf_counter()
+    SessionIngester(ws.open_log(), ws.data / "ingest.lock", quiet_seconds=0).run([Path(sys.argv[2])])
+    print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+""")
+
+
+def sessions_ingest(mb: float, single_mb: float, repeats: int) -> dict:
+    """Ingest of a generated transcript tree vs DuckDB read_json_auto -> Parquet (which keeps
+    a parsed, lossy copy, not the bytes); re-ingest of the unchanged tree; usage_daily; and
+    peak memory ingesting one large file. Each run is a fresh process and workspace."""
+    import duckdb
+
+    from transcripts import generate
+
+    tmp = Path(tempfile.mkdtemp(prefix="chronicle-bench-"))
+    try:
+        tree = tmp / "tree"
+        size = generate(tree, mb)
+        ours, duck = [], []
+        for r in range(repeats):
+            out = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(tmp / f"ws{r}"), str(tree)],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            ours.append(float(out[0]))
+            con = duckdb.connect()
+            t = time.perf_counter()
+            con.execute(f"COPY (SELECT * FROM read_json_auto('{tree}/**/*.jsonl', format='newline_delimited', "
+                        f"union_by_name=true, ignore_errors=true, maximum_object_size=104857600)) "
+                        f"TO '{tmp}/duck{r}.parquet' (FORMAT parquet)")
+            duck.append(time.perf_counter() - t)
+            con.close()
+        from chronicle.ingest.sessions import SessionIngester
+        from chronicle.workspace import Workspace
+
+        ws = Workspace.at(tmp / "ws0")
+        t = time.perf_counter()
+        SessionIngester(ws.open_log(), ws.data / "ingest.lock", quiet_seconds=0).run([tree])
+        reingest = time.perf_counter() - t
+        t = time.perf_counter()
+        Engine(ws.tables_dir, discover()).run(ws.open_log().snapshot(), ["usage"], full=True)
+        usage = time.perf_counter() - t
+        single = tmp / "single"
+        single_size = generate(single, single_mb, single_file=True)
+        out = subprocess.run([sys.executable, "-c", INGEST_CHILD, str(tmp / "ws-single"), str(single)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return {"tree_mb": size / 1e6, "chronicle_mb_s": size / 1e6 / statistics.median(ours),
+                "duckdb_mb_s": size / 1e6 / statistics.median(duck),
+                "reingest_s_per_gb": reingest / (size / 1e9), "usage_daily_s_per_gb": usage / (size / 1e9),
+                "single_file_mb": single_size / 1e6, "single_file_peak_rss_mb": int(out[1]) / 1e6}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
@@ -249,6 +309,14 @@ def main() -> None:
     r = rebuild(int(1_000_000 * scale), reps)
     report["rebuild_events_by_type"] = r
     line("rebuild events_by_type", r["chronicle"], {"sqlite GROUP BY": r["sqlite"]})
+    si = sessions_ingest(500 * scale, 1000 * scale, reps)
+    report["sessions_ingest"] = si
+    line(f"ingest sessions ({si['tree_mb']:,.0f} MB tree)", si["chronicle_mb_s"],
+         {"duckdb read_json_auto": si["duckdb_mb_s"]}, unit="MB/s")
+    print(f"{'re-ingest, unchanged tree':<34} {si['reingest_s_per_gb']:>12,.2f} s/GB")
+    print(f"{'usage_daily rebuild':<34} {si['usage_daily_s_per_gb']:>12,.2f} s/GB")
+    print(f"{'peak memory, one file':<34} {si['single_file_peak_rss_mb']:>12,.0f} MB       "
+          f"(file of {si['single_file_mb']:,.0f} MB)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

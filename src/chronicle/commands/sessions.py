@@ -30,7 +30,7 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     roots = given or [r for r in default_roots() if r.is_dir()]
     log = ws.open_log()
     files = discover(roots)
-    known = cursors(log)
+    known = cursors(log.snapshot())
     todo = sum(max(0, _size(f.path) - (0 if f.kind in META_KINDS else known[str(f.path)].end if str(f.path) in known else 0))
                for f in files)
     bar = Progress(todo / 1e6, "ingest", " MB")

@@ -11,8 +11,9 @@ unless the file has been quiet for ``quiet_seconds`` and the bytes are a
 complete JSON object (a transcript whose last line has no newline).
 
 Each chunk's lines and its ``source.appended`` cursor are committed in one
-atomic append, and passes hold ``ingest.lock``, so a line is never recorded
-twice and the (expensive) event_id lookup can be skipped.
+atomic append (chunks of small files share one), and passes hold
+``ingest.lock``, so a line is never recorded twice and the (expensive)
+event_id lookup can be skipped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +33,16 @@ import pyarrow as pa
 from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
 from chronicle.ingest import transcript_lines
 from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
-from chronicle.store import EventLog, codec
+from chronicle.store import EventLog, Snapshot, codec
 from chronicle.store.fsutil import locked
 
 TAIL = 4096
-CHUNK = 32 * 1024 * 1024
-#: Below this many lines a chunk goes through the WAL; above, straight to a segment.
+CHUNK = 16 * 1024 * 1024
+#: A chunk below both limits goes through the WAL; a larger one straight to a segment.
 BULK_LINES = 2000
+BULK_BYTES = 1 << 20
+#: Seal at the end of a pass once the WAL holds this much, so snapshots stay cheap.
+SEAL_WAL_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +79,8 @@ def _sha(data: bytes) -> str:
 _EMPTY_SHA = _sha(b"")
 
 
-def cursors(log: EventLog) -> dict[str, Cursor]:
+def cursors(snap: Snapshot) -> dict[str, Cursor]:
     """The latest cursor of every source path in the log."""
-    snap = log.snapshot()
     seen = snap.frame("source.seen", ["seq", "path", "generation"]).with_columns(
         end=pl.lit(0, pl.Int64), end_line=pl.lit(0, pl.Int64), tail_sha256=pl.lit(_EMPTY_SHA))
     appended = snap.frame("source.appended", ["seq", "path", "generation", "end", "end_line", "tail_sha256"])
@@ -86,9 +90,9 @@ def cursors(log: EventLog) -> dict[str, Cursor]:
             latest.select("path", "generation", "end", "end_line", "tail_sha256").iter_rows()}
 
 
-def meta_versions(log: EventLog) -> dict[str, tuple[int, str]]:
+def meta_versions(snap: Snapshot) -> dict[str, tuple[int, str]]:
     """path -> (number of recorded versions, sha256 of the latest) for sidecar files."""
-    frame = log.snapshot().frame("session.meta", ["seq", "path", "sha256"])
+    frame = snap.frame("session.meta", ["seq", "path", "sha256"])
     latest = frame.group_by("path").agg(pl.len().alias("n"), pl.col("sha256").sort_by("seq").last()).collect()
     return {p: (n, s) for p, n, s in latest.iter_rows()}
 
@@ -102,6 +106,63 @@ def events_table(events: list[Event]) -> pa.Table:
                     schema=pa.schema([schema.field(n) for n in names]))
 
 
+class _Committer:
+    """Commits parsed chunks in order on a background thread.
+
+    Chunks of several files are gathered until ``chunk_bytes`` and committed
+    together, each with its cursor, in one atomic append. Parquet writing and
+    hashing release the GIL, so the next file is read and parsed meanwhile.
+    At most one commit is in flight; its error surfaces on the next call.
+    The thread has its own EventLog (instances are not shared across threads).
+    """
+
+    def __init__(self, log_path: Path, chunk_bytes: int):
+        self.log = EventLog(log_path)
+        self.chunk_bytes = chunk_bytes
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-commit")
+        self.inflight: Future | None = None
+        self.lines: list[pa.Table] = []
+        self.cursors: list[SourceAppended] = []
+        self.pending_bytes = 0
+
+    def add(self, lines: pa.Table, cursor: SourceAppended, size: int) -> None:
+        self.lines.append(lines)
+        self.cursors.append(cursor)
+        self.pending_bytes += size
+        if self.pending_bytes >= self.chunk_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.cursors:
+            return
+        lines, cursors = self.lines, self.cursors
+        small = sum(t.num_rows for t in lines) < BULK_LINES and self.pending_bytes < BULK_BYTES
+        self.lines, self.cursors, self.pending_bytes = [], [], 0
+        self.wait()
+        self.inflight = self.pool.submit(self._commit, lines, cursors, small)
+
+    def _commit(self, lines: list[pa.Table], cursors: list[SourceAppended], small: bool) -> None:
+        table = pa.concat_tables(lines)
+        if small:
+            events: list[Event] = [SessionLine(**row) for row in table.to_pylist()]
+            self.log.append([*events, *cursors], dedupe=False)
+        else:
+            self.log.append_tables({"session.line": table, "source.appended": events_table(cursors)}, dedupe=False)
+
+    def wait(self) -> None:
+        if self.inflight is not None:
+            inflight, self.inflight = self.inflight, None
+            inflight.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.log.close()
+
+
 class SessionIngester:
     def __init__(self, log: EventLog, lock_path: Path, *, quiet_seconds: float = 10.0, chunk_bytes: int = CHUNK,
                  on_bytes: Callable[[int, str], None] | None = None):
@@ -110,6 +171,7 @@ class SessionIngester:
         self.quiet_seconds = quiet_seconds
         self.chunk_bytes = chunk_bytes
         self.on_bytes = on_bytes or (lambda n, name: None)
+        self._committer: _Committer | None = None
 
     def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
         started = time.monotonic()
@@ -117,16 +179,24 @@ class SessionIngester:
         files = discover(paths) if files is None else files
         summary.files = len(files)
         with locked(self.lock_path):
-            known = cursors(self.log)
-            metas = meta_versions(self.log)
-            for f in files:
-                try:
-                    if f.kind in META_KINDS:
-                        self._meta(f, known, metas, summary)
-                    else:
-                        self._lines(f, known.get(str(f.path)), summary)
-                except OSError as exc:
-                    self._problem(f, f"cannot read: {exc.strerror or exc}", summary)
+            snap = self.log.snapshot()
+            known = cursors(snap)
+            metas = meta_versions(snap)
+            self._committer = _Committer(self.log.path, self.chunk_bytes)
+            try:
+                for f in files:
+                    try:
+                        if f.kind in META_KINDS:
+                            self._meta(f, known, metas, summary)
+                        else:
+                            self._lines(f, known.get(str(f.path)), summary)
+                    except OSError as exc:
+                        self._problem(f, f"cannot read: {exc.strerror or exc}", summary)
+            finally:
+                committer, self._committer = self._committer, None
+                committer.close()
+            if sum(p.stat().st_size for p in self.log.wal_dir.glob("*.wal")) >= SEAL_WAL_BYTES:
+                self.log.seal()
         summary.seconds = time.monotonic() - started
         return summary
 
@@ -251,11 +321,8 @@ class SessionIngester:
                                 event_id=f"A{transcript_lines.path_key(path)}:{generation}:{end}",
                                 path=path, generation=generation, start=pos, end=end, end_line=line_no + n - 1,
                                 sha256=_sha(data), tail_sha256=_sha(tail))
-        if n < BULK_LINES:
-            events: list[Event] = [SessionLine(**row) for row in lines.to_pylist()]
-            self.log.append([*events, cursor], dedupe=False)
-        else:
-            self.log.append_tables({"session.line": lines, "source.appended": events_table([cursor])}, dedupe=False)
+        assert self._committer is not None
+        self._committer.add(lines, cursor, len(data))
         errors = lines.column("error")
         if errors.null_count < n:
             for row in lines.filter(errors.is_valid()).select(["line_no", "error"]).to_pylist():

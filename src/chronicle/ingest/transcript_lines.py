@@ -10,6 +10,7 @@ each bad line gets its own ``error`` and keeps its bytes.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from itertools import accumulate
 from typing import Any
@@ -163,6 +164,16 @@ def _line_error(line: bytes) -> tuple[tuple, str | None]:
         return _EMPTY, f"unexpected field type: {exc}{note}"
 
 
+def _check_utf8(data: bytes, piece: int = 1 << 20) -> None:
+    """Raise UnicodeDecodeError unless ``data`` is UTF-8, holding at most one
+    decoded piece at a time (decoding a whole chunk would allocate up to 4x it)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for i in range(0, len(data), piece):
+        decoder.decode(view[i : i + piece])
+    decoder.decode(b"", final=True)
+
+
 def line_event_id(path_key: str, generation: int, offset: int) -> str:
     return f"L{path_key}:{generation}:{offset}"
 
@@ -189,7 +200,7 @@ def table(path: str, generation: int, offset: int, line_no: int, data: bytes) ->
         if any(blank):
             raise ValueError("blank lines")
         if not data.isascii():
-            data.decode("utf-8")
+            _check_utf8(data)
         headers = _HEADERS.decode(b"[" + b",".join(parts) + b"]")
         if len(headers) != n:  # a line like `{..},{..}` splits into two elements
             raise ValueError("line count")
