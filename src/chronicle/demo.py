@@ -1,18 +1,22 @@
 """`chronicle demo`: the whole loop on embedded data, no server or key needed.
 
 Appends the example events shipped in ``data/examples`` plus a batch of
-generated responses, seals, rebuilds every projection, verifies, and prints a
-summary. Every event has a deterministic id, so running it again adds nothing.
+generated responses, ingests the example Claude Code projects tree (a copy in
+the workspace, as a user's ``~/.claude/projects`` would be), seals, rebuilds
+every projection, verifies, and prints a summary. Every event has a
+deterministic id and ingest is incremental, so running it again adds nothing.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from chronicle.events import LlmResponse
+from chronicle.ingest.sessions import SessionIngester
 from chronicle.jsonl import parse_lines
 from chronicle.projection import Engine, discover
 from chronicle.store import integrity
@@ -23,6 +27,7 @@ GENERATED = 5_000
 
 #: The example events ship in the repository's data/ (the demo runs from a checkout).
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples" / "events.jsonl"
+CLAUDE_PROJECTS = EXAMPLES.parent / "claude-projects"
 
 
 def _examples() -> bytes:
@@ -45,6 +50,11 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         acks += log.append(generated[start : start + 1000])
     new = sum(not a.duplicate for a in acks)
     out(f"appended {new:,} new events ({len(acks) - new:,} already recorded) to {ws.log_dir}")
+    projects = ws.root / "claude-projects"
+    if not projects.exists():
+        shutil.copytree(CLAUDE_PROJECTS, projects)
+    summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run([projects])
+    out(f"ingest sessions: {summary.line()}")
     sealed = log.seal()
     out(f"sealed {sum(e.count for e in sealed):,} events into {len(sealed)} segment(s)")
     engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
@@ -57,6 +67,11 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         out(str(pl.read_parquet(ws.tables_dir / "events_by_type.parquet").drop("first_seq", "last_seq")))
         out(str(pl.read_parquet(ws.tables_dir / "ingest_errors.parquet").select("seq", "path", "line_no", "error")))
+        out(str(pl.read_parquet(ws.tables_dir / "usage_daily.parquet").select(
+            "day", "model", "calls", "total_tokens", "priced", "cost_usd")))
+        out(str(pl.read_parquet(ws.tables_dir / "episodes.parquet").select(
+            pl.col("session_id").str.slice(0, 8), "index", pl.col("prompt").str.slice(0, 40), "actions", "reaction",
+            "reaction_confidence")))
     cp = integrity.checkpoint(log)
     out(f"checkpoint {cp}")
     out(f"tables: {ws.tables_dir}  (try: chronicle --root {ws.root} show events_by_type)")
