@@ -148,3 +148,20 @@ def test_bulk_load_validates_columns(log: EventLog) -> None:
 def test_opening_a_directory_that_is_not_a_log(tmp_path) -> None:
     with pytest.raises(NotAWorkspace, match="chronicle init"):
         EventLog(tmp_path)
+
+
+def test_columnar_content_hashes_equal_the_canonical_encoding() -> None:
+    """The bulk path hashes rows from Arrow columns (blobs straight from the buffer);
+    the WAL path hashes the canonical msgpack of each event: they must agree."""
+    from chronicle.events import SessionMeta
+    from chronicle.store import codec
+    from chronicle.store.log import EventLog as Log
+
+    blobs = [b"", b"x" * 300, b"y" * 70_000, b"\x00\xff" * 40_000]
+    table = pa.table({"stream": ["s"] * 4, "event_id": list("abcd"), "path": ["p"] * 4, "kind": ["k"] * 4,
+                      "sha256": ["h"] * 4, "raw": pa.array(blobs, pa.large_binary())})
+    content = Log._content_table(SessionMeta, codec.arrow_schema(SessionMeta), table)
+    for part in (content, content.slice(1, 2)):
+        rows = part.to_pylist()
+        want = [codec.content_hash(codec.canonical(r)) for r in rows], [len(codec.canonical(r)) for r in rows]
+        assert codec.content_hashes_from_table(part) == want

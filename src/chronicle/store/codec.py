@@ -193,28 +193,75 @@ def rows_to_table(cls: type[Event], rows: list[dict]) -> pa.Table:
 def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:
     """(content_hash, size) of each row's canonical encoding, from its typed columns.
 
-    Same bytes as ``canonical(row_dict)``, built without a dict per row: all
-    rows are encoded in one call as flat arrays ``[k1, v1, k2, v2, ...]`` (keys
-    sorted); an array's body is exactly the body of the map with those
-    entries, so each row is the map header followed by its array's body,
-    hashed in place.
+    Same bytes as ``canonical(row_dict)``, built without a dict per row. Keys
+    are sorted; the runs of ordinary columns between blob (large binary)
+    columns are encoded for all rows in one call as flat arrays ``[k1, v1,
+    ...]``, whose bodies are exactly those map entries. Blobs are hashed
+    straight from the Arrow buffer (msgpack bin header, then the bytes), never
+    copied into Python objects: for transcript lines they are most of the data.
     """
     keys = sorted(c for c in table.column_names if c not in ("seq", "recorded_at", "content_hash", "size"))
-    if table.num_rows == 0:
+    n_rows = table.num_rows
+    if n_rows == 0:
         return [], []
-    columns = [table.column(k).to_pylist() for k in keys]
-    interleaved = [x for k, col in zip(keys, columns) for x in (repeat(k), col)]
-    rows = list(zip(*interleaved))
     n = len(keys)
     header = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
-    skip = 1 if 2 * n < 16 else 3
+    # pieces: ("run", per-row bodies) or ("blob", key bytes, data view, offsets, validity)
+    pieces: list[tuple] = []
+    run: list[str] = []
+
+    def flush_run() -> None:
+        if run:
+            cols = [table.column(k).to_pylist() for k in run]
+            rows = list(zip(*[x for k, col in zip(run, cols) for x in (repeat(k), col)]))
+            skip = 1 if 2 * len(run) < 16 else 3
+            bodies = [memoryview(r)[skip:] for i in range(0, n_rows, _ENCODE_ROWS)
+                      for r in _RAW_LIST.decode(_PLAIN.encode(rows[i : i + _ENCODE_ROWS]))]
+            pieces.append(("run", bodies))
+            run.clear()
+
+    for k in keys:
+        if pa.types.is_large_binary(table.schema.field(k).type):
+            flush_run()
+            arr = table.column(k).combine_chunks()
+            buffers = arr.buffers()
+            data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+            offsets = pa.Array.from_buffers(pa.int64(), len(arr) + 1, [None, buffers[1]], offset=arr.offset)
+            pieces.append(("blob", _PLAIN.encode(k), data, offsets.to_pylist(), arr.is_valid().to_pylist()))
+        else:
+            run.append(k)
+    flush_run()
     start = hashlib.sha256(header)
     hashes, sizes = [], []
-    for i in range(0, len(rows), _ENCODE_ROWS):  # small encodes: no huge buffer to grow and copy
-        for raw in _RAW_LIST.decode(_PLAIN.encode(rows[i : i + _ENCODE_ROWS])):
-            body = memoryview(raw)[skip:]
-            h = start.copy()
-            h.update(body)
-            hashes.append(h.digest())
-            sizes.append(len(header) + len(body))
+    for i in range(n_rows):
+        h = start.copy()
+        size = len(header)
+        for piece in pieces:
+            if piece[0] == "run":
+                body = piece[1][i]
+                h.update(body)
+                size += len(body)
+            else:
+                _, key, data, offsets, valid = piece
+                h.update(key)
+                size += len(key)
+                if not valid[i]:
+                    h.update(b"\xc0")
+                    size += 1
+                    continue
+                lo, hi = offsets[i], offsets[i + 1]
+                head = _bin_header(hi - lo)
+                h.update(head)
+                h.update(data[lo:hi])
+                size += len(head) + hi - lo
+        hashes.append(h.digest())
+        sizes.append(size)
     return hashes, sizes
+
+
+def _bin_header(length: int) -> bytes:
+    if length < 0x100:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 0x10000:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")

@@ -481,11 +481,12 @@ class EventLog:
         final = self.segment_dir / fname
         tmp = self.segment_dir / (fname + ".tmp")
         sink = pa.BufferOutputStream()
-        # Dictionary-encoding unique blobs (transcript lines, responses) only costs time;
+        # Dictionary-encoding unique blobs (transcript lines, responses), or min/max
+        # statistics over them, only costs time;
         # zstd level 1 compresses this text about as well as the default level, faster.
-        dictionary = [f.name for f in table.schema if not pa.types.is_large_binary(f.type)]
+        not_blobs = [f.name for f in table.schema if not pa.types.is_large_binary(f.type)]
         pq.write_table(table, sink, compression="zstd", compression_level=1, row_group_size=256 * 1024,
-                       use_dictionary=dictionary)
+                       use_dictionary=not_blobs, write_statistics=not_blobs)
         data = memoryview(sink.getvalue())
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
