@@ -2,6 +2,12 @@
 
 Only each file's latest generation counts: when a file is rewritten, the
 lines of its earlier generations stay in the log but no longer describe it.
+
+A record recorded more than once (a resumed session repeats records in a new
+file; a renamed or rotated file is read again under its new name) counts once,
+as its latest recording: records are identified by ``uuid``, or by their bytes
+when they have none. A file that was deleted keeps its records: the log is the
+backup.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cache_creation_input_tokens",
 
 def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
     latest = lines.group_by("path").agg(pl.col("generation").max().alias("_latest"))
-    return lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
+    identity = pl.coalesce(pl.col("uuid"), pl.col("raw").hash().cast(pl.String) + ":" + pl.col("raw").bin.size().cast(pl.String))
+    return (
+        lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
+        .filter(pl.col("raw").bin.size() > 0)
+        .with_columns(identity.alias("_identity"))
+        .sort("seq").unique("_identity", keep="last", maintain_order=True).drop("_identity")
+    )
 
 
 def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:

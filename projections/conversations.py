@@ -30,12 +30,10 @@ def _readable(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def conversation(lines: pl.LazyFrame) -> pl.DataFrame:
-    """User and assistant records, each uuid once, in log order."""
+    """User and assistant records, each once (see ``current_lines``), in log order."""
     return (
         _readable(lines)
         .filter(pl.col("record_type").is_in(["user", "assistant"]))
-        .with_columns(pl.coalesce("uuid", pl.col("seq").cast(pl.String)).alias("_key"))
-        .unique(subset="_key", keep="first", maintain_order=True)
         .sort("seq")
         .select("seq", "path", "line_no", "session_id", "uuid", "parent_uuid", "record_type", _TIME.alias("time"),
                 "is_meta", "is_compact_summary", "is_sidechain", "agent_id", "result_agent_id", "message_id", "model",

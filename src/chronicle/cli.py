@@ -18,6 +18,7 @@ import polars as pl
 
 from chronicle import __version__
 from chronicle.commands import sessions as sessions_cmd
+from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
 from chronicle.jsonl import dump, parse_lines
 from chronicle.projection import Engine, ProjectionError, csv_ready, discover, list_tables
@@ -356,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session", metavar="ID", help="only this session (with its subagents and sidecars)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=sessions_cmd.export_sessions)
+    p = verb("watch", watch_cmd.watch, "keep ingesting and projecting as files change (until SIGTERM/SIGINT)",
+             "chronicle watch            # or: chronicle watch --once  (one catch-up pass, for cron)",
+             json_flag=False)
+    p.add_argument("--once", action="store_true", help="one catch-up pass, then exit")
+    verb("status", watch_cmd.status, "the daemon's pid and uptime, the last event, lag per root, projection checkpoints",
+         "chronicle status --json")
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser

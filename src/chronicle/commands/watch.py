@@ -1,0 +1,86 @@
+"""`chronicle watch` and `chronicle status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+import polars as pl
+
+from chronicle import daemon
+from chronicle.ingest.claude_files import META_KINDS, discover
+from chronicle.ingest.sessions import cursors
+from chronicle.projection import CHECKPOINTS
+from chronicle.workspace import Workspace
+
+EXIT_OK, EXIT_USAGE, EXIT_STORE = 0, 2, 3
+
+
+def watch(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        daemon.serve(ws, once=args.once)
+    except daemon.AlreadyRunning as exc:
+        print(f"chronicle watch: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    return EXIT_OK
+
+
+def status(ws: Workspace, args: argparse.Namespace) -> int:
+    state = daemon.read_state(ws)
+    running = daemon.is_running(ws)
+    log = ws.open_log()
+    snap = log.snapshot()
+    last = None
+    if snap.head:
+        env = snap.envelope().filter(pl.col("seq") == snap.head).collect()
+        if env.height:
+            last = {"seq": snap.head, "type": env["type"][0], "recorded_at": env["recorded_at"][0].isoformat()}
+    config = daemon.WatchConfig.from_workspace(ws)
+    known = cursors(snap)
+    lag = []
+    for root in config.claude_roots:
+        if not root.is_dir():
+            lag.append({"root": str(root), "exists": False, "files": 0, "bytes_behind": 0})
+            continue
+        files = [f for f in discover([root]) if f.kind not in META_KINDS]
+        behind = 0
+        for f in files:
+            try:
+                size = f.path.stat().st_size
+            except OSError:
+                continue
+            cur = known.get(str(f.path))
+            behind += max(0, size - (cur.end if cur else 0))
+        lag.append({"root": str(root), "exists": True, "files": len(files), "bytes_behind": behind})
+    checkpoints_path = ws.tables_dir / CHECKPOINTS
+    checkpoints = json.loads(checkpoints_path.read_text()) if checkpoints_path.exists() else {}
+    projections = [{"projection": name, "seq": cp.get("seq"), "behind": snap.head - cp.get("seq", 0)}
+                   for name, cp in sorted(checkpoints.items())]
+    uptime = None
+    if running and state.get("started_at"):
+        uptime = (datetime.now(timezone.utc) - datetime.fromisoformat(state["started_at"])).total_seconds()
+    report = {"running": running, "pid": state.get("pid") if running else None, "uptime_s": uptime,
+              "last_pass_at": state.get("last_pass_at"), "passes": state.get("passes"), "last_event": last,
+              "roots": lag, "projections": projections, "last_error": state.get("last_error")}
+    if args.json:
+        sys.stdout.write(json.dumps(report, default=str, sort_keys=True) + "\n")
+        return EXIT_OK
+    print(f"daemon      {'running, pid ' + str(report['pid']) if running else 'not running'}"
+          + (f", up {_duration(uptime)}" if uptime is not None else ""))
+    print(f"last pass   {report['last_pass_at'] or '-'}  ({report['passes'] or 0} passes)")
+    print("last event  " + (f"seq {last['seq']:,} {last['type']} at {last['recorded_at']}" if last else "-"))
+    for r in lag:
+        state_txt = "missing" if not r["exists"] else f"{r['files']} files, {r['bytes_behind']:,} bytes not yet ingested"
+        print(f"root        {r['root']}: {state_txt}")
+    for p in projections:
+        print(f"projection  {p['projection']:<16} at seq {p['seq']:,} ({p['behind']:,} behind)")
+    if report["last_error"]:
+        print(f"last error  {report['last_error']}")
+    return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 86400}d {s % 86400 // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60}s"

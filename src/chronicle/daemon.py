@@ -1,0 +1,321 @@
+"""`chronicle watch`: keep the log and the tables current, for months.
+
+One daemon per workspace: it holds ``data/watch.lock`` for its lifetime and
+writes ``data/watch.json`` (pid, start, last pass, counters) for ``chronicle
+status``. It watches the Claude Code roots and git repositories named in
+``chronicle.toml``::
+
+    [watch]
+    claude_roots = ["~/.claude/projects"]   # default: the ingest defaults
+    git_repos = ["~/src/myrepo"]
+    seal_mb = 64                # seal when the WAL holds this much ...
+    seal_seconds = 300          # ... or this long after the last seal
+    full_pass_seconds = 300     # re-scan everything this often (missed events)
+    debounce_ms = 200
+
+Each batch of file changes is ingested incrementally (offsets, generations:
+see ``ingest.sessions``); every pass ends with the projections brought up to
+date. Everything it does is safe to interrupt: a SIGKILL leaves at worst an
+uncommitted chunk, which the next pass reads again (a chunk and its cursor
+commit together). SIGTERM and SIGINT stop it after the current pass. Problems
+with one file (vanished, unreadable) are logged and recorded, never fatal.
+Log lines are JSON, in ``data/logs/watch.log`` (rotated).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import watchfiles
+
+from chronicle.ingest.claude_files import SourceFile, classify, default_roots, discover
+from chronicle.ingest.git import GitError, ingest_git
+from chronicle.ingest.sessions import SessionIngester
+from chronicle.projection import Engine, ProjectionError, discover as discover_projections
+from chronicle.store import StoreError
+from chronicle.store.fsutil import write_durably
+from chronicle.workspace import ConfigError, Workspace
+
+LOCK_NAME = "watch.lock"
+STATE_NAME = "watch.json"
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds this workspace."""
+
+
+@dataclass
+class WatchConfig:
+    claude_roots: list[Path]
+    git_repos: list[Path]
+    seal_bytes: int = 64 << 20
+    seal_seconds: float = 300.0
+    full_pass_seconds: float = 300.0
+    debounce_ms: int = 200
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> WatchConfig:
+        section = ws.config.get("watch", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] must be a table")
+
+        def paths(key: str, default: list[Path]) -> list[Path]:
+            value = section.get(key)
+            if value is None:
+                return default
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] {key} must be a list of paths")
+            return [(ws.root / Path(v).expanduser()).resolve() for v in value]
+
+        def number(key: str, default: float) -> float:
+            value = section.get(key, default)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] {key} must be a positive number")
+            return float(value)
+
+        return cls(
+            claude_roots=paths("claude_roots", default_roots()),
+            git_repos=paths("git_repos", []),
+            seal_bytes=int(number("seal_mb", 64) * (1 << 20)),
+            seal_seconds=number("seal_seconds", 300),
+            full_pass_seconds=number("full_pass_seconds", 300),
+            debounce_ms=int(number("debounce_ms", 200)),
+        )
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname.lower(), "event": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        return json.dumps(entry, default=str, sort_keys=True)
+
+
+def make_logger(ws: Workspace) -> logging.Logger:
+    folder = ws.data / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"chronicle.watch.{ws.root}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.handlers.RotatingFileHandler(folder / "watch.log", maxBytes=10 << 20, backupCount=5)
+        handler.setFormatter(_JsonFormatter())
+        logger.addHandler(handler)
+    return logger
+
+
+def _info(log: logging.Logger, event: str, **fields: object) -> None:
+    log.info(event, extra={"fields": fields})
+
+
+@dataclass
+class _State:
+    pid: int
+    started_at: str
+    roots: list[str]
+    passes: int = 0
+    last_pass_at: str | None = None
+    last_pass_seconds: float | None = None
+    lines: int = 0
+    problems: int = 0
+    last_error: str | None = None
+    counters: dict = field(default_factory=dict)
+
+
+class Watcher:
+    def __init__(self, ws: Workspace, config: WatchConfig, logger: logging.Logger):
+        self.ws = ws
+        self.config = config
+        self.logger = logger
+        self.stop = threading.Event()
+        self.log = ws.open_log()
+        self.engine = Engine(ws.tables_dir, discover_projections(ws.projection_dirs()))
+        self.state = _State(pid=os.getpid(), started_at=_now(),
+                            roots=[str(p) for p in [*config.claude_roots, *config.git_repos]])
+        self.last_seal = time.monotonic()
+
+    # ------------------------------------------------------------------ passes
+
+    def catch_up(self) -> None:
+        """A full pass: every file under every root, every repository."""
+        self._safe_pass(None)
+
+    def _pass(self, changed: set[Path] | None) -> None:
+        started = time.monotonic()
+        roots = [r for r in self.config.claude_roots if r.is_dir()]
+        files = discover(roots) if changed is None else self._changed_files(changed, roots)
+        ingester = SessionIngester(self.log, self.ws.data / "ingest.lock", quiet_seconds=10.0)
+        summary = ingester.run(roots, files)
+        for problem in summary.problems:
+            self.logger.warning("problem", extra={"fields": {"detail": problem}})
+        if changed is None:
+            for repo in self.config.git_repos:
+                try:
+                    g = ingest_git(self.log, repo)
+                    if g.new:
+                        _info(self.logger, "git", repo=g.repo, new=g.new)
+                except GitError as exc:
+                    self.logger.warning("git failed", extra={"fields": {"repo": str(repo), "error": str(exc)}})
+        self._maybe_seal()
+        self._project()
+        self.state.passes += 1
+        self.state.lines += summary.lines
+        self.state.problems += summary.errors
+        self.state.last_pass_at = _now()
+        self.state.last_pass_seconds = round(time.monotonic() - started, 3)
+        if summary.lines or summary.rewritten or changed is None:
+            _info(self.logger, "pass", full=changed is None, files=len(files), lines=summary.lines,
+                  bytes=summary.bytes, rewritten=summary.rewritten, problems=summary.errors,
+                  seconds=self.state.last_pass_seconds)
+        self._write_state()
+
+    @staticmethod
+    def _changed_files(changed: set[Path], roots: list[Path]) -> list[SourceFile]:
+        """The files to read for a batch of changes. A folder that appeared is
+        read whole: files created in it before the watch reached it send no event."""
+        out: dict[Path, SourceFile] = {}
+        for p in sorted(changed):
+            root = next((r for r in roots if p.is_relative_to(r)), None)
+            if root is None:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                for f in discover([p]):
+                    out.setdefault(f.path, SourceFile(f.path, root, f.kind))
+                continue
+            kind = classify(p)
+            if kind and p.is_file() and not p.is_symlink():
+                out.setdefault(p, SourceFile(p, root, kind))
+        return sorted(out.values(), key=lambda f: f.path)
+
+    def _maybe_seal(self) -> None:
+        wal = sum(p.stat().st_size for p in self.log.wal_dir.glob("*.wal"))
+        if wal and (wal >= self.config.seal_bytes or time.monotonic() - self.last_seal >= self.config.seal_seconds):
+            entries = self.log.seal()
+            self.last_seal = time.monotonic()
+            if entries:
+                _info(self.logger, "sealed", events=sum(e.count for e in entries), wal_bytes=wal)
+
+    def _project(self) -> None:
+        try:
+            outcomes = self.engine.run(self.log.snapshot())
+        except ProjectionError as exc:
+            self.state.last_error = str(exc)
+            self.logger.error("projection failed", extra={"fields": {"error": str(exc)}})
+            return
+        changed = [o.name for o in outcomes if o.action != "current"]
+        if changed:
+            _info(self.logger, "projected", projections=changed, seq=outcomes[0].seq if outcomes else 0)
+
+    def _write_state(self) -> None:
+        write_durably(self.ws.data / STATE_NAME, json.dumps(self.state.__dict__, indent=1).encode())
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, once: bool = False) -> None:
+        _info(self.logger, "started", pid=os.getpid(), roots=self.state.roots)
+        self.catch_up()
+        if once:
+            return
+        last_full = time.monotonic()
+        while not self.stop.is_set():
+            roots = [r for r in self.config.claude_roots if r.is_dir()]
+            if not roots:  # nothing to watch yet: look again later (a folder may appear)
+                self.stop.wait(min(self.config.full_pass_seconds, 5.0))
+                self.catch_up()
+                continue
+            watched = set(roots)
+            for changes in watchfiles.watch(*roots, debounce=self.config.debounce_ms, step=20, stop_event=self.stop,
+                                            rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False,
+                                            ignore_permission_denied=True):
+                if self.stop.is_set():
+                    break
+                if time.monotonic() - last_full >= self.config.full_pass_seconds:
+                    self.catch_up()
+                    last_full = time.monotonic()
+                elif changes:
+                    gone = sorted(p for c, p in changes if c == watchfiles.Change.deleted and not Path(p).exists())
+                    if gone:  # its events stay in the log; a renamed file is read again under its new name
+                        _info(self.logger, "removed", paths=gone[:100], count=len(gone))
+                    self._safe_pass({Path(p) for _, p in changes})
+                else:
+                    self._maybe_seal()
+                now_roots = {r for r in self.config.claude_roots if r.is_dir()}
+                if now_roots != watched:  # a root appeared or vanished: watch the new set
+                    _info(self.logger, "roots changed", roots=sorted(map(str, now_roots)))
+                    self.catch_up()
+                    break
+        _info(self.logger, "stopped", pid=os.getpid())
+
+    def _safe_pass(self, changed: set[Path] | None) -> None:
+        try:
+            self._pass(changed)
+        except (OSError, StoreError) as exc:
+            # A vanished folder or a passing storage error: log it, and let the next pass retry.
+            self.state.last_error = f"{type(exc).__name__}: {exc}"
+            self.logger.error("pass failed", extra={"fields": {"error": self.state.last_error}})
+            self._write_state()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def serve(ws: Workspace, once: bool = False) -> None:
+    """Run the daemon in this process until SIGTERM/SIGINT (or one pass with ``once``)."""
+    import fcntl
+
+    ws.data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(ws.data / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            state = read_state(ws)
+            raise AlreadyRunning(f"a daemon already watches {ws.root} (pid {state.get('pid', '?')})") from None
+        watcher = Watcher(ws, WatchConfig.from_workspace(ws), make_logger(ws))
+
+        def stop(signum: int, _frame: object) -> None:
+            _info(watcher.logger, "signal", signal=signal.Signals(signum).name)
+            watcher.stop.set()
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            watcher.run(once=once)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            watcher.log.close()
+    finally:
+        os.close(fd)
+
+
+def read_state(ws: Workspace) -> dict:
+    try:
+        return json.loads((ws.data / STATE_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def is_running(ws: Workspace) -> bool:
+    import fcntl
+
+    path = ws.data / LOCK_NAME
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
