@@ -166,6 +166,41 @@ def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_replay(ws: Workspace, args: argparse.Namespace) -> int:
+    snap = _snapshot(ws, args.as_of)
+    out_dir = Path(args.out).resolve() if args.out else ws.tables_dir / "as-of" / f"seq-{snap.head}"
+    outcomes = _engine(ws).run(snap, args.names, full=True, out_dir=out_dir)
+    for o in outcomes:
+        if args.json:
+            _json({"projection": o.name, "seq": o.seq, "rows": o.rows, "out": str(out_dir)})
+        else:
+            _out(f"{o.name:<20} as of seq {o.seq}: " + ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items()))
+    if not args.json:
+        _out(f"written to {out_dir}")
+    return EXIT_OK
+
+
+def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import history
+
+    snap = ws.open_log().snapshot()
+    found = history.of_session(snap, args.id) if args.kind == "session" else history.of_doc(snap, args.id)
+    if not found.events:
+        raise UsageError(f"no events for {args.kind} {args.id!r}")
+    if args.json:
+        for line in found.lineage:
+            _json({"lineage": line})
+        for ev in found.events:
+            sys.stdout.write(dump(ev).decode() + "\n")
+        return EXIT_OK
+    for line in found.lineage:
+        _out(f"lineage  {line}")
+    for ev in found.events:
+        _out(f"{ev.seq:>10}  {ev.recorded_at.isoformat(timespec='seconds') if ev.recorded_at else '-':<25}  "
+             f"{ev.type_name():<16}  {history.describe(ev)}")
+    return EXIT_OK
+
+
 def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     engine = _engine(ws)
     checkpoints = engine.checkpoints()
@@ -213,7 +248,7 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
             against = integrity.Checkpoint.parse(args.against)
         except ValueError as exc:
             raise UsageError(f"--against: {exc}") from None
-    report = integrity.verify(ws.open_log(), at_seq=against.seq if against else None)
+    report = integrity.verify(ws.open_log(), at_seq=against.seq if against else None, deep=args.deep)
     grown = None
     if against is not None:
         grown = report.hash_at == against.head_hash
@@ -314,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("verify", cmd_verify, "recompute every hash; exit 1 naming the first bad file and byte range",
              "chronicle verify --against 1200:5f0c...")
     p.add_argument("--against", metavar="SEQ:HASH", help="also prove the log only grew since this checkpoint")
+    p.add_argument("--deep", action="store_true",
+                   help="also rebuild every event's canonical encoding from its columns and check its hash")
+    p = verb("replay", cmd_replay, "rebuild tables as they were at a seq or time, into a separate folder",
+             "chronicle replay --as-of 2026-10-01T00:00:00Z --out /tmp/october usage")
+    p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
+    p.add_argument("--as-of", required=True, help="SEQ or ISO time")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: data/tables/as-of/seq-N)")
+    p = verb("history", cmd_history, "every event of a session or document, in order, with its lineage",
+             "chronicle history session 5e55a000-0000-4000-8000-000000000001")
+    p.add_argument("kind", choices=["session", "doc"])
+    p.add_argument("id", metavar="ID")
     verb("checkpoint", cmd_checkpoint, "print head seq, head hash and time (to anchor outside)", "chronicle checkpoint")
     ingest = verb("ingest", None, "record sources as events (see: chronicle ingest sessions --help)",
                   "chronicle ingest sessions ~/.claude/projects", json_flag=False)

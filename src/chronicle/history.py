@@ -1,0 +1,101 @@
+"""`chronicle history`: every event of one entity, in order, with its lineage.
+
+A session's events are those of its files (transcript, subagents, sidecars:
+every event on their ``source:<path>`` streams). A document's are those that
+name its ``doc_id``; its lineage follows ``parent_doc_id`` up (evaluation ->
+essay -> draft) and ``supersedes_doc_id`` across attempts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import polars as pl
+
+from chronicle.events import CATALOG, Event
+from chronicle.store import Snapshot
+
+_DOC_TYPES = ("llm.prompt", "llm.response", "parse.result")
+
+
+@dataclass
+class History:
+    events: list[Event] = field(default_factory=list)
+    lineage: list[str] = field(default_factory=list)
+
+
+def _events(snap: Snapshot, where: dict[str, pl.Expr]) -> list[Event]:
+    rows: list[tuple[int, Event]] = []
+    present = set(snap.types())
+    for type_name, expr in where.items():
+        if type_name not in present:
+            continue
+        cls = CATALOG[type_name]
+        for row in snap.frame(type_name).filter(expr).collect().to_dicts():
+            rows.append((row["seq"], msgspec.convert(row, cls)))
+    return [ev for _, ev in sorted(rows, key=lambda r: r[0])]
+
+
+def of_session(snap: Snapshot, session_id: str) -> History:
+    if "session.line" not in snap.types():
+        return History()
+    lines = snap.frame("session.line", ["path", "session_id", "agent_id"]).filter(pl.col("session_id") == session_id)
+    per_file = lines.group_by("path").agg(pl.len().alias("n"), pl.col("agent_id").drop_nulls().first()).sort("path").collect()
+    paths = set(per_file["path"].to_list())
+    seen = snap.frame("source.seen", ["path"]).collect()["path"].to_list() if "source.seen" in snap.types() else []
+    paths |= {p for p in seen if f"/{session_id}/" in p or p.rsplit("/", 1)[-1].startswith(session_id + ".")}
+    streams = [f"source:{p}" for p in sorted(paths)]
+    where = {t: pl.col("stream").is_in(streams) for t in CATALOG if t.startswith(("source.", "session."))}
+    found = History(events=_events(snap, where))
+    found.lineage.append(f"session {session_id}: {sum(per_file['n'])} lines in {per_file.height} files")
+    for path, n, agent in per_file.iter_rows():
+        found.lineage.append(f"  {'subagent ' + agent if agent else 'transcript'}: {path} ({n} lines)")
+    return found
+
+
+def of_doc(snap: Snapshot, doc_id: str) -> History:
+    present = set(snap.types())
+    prompts = (snap.frame("llm.prompt", ["doc_id", "parent_doc_id", "stage", "template_id", "model_id"]).collect()
+               if "llm.prompt" in present else pl.DataFrame())
+    responses = (snap.frame("llm.response", ["doc_id", "attempt", "status", "supersedes_doc_id"]).collect()
+                 if "llm.response" in present else pl.DataFrame())
+    found = History(events=_events(snap, {t: pl.col("doc_id") == doc_id for t in _DOC_TYPES}))
+    by_doc = {r["doc_id"]: r for r in prompts.to_dicts()} if prompts.height else {}
+    chain, cur = [], doc_id
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = by_doc.get(cur, {}).get("parent_doc_id")
+    if chain and chain[0] in by_doc:
+        found.lineage.append(" <- ".join(
+            f"{by_doc[d]['stage']} {d} ({by_doc[d]['template_id']}, {by_doc[d]['model_id']})" if d in by_doc else d
+            for d in chain))
+    if responses.height:
+        supersedes = {r["doc_id"]: r["supersedes_doc_id"] for r in responses.to_dicts() if r["supersedes_doc_id"]}
+        later = {v: k for k, v in supersedes.items()}
+        first = doc_id
+        while first in supersedes:
+            first = supersedes[first]
+        attempts, cur = [], first
+        while cur is not None and cur not in attempts:
+            attempts.append(cur)
+            cur = later.get(cur)
+        if len(attempts) > 1:
+            status = dict(zip(responses["doc_id"], responses["status"]))
+            found.lineage.append("attempts: " + " -> ".join(f"{d} ({status.get(d, '?')})" for d in attempts))
+    return found
+
+
+def describe(ev: Event) -> str:
+    """One line about an event, for people."""
+    d = msgspec.structs.asdict(ev)
+    t = ev.type_name()
+    if t == "session.line":
+        what = d["error"] or " ".join(x for x in (d["record_type"], d["subtype"], d["uuid"]) if x)
+        return f"{d['path'].rsplit('/', 1)[-1]}:{d['line_no']}  {what}"
+    if t.startswith("source."):
+        keys = [k for k in ("kind", "generation", "start", "end", "reason", "error") if d.get(k) is not None]
+        return f"{d['path'].rsplit('/', 1)[-1]}  " + " ".join(f"{k}={d[k]}" for k in keys)
+    skip = {"stream", "event_id", "seq", "recorded_at", "raw", "prompt", "text", "parsed"}
+    parts = [f"{k}={v}" for k, v in d.items() if k not in skip and v not in (None, "", "{}")]
+    return " ".join(parts)[:160]
