@@ -320,6 +320,14 @@ def main() -> None:
     print(f"{'usage_daily rebuild':<34} {si['usage_daily_s_per_gb']:>12,.2f} s/GB")
     print(f"{'peak memory, one file':<34} {si['single_file_peak_rss_mb']:>12,.0f} MB       "
           f"(file of {si['single_file_mb']:,.0f} MB)")
+    import daemon as daemon_bench
+
+    dm = daemon_bench.run(1000 * scale, 30)
+    report["watch_daemon"] = dm
+    print(f"{'watch: line -> api_calls row':<34} {dm['latency_p95_s']:>12,.2f} s p95   (p50 {dm['latency_p50_s']:.2f} s)")
+    print(f"{'watch: idle CPU':<34} {dm['idle_cpu_percent']:>12,.2f} % of a core")
+    print(f"{'watch: resident memory':<34} {dm['rss_mb_after_ingest']:>12,.0f} MB after {dm['tree_mb']:,.0f} MB "
+          f"ingested (peak {dm['peak_rss_mb']:,.0f} MB)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

@@ -95,7 +95,8 @@ def setup(tmp_path: Path):
     ws = tmp_path / "ws"
     Workspace.at(ws).init()
     (ws / "chronicle.toml").write_text(
-        f'[watch]\nclaude_roots = ["{projects}"]\ndebounce_ms = 50\nseal_mb = 0.01\n')
+        f'[watch]\nclaude_roots = ["{projects}"]\ndebounce_ms = 50\nseal_mb = 0.01\n'
+        'slow_projection_seconds = 0.5\n')
     d = Daemon(ws)
     yield projects, ws, d
     if d.proc and d.proc.poll() is None:

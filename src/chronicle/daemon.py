@@ -12,6 +12,8 @@ status``. It watches the Claude Code roots and git repositories named in
     seal_seconds = 300          # ... or this long after the last seal
     full_pass_seconds = 300     # re-scan everything this often (missed events)
     debounce_ms = 200
+    slow_projections = ["conversations", "episodes"]   # rebuilt at most every ...
+    slow_projection_seconds = 30                          # ... (others after every pass)
 
 Each batch of file changes is ingested incrementally (offsets, generations:
 see ``ingest.sessions``); every pass ends with the projections brought up to
@@ -61,6 +63,8 @@ class WatchConfig:
     seal_seconds: float = 300.0
     full_pass_seconds: float = 300.0
     debounce_ms: int = 200
+    slow_projections: tuple[str, ...] = ("conversations", "episodes")
+    slow_projection_seconds: float = 30.0
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> WatchConfig:
@@ -89,6 +93,8 @@ class WatchConfig:
             seal_seconds=number("seal_seconds", 300),
             full_pass_seconds=number("full_pass_seconds", 300),
             debounce_ms=int(number("debounce_ms", 200)),
+            slow_projections=tuple(section.get("slow_projections", ("conversations", "episodes"))),
+            slow_projection_seconds=number("slow_projection_seconds", 30),
         )
 
 
@@ -142,6 +148,8 @@ class Watcher:
         self.state = _State(pid=os.getpid(), started_at=_now(),
                             roots=[str(p) for p in [*config.claude_roots, *config.git_repos]])
         self.last_seal = time.monotonic()
+        self.last_slow = 0.0
+        self.slow_pending = False
 
     # ------------------------------------------------------------------ passes
 
@@ -166,7 +174,7 @@ class Watcher:
                 except GitError as exc:
                     self.logger.warning("git failed", extra={"fields": {"repo": str(repo), "error": str(exc)}})
         self._maybe_seal()
-        self._project()
+        self._project(everything=changed is None)
         self.state.passes += 1
         self.state.lines += summary.lines
         self.state.problems += summary.errors
@@ -204,9 +212,23 @@ class Watcher:
             if entries:
                 _info(self.logger, "sealed", events=sum(e.count for e in entries), wal_bytes=wal)
 
-    def _project(self) -> None:
+    def _project(self, everything: bool = False) -> None:
+        """Bring the tables up to date. Slow projections (full rebuilds over
+        every transcript) run at most every ``slow_projection_seconds``, so a
+        burst of changes does not queue rebuilds; the quick ones (token usage,
+        errors) run after every pass."""
+        now = time.monotonic()
+        names = [n for n in self.engine.projections if n not in self.config.slow_projections]
+        if everything or now - self.last_slow >= self.config.slow_projection_seconds:
+            names = list(self.engine.projections)
+            self.last_slow = now
+            self.slow_pending = False
+        else:
+            self.slow_pending = True
+        if not names:
+            return
         try:
-            outcomes = self.engine.run(self.log.snapshot())
+            outcomes = self.engine.run(self.log.snapshot(), names)
         except ProjectionError as exc:
             self.state.last_error = str(exc)
             self.logger.error("projection failed", extra={"fields": {"error": str(exc)}})
@@ -248,11 +270,15 @@ class Watcher:
                     self._safe_pass({Path(p) for _, p in changes})
                 else:
                     self._maybe_seal()
+                    if self.slow_pending and time.monotonic() - self.last_slow >= self.config.slow_projection_seconds:
+                        self._project()
                 now_roots = {r for r in self.config.claude_roots if r.is_dir()}
                 if now_roots != watched:  # a root appeared or vanished: watch the new set
                     _info(self.logger, "roots changed", roots=sorted(map(str, now_roots)))
                     self.catch_up()
                     break
+        if self.slow_pending:
+            self._project(everything=True)  # leave every table current
         _info(self.logger, "stopped", pid=os.getpid())
 
     def _safe_pass(self, changed: set[Path] | None) -> None:
