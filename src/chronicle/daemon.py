@@ -12,8 +12,8 @@ status``. It watches the Claude Code roots and git repositories named in
     seal_seconds = 300          # ... or this long after the last seal
     full_pass_seconds = 300     # re-scan everything this often (missed events)
     debounce_ms = 200
-    slow_projections = ["conversations", "episodes"]   # rebuilt at most every ...
-    slow_projection_seconds = 30                          # ... (others after every pass)
+    slow_projections = ["conversations", "episodes"]   # rebuilt in a child process at most every ...
+    slow_projection_seconds = 30                          # ... (the others after every pass)
 
 Each batch of file changes is ingested incrementally (offsets, generations:
 see ``ingest.sessions``); every pass ends with the projections brought up to
@@ -31,6 +31,8 @@ import logging
 import logging.handlers
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,6 +152,7 @@ class Watcher:
         self.last_seal = time.monotonic()
         self.last_slow = 0.0
         self.slow_pending = False
+        self.slow_proc: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ passes
 
@@ -213,29 +216,50 @@ class Watcher:
                 _info(self.logger, "sealed", events=sum(e.count for e in entries), wal_bytes=wal)
 
     def _project(self, everything: bool = False) -> None:
-        """Bring the tables up to date. Slow projections (full rebuilds over
-        every transcript) run at most every ``slow_projection_seconds``, so a
-        burst of changes does not queue rebuilds; the quick ones (token usage,
-        errors) run after every pass."""
-        now = time.monotonic()
-        names = [n for n in self.engine.projections if n not in self.config.slow_projections]
-        if everything or now - self.last_slow >= self.config.slow_projection_seconds:
-            names = list(self.engine.projections)
-            self.last_slow = now
-            self.slow_pending = False
-        else:
-            self.slow_pending = True
-        if not names:
+        """Bring the tables up to date. The quick projections (token usage,
+        errors) run here after every pass. The slow ones (full rebuilds over
+        every transcript) run in a child ``chronicle rebuild`` at most every
+        ``slow_projection_seconds``: the next change is not kept waiting behind
+        them, and their memory goes back to the system when the child exits."""
+        quick = [n for n in self.engine.projections if n not in self.config.slow_projections]
+        if quick:
+            try:
+                outcomes = self.engine.run(self.log.snapshot(), quick)
+            except ProjectionError as exc:
+                self.state.last_error = str(exc)
+                self.logger.error("projection failed", extra={"fields": {"error": str(exc)}})
+                outcomes = []
+            changed = [o.name for o in outcomes if o.action != "current"]
+            if changed:
+                _info(self.logger, "projected", projections=changed, seq=outcomes[0].seq)
+        self.slow_pending = True
+        self._start_slow(force=everything)
+
+    def _start_slow(self, force: bool = False) -> None:
+        slow = [n for n in self.config.slow_projections if n in self.engine.projections]
+        if not slow or not self.slow_pending or not self._slow_done():
             return
-        try:
-            outcomes = self.engine.run(self.log.snapshot(), names)
-        except ProjectionError as exc:
-            self.state.last_error = str(exc)
-            self.logger.error("projection failed", extra={"fields": {"error": str(exc)}})
+        if not force and time.monotonic() - self.last_slow < self.config.slow_projection_seconds:
             return
-        changed = [o.name for o in outcomes if o.action != "current"]
-        if changed:
-            _info(self.logger, "projected", projections=changed, seq=outcomes[0].seq if outcomes else 0)
+        self.slow_pending = False
+        self.last_slow = time.monotonic()
+        env = {**os.environ, "CHRONICLE_ROOT": str(self.ws.root)}
+        self.slow_proc = subprocess.Popen([sys.executable, "-m", "chronicle", "rebuild", *slow], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _info(self.logger, "rebuilding", projections=slow, pid=self.slow_proc.pid)
+
+    def _slow_done(self) -> bool:
+        """True when no slow rebuild is running (reaping one that finished)."""
+        if self.slow_proc is None:
+            return True
+        if self.slow_proc.poll() is None:
+            return False
+        if self.slow_proc.returncode != 0:
+            err = self.slow_proc.stderr.read().decode(errors="replace").strip() if self.slow_proc.stderr else ""
+            self.state.last_error = f"rebuild exited {self.slow_proc.returncode}: {err[-500:]}"
+            self.logger.error("rebuild failed", extra={"fields": {"error": self.state.last_error}})
+        self.slow_proc = None
+        return True
 
     def _write_state(self) -> None:
         write_durably(self.ws.data / STATE_NAME, json.dumps(self.state.__dict__, indent=1).encode())
@@ -270,16 +294,25 @@ class Watcher:
                     self._safe_pass({Path(p) for _, p in changes})
                 else:
                     self._maybe_seal()
-                    if self.slow_pending and time.monotonic() - self.last_slow >= self.config.slow_projection_seconds:
-                        self._project()
+                    self._start_slow()
                 now_roots = {r for r in self.config.claude_roots if r.is_dir()}
                 if now_roots != watched:  # a root appeared or vanished: watch the new set
                     _info(self.logger, "roots changed", roots=sorted(map(str, now_roots)))
                     self.catch_up()
                     break
-        if self.slow_pending:
-            self._project(everything=True)  # leave every table current
+        self._finish_slow()
         _info(self.logger, "stopped", pid=os.getpid())
+
+    def _finish_slow(self) -> None:
+        """On the way out, leave every table current."""
+        if self.slow_proc is not None:
+            self.slow_proc.wait()
+            self._slow_done()
+        if self.slow_pending:
+            self._start_slow(force=True)
+            if self.slow_proc is not None:
+                self.slow_proc.wait()
+                self._slow_done()
 
     def _safe_pass(self, changed: set[Path] | None) -> None:
         try:

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 import chronicle.projections as builtin_projections
 from chronicle.progress import Progress
 from chronicle.store import Snapshot
-from chronicle.store.fsutil import fsync_dir, write_durably
+from chronicle.store.fsutil import fsync_dir, locked, write_durably
 
 ENGINE_VERSION = "1"
 ALL_EVENTS = "*"
@@ -157,20 +157,25 @@ class Engine:
         """Bring the selected projections up to ``snapshot.head``."""
         target = out_dir or self.tables_dir
         target.mkdir(parents=True, exist_ok=True)
-        checkpoints = self.checkpoints(target)
         chosen = self.select(names)
         bar = Progress(len(chosen), "rebuild", stream=None)
         outcomes = []
         try:
             for p in chosen:
                 bar.advance(0, p.name)
-                outcomes.append(self._run_one(p, snapshot, checkpoints, target, full))
+                outcomes.append(self._run_one(p, snapshot, target, full))
                 bar.advance(1, p.name)
         finally:
             bar.close()
         return outcomes
 
-    def _run_one(self, p: Projection, snap: Snapshot, checkpoints: dict, target: Path, full: bool) -> Outcome:
+    def _run_one(self, p: Projection, snap: Snapshot, target: Path, full: bool) -> Outcome:
+        # One builder per projection at a time, across processes (the daemon and a
+        # `chronicle rebuild` may overlap); checkpoints are re-read under the lock.
+        with locked(target / f".{p.name}.lock"):
+            return self._run_locked(p, snap, self.checkpoints(target), target, full)
+
+    def _run_locked(self, p: Projection, snap: Snapshot, checkpoints: dict, target: Path, full: bool) -> Outcome:
         cp = checkpoints.get(p.name)
         reusable = (not full and cp is not None and cp["code"] == p.code_version
                     and cp["seq"] <= snap.head and all((target / f"{t}.parquet").exists() for t in p.outputs))
@@ -190,8 +195,10 @@ class Engine:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
         self._swap(p, result, target)
         rows = {t: result[t].height for t in p.outputs}
-        checkpoints[p.name] = {"seq": snap.head, "code": p.code_version, "rows": rows}
-        write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
+        with locked(target / "_checkpoints.lock"):  # other projections' entries may have changed meanwhile
+            checkpoints = self.checkpoints(target)
+            checkpoints[p.name] = {"seq": snap.head, "code": p.code_version, "rows": rows}
+            write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
         return Outcome(p.name, action, snap.head, rows)
 
     @staticmethod
