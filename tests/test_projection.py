@@ -129,3 +129,24 @@ def test_workspace_projection_may_not_take_a_builtin_name(tmp_path: Path) -> Non
 def test_unknown_projection_name_lists_the_known_ones(log: EventLog, tmp_path: Path) -> None:
     with pytest.raises(ProjectionError, match="events_by_type"):
         Engine(tmp_path, discover()).run(log.snapshot(), ["nope"])
+
+
+def test_rebuilds_in_several_processes_keep_every_checkpoint(log: EventLog, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from chronicle.workspace import Workspace
+
+    ws = Workspace.at(tmp_path / "ws")
+    ws.init()
+    SessionIngester(ws.open_log(), ws.data / "ingest.lock").run([ROOT / "data" / "examples" / "claude-projects"])
+    env = {**os.environ, "CHRONICLE_ROOT": str(ws.root)}
+    names = ["usage", "events_by_type", "ingest_errors", "conversations", "episodes"]
+    procs = [subprocess.Popen([sys.executable, "-m", "chronicle", "rebuild", "--full", n], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for n in names]
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(names)
+    checkpoints = json.loads((ws.tables_dir / "_checkpoints.json").read_text())
+    head = ws.open_log().snapshot().head
+    assert {n: checkpoints[n]["seq"] for n in names} == {n: head for n in names}
