@@ -131,7 +131,7 @@ def test_unknown_projection_name_lists_the_known_ones(log: EventLog, tmp_path: P
         Engine(tmp_path, discover()).run(log.snapshot(), ["nope"])
 
 
-def test_rebuilds_in_several_processes_keep_every_checkpoint(log: EventLog, tmp_path: Path) -> None:
+def test_rebuilds_in_several_processes_keep_every_checkpoint(tmp_path: Path) -> None:
     import json
     import os
     import subprocess
