@@ -20,12 +20,16 @@ import polars as pl
 TOKEN_COLUMNS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"]
 
 
-def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
+def latest_generation(lines: pl.LazyFrame) -> pl.LazyFrame:
     latest = lines.group_by("path").agg(pl.col("generation").max().alias("_latest"))
+    return lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
+
+
+def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """Latest generations, each record once (reads ``raw``: for the slow projections)."""
     identity = pl.coalesce(pl.col("uuid"), pl.col("raw").hash().cast(pl.String) + ":" + pl.col("raw").bin.size().cast(pl.String))
     return (
-        lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
-        .filter(pl.col("raw").bin.size() > 0)
+        latest_generation(lines)
         .with_columns(identity.alias("_identity"))
         .sort("seq").unique("_identity", keep="last", maintain_order=True).drop("_identity")
     )
@@ -36,10 +40,11 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
     pair; among its copies (one per content block, plus subagent copies inside
     ``progress`` records) keep the one with the most tokens; skip <synthetic>.
     On a tie the subagent's own record wins over its copy in the parent's
-    ``progress`` record (it names the subagent), then the earliest recorded."""
+    ``progress`` record (it names the subagent), then the latest recorded (a
+    renamed file's new name). Never reads ``raw``, so it stays fast."""
     total = pl.sum_horizontal([pl.col(c).fill_null(0) for c in TOKEN_COLUMNS])
     copies = (
-        current_lines(lines)
+        latest_generation(lines)
         .filter(pl.col("message_id").is_not_null()
                 & ((pl.col("record_type") == "assistant") | pl.col("embedded").fill_null(False))
                 & (pl.col("model").fill_null("") != "<synthetic>"))
@@ -47,7 +52,7 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
     return (
         copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
-                    descending=[False, False, True, False, False], nulls_last=True)
+                    descending=[False, False, True, False, True], nulls_last=True)
         .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True)
         .select(
             "message_id", "request_id", "model", "session_id",

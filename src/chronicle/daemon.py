@@ -8,7 +8,7 @@ status``. It watches the Claude Code roots and git repositories named in
     [watch]
     claude_roots = ["~/.claude/projects"]   # default: the ingest defaults
     git_repos = ["~/src/myrepo"]
-    seal_mb = 64                # seal when the WAL holds this much ...
+    seal_mb = 16                # seal when the WAL holds this much ...
     seal_seconds = 300          # ... or this long after the last seal
     full_pass_seconds = 300     # re-scan everything this often (missed events)
     debounce_ms = 200
@@ -61,7 +61,7 @@ class AlreadyRunning(Exception):
 class WatchConfig:
     claude_roots: list[Path]
     git_repos: list[Path]
-    seal_bytes: int = 64 << 20
+    seal_bytes: int = 16 << 20
     seal_seconds: float = 300.0
     full_pass_seconds: float = 300.0
     debounce_ms: int = 200
@@ -91,7 +91,7 @@ class WatchConfig:
         return cls(
             claude_roots=paths("claude_roots", default_roots()),
             git_repos=paths("git_repos", []),
-            seal_bytes=int(number("seal_mb", 64) * (1 << 20)),
+            seal_bytes=int(number("seal_mb", 16) * (1 << 20)),
             seal_seconds=number("seal_seconds", 300),
             full_pass_seconds=number("full_pass_seconds", 300),
             debounce_ms=int(number("debounce_ms", 200)),
