@@ -188,6 +188,8 @@ class Watcher:
                   bytes=summary.bytes, rewritten=summary.rewritten, problems=summary.errors,
                   seconds=self.state.last_pass_seconds)
         self._write_state()
+        if changed is None:
+            _release_memory()
 
     @staticmethod
     def _changed_files(changed: set[Path], roots: list[Path]) -> list[SourceFile]:
@@ -322,6 +324,22 @@ class Watcher:
             self.state.last_error = f"{type(exc).__name__}: {exc}"
             self.logger.error("pass failed", extra={"fields": {"error": self.state.last_error}})
             self._write_state()
+
+
+def _release_memory() -> None:
+    """Give memory freed by a big pass back to the system: a daemon that ingested
+    a gigabyte once should not keep its high-water mark for months."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _now() -> str:
