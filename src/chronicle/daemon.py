@@ -281,12 +281,15 @@ class Watcher:
                 self.catch_up()
                 continue
             watched = set(roots)
+            settled = False  # the watch is in place only once it first yields
             for changes in watchfiles.watch(*roots, debounce=self.config.debounce_ms, step=20, stop_event=self.stop,
                                             rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False,
                                             ignore_permission_denied=True):
                 if self.stop.is_set():
                     break
-                if time.monotonic() - last_full >= self.config.full_pass_seconds:
+                if not settled or time.monotonic() - last_full >= self.config.full_pass_seconds:
+                    # Files written before the watch was in place sent no event: look at everything.
+                    settled = True
                     self.catch_up()
                     last_full = time.monotonic()
                 elif changes:
