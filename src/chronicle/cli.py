@@ -313,10 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chronicle {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    def verb(name: str, func: Callable, help: str, example: str, json_flag: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(func=func)
+    def verb(name: str, func: Callable | None, help: str, example: str, json_flag: bool = True,
+             parent: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        if func is not None:
+            p.set_defaults(func=func)
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable JSON (Lines) output")
         return p
@@ -364,45 +366,32 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = verb("ingest", None, "record sources as events (see: chronicle ingest sessions --help)",
                   "chronicle ingest sessions ~/.claude/projects", json_flag=False)
     isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
-    p = isub.add_parser("sessions", help="Claude Code transcripts (incremental, byte for byte)",
-                        description="Every line of every transcript becomes a session.line event; a second run "
-                                    "adds only new bytes; rewritten files become a new generation.",
-                        epilog="examples:\n  chronicle ingest sessions                      # the default roots\n"
-                               "  chronicle ingest sessions ~/.claude/projects/-home-me-repo --json",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = verb("sessions", sessions_cmd.ingest_sessions,
+             "Claude Code transcripts: every line becomes a session.line event; a second run adds only new "
+             "bytes; a rewritten file becomes a new generation",
+             "chronicle ingest sessions ~/.claude/projects/-home-me-repo --json", parent=isub)
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="projects root, project folder or file (default: ~/.claude/projects, "
                         "~/.config/claude/projects, $CLAUDE_CONFIG_DIR)")
     p.add_argument("--quiet-seconds", type=float, default=10.0,
                    help="ingest an unterminated last line once the file has been unchanged this long (default 10)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=sessions_cmd.ingest_sessions)
-    p = isub.add_parser("git", help="commits of a git repository (incremental)",
-                        description="One git.commit event per commit on any ref: sha, parents, author and "
-                                    "committer with times, full message, files with status and line counts.",
-                        epilog="examples:\n  chronicle ingest git ~/src/myrepo\n  chronicle ingest git . --since 2026-01-01",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = verb("git", sessions_cmd.ingest_git_repo,
+             "commits of a git repository, incrementally: sha, parents, author and committer with times, "
+             "full message, files with status and line counts", "chronicle ingest git . --since 2026-01-01",
+             parent=isub)
     p.add_argument("repo", metavar="REPO")
     p.add_argument("--since", metavar="DATE", help="only commits after DATE (anything git log --since takes)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=sessions_cmd.ingest_git_repo)
     export = verb("export", None, "write ingested sources back out, byte for byte",
                   "chronicle export sessions ~/restored", json_flag=False)
     esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)
-    p = esub.add_parser("session", help="one session's transcript (stdout or -o FILE)",
-                        epilog="example:\n  chronicle export session 6f1c...-e2 -o session.jsonl",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = verb("session", sessions_cmd.export_session, "one session's transcript, byte for byte (stdout or -o FILE)",
+             "chronicle export session 6f1c...-e2 -o session.jsonl", parent=esub)
     p.add_argument("session_id", metavar="ID")
     p.add_argument("-o", "--output", metavar="FILE")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=sessions_cmd.export_session)
-    p = esub.add_parser("sessions", help="every ingested transcript and sidecar, as a tree under DIR",
-                        epilog="example:\n  chronicle export sessions ~/restored --session 6f1c...-e2",
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = verb("sessions", sessions_cmd.export_sessions, "every ingested transcript and sidecar, as a tree under DIR",
+             "chronicle export sessions ~/restored --session 6f1c...-e2", parent=esub)
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--session", metavar="ID", help="only this session (with its subagents and sidecars)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=sessions_cmd.export_sessions)
     p = verb("watch", watch_cmd.watch, "keep ingesting and projecting as files change (until SIGTERM/SIGINT)",
              "chronicle watch            # or: chronicle watch --once  (one catch-up pass, for cron)",
              json_flag=False)
