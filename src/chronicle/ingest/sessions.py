@@ -97,15 +97,6 @@ def meta_versions(snap: Snapshot) -> dict[str, tuple[int, str]]:
     return {p: (n, s) for p, n, s in latest.iter_rows()}
 
 
-def events_table(events: list[Event]) -> pa.Table:
-    """An Arrow table of events of one class, in the columns append_tables takes."""
-    cls = type(events[0])
-    schema = codec.arrow_schema(cls)
-    names = ["stream", "event_id", *cls.payload_fields()]
-    return pa.table({n: [getattr(e, n) for e in events] for n in names},
-                    schema=pa.schema([schema.field(n) for n in names]))
-
-
 class _Committer:
     """Commits parsed chunks in order on a background thread.
 
@@ -147,7 +138,7 @@ class _Committer:
             events: list[Event] = [SessionLine(**row) for row in table.to_pylist()]
             self.log.append([*events, *cursors], dedupe=False)
         else:
-            self.log.append_tables({"session.line": table, "source.appended": events_table(cursors)}, dedupe=False)
+            self.log.append_tables({"session.line": table, "source.appended": codec.events_to_table(cursors)}, dedupe=False)
 
     def wait(self) -> None:
         if self.inflight is not None:
@@ -172,6 +163,7 @@ class SessionIngester:
         self.chunk_bytes = chunk_bytes
         self.on_bytes = on_bytes or (lambda n, name: None)
         self._committer: _Committer | None = None
+        self._known_errors: set[str] = set()
 
     def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
         started = time.monotonic()
@@ -182,6 +174,7 @@ class SessionIngester:
             snap = self.log.snapshot()
             known = cursors(snap)
             metas = meta_versions(snap)
+            self._known_errors = set(snap.frame("source.error", ["event_id"]).collect()["event_id"].to_list())
             self._committer = _Committer(self.log.path, self.chunk_bytes)
             try:
                 for f in files:
@@ -202,17 +195,16 @@ class SessionIngester:
 
     # ------------------------------------------------------------------ helpers
 
-    def _problem(self, f: SourceFile, message: str, summary: Summary, line_no: int | None = None,
-                 offset: int | None = None, generation: int = 0) -> None:
-        """Record a problem with a file as ``source.error``, once per (file, generation, place, message)."""
+    def _problem(self, f: SourceFile, message: str, summary: Summary) -> None:
+        """Record a problem with a file as ``source.error``, once per (file, message)."""
         path = str(f.path)
-        key = transcript_lines.path_key(path)
-        eid = f"E{key}:{generation}:{offset}:{_sha(message.encode())[:12]}"
-        acks = self.log.append([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message,
-                                            line_no=line_no, offset=offset)])
-        if not acks[0].duplicate:
-            summary.errors += 1
-            summary.problems.append(f"{path}: {message}")
+        eid = f"E{transcript_lines.path_key(path)}:{_sha(message.encode())[:12]}"
+        if eid in self._known_errors:
+            return
+        self.log.append([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message)], dedupe=False)
+        self._known_errors.add(eid)
+        summary.errors += 1
+        summary.problems.append(f"{path}: {message}")
 
     def _seen(self, f: SourceFile, size: int, generation: int) -> SourceSeen:
         path = str(f.path)

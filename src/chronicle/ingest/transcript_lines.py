@@ -229,5 +229,4 @@ def table(path: str, generation: int, offset: int, line_no: int, data: bytes) ->
         columns[name] = list(values)
     columns["error"] = errors
     schema = codec.arrow_schema(SessionLine)
-    fields = [schema.field(c) if c in schema.names else pa.field(c, pa.string()) for c in columns]
-    return pa.table(list(columns.values()), schema=pa.schema(fields))
+    return pa.table(list(columns.values()), schema=pa.schema([schema.field(c) for c in columns]))

@@ -182,6 +182,15 @@ def leaves_by_seq(tables: list[pa.Table]) -> tuple[list[int], list[int], list[by
     return seqs, times, leaves
 
 
+def events_to_table(events: list[Event]) -> pa.Table:
+    """Events of one class as the table ``EventLog.append_tables`` takes (stream, event_id, fields)."""
+    cls = type(events[0])
+    schema = arrow_schema(cls)
+    names = ["stream", "event_id", *cls.payload_fields()]
+    return pa.table({n: [getattr(e, n) for e in events] for n in names},
+                    schema=pa.schema([schema.field(n) for n in names]))
+
+
 def rows_to_table(cls: type[Event], rows: list[dict]) -> pa.Table:
     """Arrow table for content dicts of one (type, version), each with seq,
     recorded_at (µs), content_hash and size added."""
