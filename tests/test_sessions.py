@@ -217,6 +217,9 @@ def test_export_session_is_byte_exact_and_paths_cannot_escape(ws: Workspace, tmp
     assert out == (EXAMPLES / "-home-ana-repo" / f"{SESSION}.jsonl").read_bytes()
     missing = run_cli("export", "session", "nope", root=ws.root)
     assert missing.returncode == 2 and b"no ingested transcript" in missing.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = run_cli("export", "sessions", str(tmp_path / "a-file" / "sub"), root=ws.root)
+    assert unwritable.returncode == 2 and b"Not a directory" in unwritable.stderr and b"Traceback" not in unwritable.stderr
     for bad in ("../x.jsonl", "/etc/passwd", "a/../../x"):
         with pytest.raises(ExportError, match="refusing"):
             safe_target(tmp_path / "out", bad)

@@ -420,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_STORE
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # a path given on the command line cannot be read or written
+        print(f"chronicle {args.verb}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
