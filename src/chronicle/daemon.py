@@ -210,7 +210,7 @@ class Watcher:
         return sorted(out.values(), key=lambda f: f.path)
 
     def _maybe_seal(self) -> None:
-        wal = sum(p.stat().st_size for p in self.log.wal_dir.glob("*.wal"))
+        wal = self.log.wal_bytes()
         if wal and (wal >= self.config.seal_bytes or time.monotonic() - self.last_seal >= self.config.seal_seconds):
             entries = self.log.seal()
             self.last_seal = time.monotonic()

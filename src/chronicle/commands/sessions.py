@@ -9,8 +9,8 @@ from pathlib import Path
 
 from chronicle import export
 from chronicle.ingest.git import GitError, ingest_git
-from chronicle.ingest.claude_files import META_KINDS, default_roots, discover
-from chronicle.ingest.sessions import SessionIngester, cursors
+from chronicle.ingest.claude_files import default_roots, discover
+from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
 
@@ -30,10 +30,7 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     roots = given or [r for r in default_roots() if r.is_dir()]
     log = ws.open_log()
     files = discover(roots)
-    known = cursors(log.snapshot())
-    todo = sum(max(0, _size(f.path) - (0 if f.kind in META_KINDS else known[str(f.path)].end if str(f.path) in known else 0))
-               for f in files)
-    bar = Progress(todo / 1e6, "ingest", " MB")
+    bar = Progress(bytes_behind(files, cursors(log.snapshot())) / 1e6, "ingest", " MB")
     ingester = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=args.quiet_seconds,
                                on_bytes=lambda n, name: bar.advance(n / 1e6, name))
     try:
@@ -66,13 +63,6 @@ def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         print(f"{summary.repo}: {summary.commits} commits, {summary.new} new")
     return EXIT_OK
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def export_session(ws: Workspace, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import polars as pl
 
 from chronicle import daemon
 from chronicle.ingest.claude_files import META_KINDS, discover
-from chronicle.ingest.sessions import cursors
+from chronicle.ingest.sessions import bytes_behind, cursors
 from chronicle.projection import CHECKPOINTS
 from chronicle.workspace import Workspace
 
@@ -45,15 +45,7 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
             lag.append({"root": str(root), "exists": False, "files": 0, "bytes_behind": 0})
             continue
         files = [f for f in discover([root]) if f.kind not in META_KINDS]
-        behind = 0
-        for f in files:
-            try:
-                size = f.path.stat().st_size
-            except OSError:
-                continue
-            cur = known.get(str(f.path))
-            behind += max(0, size - (cur.end if cur else 0))
-        lag.append({"root": str(root), "exists": True, "files": len(files), "bytes_behind": behind})
+        lag.append({"root": str(root), "exists": True, "files": len(files), "bytes_behind": bytes_behind(files, known)})
     checkpoints_path = ws.tables_dir / CHECKPOINTS
     checkpoints = json.loads(checkpoints_path.read_text()) if checkpoints_path.exists() else {}
     projections = [{"projection": name, "seq": cp.get("seq"), "behind": snap.head - cp.get("seq", 0)}

@@ -90,6 +90,21 @@ def cursors(snap: Snapshot) -> dict[str, Cursor]:
             latest.select("path", "generation", "end", "end_line", "tail_sha256").iter_rows()}
 
 
+def bytes_behind(files: list[SourceFile], known: dict[str, Cursor]) -> int:
+    """Bytes of transcript files not yet ingested (a vanished file counts 0)."""
+    behind = 0
+    for f in files:
+        if f.kind in META_KINDS:
+            continue
+        try:
+            size = f.path.stat().st_size
+        except OSError:
+            continue
+        cur = known.get(str(f.path))
+        behind += max(0, size - (cur.end if cur else 0))
+    return behind
+
+
 def meta_versions(snap: Snapshot) -> dict[str, tuple[int, str]]:
     """path -> (number of recorded versions, sha256 of the latest) for sidecar files."""
     frame = snap.frame("session.meta", ["seq", "path", "sha256"])
@@ -188,7 +203,7 @@ class SessionIngester:
             finally:
                 committer, self._committer = self._committer, None
                 committer.close()
-            if sum(p.stat().st_size for p in self.log.wal_dir.glob("*.wal")) >= SEAL_WAL_BYTES:
+            if self.log.wal_bytes() >= SEAL_WAL_BYTES:
                 self.log.seal()
         summary.seconds = time.monotonic() - started
         return summary

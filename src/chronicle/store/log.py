@@ -140,6 +140,16 @@ class EventLog:
             self._manifest_stamp = stamp
         return self._manifest
 
+    def wal_bytes(self) -> int:
+        """Bytes in WAL files (unsealed events), for deciding when to seal."""
+        total = 0
+        for name in self.wal_names():
+            try:
+                total += (self.wal_dir / name).stat().st_size
+            except FileNotFoundError:  # sealed and deleted meanwhile
+                continue
+        return total
+
     def wal_names(self) -> list[str]:
         return sorted(n for n in os.listdir(self.wal_dir) if n.endswith(WAL_SUFFIX))
 
