@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import polars as pl
+
 from .envelope import Event
 
 
+class LlmPromptV1(Event, frozen=True, tag="llm.prompt"):
+    doc_id: str
+    logical_key_id: str
+    stage: str
+    template_id: str
+    template_sha256: str
+    prompt_sha256: str
+    prompt: str
+    model_id: str
+    parent_doc_id: str | None = None
+    params_json: str = "{}"
+
+
 class LlmPrompt(Event, frozen=True, tag="llm.prompt"):
+    """v2 added the run, the cohort and the source project's task id (gen_id)."""
+
+    VERSION = 2
+
     doc_id: str
     logical_key_id: str
     stage: str
@@ -17,6 +36,13 @@ class LlmPrompt(Event, frozen=True, tag="llm.prompt"):
     parent_doc_id: str | None = None
     #: JSON object of the render parameters.
     params_json: str = "{}"
+    run_id: str | None = None
+    cohort_id: str | None = None
+    task_id: str | None = None
+
+
+def upcast_prompt_v1_to_v2(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in ("run_id", "cohort_id", "task_id"))
 
 
 class LlmResponse(Event, frozen=True, tag="llm.response"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle import __version__
+from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
@@ -381,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
              parent=isub)
     p.add_argument("repo", metavar="REPO")
     p.add_argument("--since", metavar="DATE", help="only commits after DATE (anything git log --since takes)")
+    experiments_cmd.add_verbs(verb, sub, isub)
     export = verb("export", None, "write ingested sources back out, byte for byte",
                   "chronicle export sessions ~/restored", json_flag=False)
     esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)

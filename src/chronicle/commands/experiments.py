@@ -1,0 +1,241 @@
+"""`chronicle ingest definitions`, `chronicle cohort plan`, `chronicle run` and `chronicle parse`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from chronicle.events import CohortDefined
+from chronicle.experiment import cohorts, parsers, providers
+from chronicle.experiment.definitions import Definitions, parse as parse_definitions, read_folder
+from chronicle.experiment.runner import RunOptions, RunSummary, Runner
+from chronicle.ingest.definitions import ingest_definitions, recorded
+from chronicle.progress import Progress
+from chronicle.store import EventLog
+from chronicle.store.fsutil import locked
+from chronicle.workspace import Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+
+
+def _err(verb: str, message: str) -> None:
+    print(f"chronicle {verb}: error: {message}", file=sys.stderr)
+
+
+def _definitions_folder(ws: Workspace, given: str | None) -> Path:
+    return Path(given) if given else ws.data / "1_raw"
+
+
+# ---------------------------------------------------------------- ingest definitions
+
+def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
+    report = ingest_definitions(ws.open_log(), _definitions_folder(ws, args.source))
+    d = report.definitions
+    assert d is not None
+    if args.json:
+        _print_json({"added": report.added, "changed": report.changed, "removed": report.removed,
+                     "unchanged": report.unchanged, "problems": [vars(p) for p in d.problems]})
+    else:
+        for p in d.problems:
+            print(f"  {p}", file=sys.stderr)
+        print(f"definitions: {len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+              f"{report.unchanged} unchanged; {len(d.concepts)} concepts, {len(d.templates)} templates, "
+              f"{len(d.models)} models; {len(d.errors)} errors, {len(d.problems) - len(d.errors)} warnings")
+    return EXIT_FAILED if d.errors else EXIT_OK
+
+
+# ---------------------------------------------------------------- cohorts
+
+def _plan(ws: Workspace, cohort_id: str, *, record: bool) -> tuple[cohorts.Plan, Definitions]:
+    """Plan from the recorded definitions, after recording any change in data/1_raw.
+
+    Without ``record`` (a dry run) nothing is written: the folder is read as it is.
+    """
+    log = ws.open_log()
+    raw = ws.data / "1_raw"
+    if not record and raw.is_dir():
+        files = read_folder(raw)
+    else:
+        if raw.is_dir():
+            ingest_definitions(log, raw)
+        files = recorded(log.snapshot())
+    d = parse_definitions(files)
+    path = cohorts.spec_path(ws.data / "cohorts", cohort_id)
+    text, spec = cohorts.read_spec(path)
+    plan = cohorts.plan(cohort_id, text, spec, d, path)
+    if record:
+        _record_plan(log, plan)
+    return plan, d
+
+
+def _record_plan(log: EventLog, plan: cohorts.Plan) -> bool:
+    membership = cohorts.membership_json(plan)
+    digest = hashlib.sha256((plan.spec + "\0" + membership).encode()).hexdigest()
+    snap = log.snapshot()
+    prev = ""
+    if "cohort.defined" in snap.types():
+        last = (snap.frame("cohort.defined", ["seq", "cohort_id", "event_id"])
+                .filter(pl.col("cohort_id") == plan.cohort_id).sort("seq").collect())
+        if last.height:
+            prev = last["event_id"][-1].rsplit("->", 1)[-1]
+    if prev == digest:
+        return False
+    log.append([CohortDefined(stream=f"cohort:{plan.cohort_id}", event_id=f"cohort:{plan.cohort_id}:{prev}->{digest}",
+                              cohort_id=plan.cohort_id, spec_sha256=plan.spec_sha256, spec=plan.spec,
+                              membership_json=membership)])
+    return True
+
+
+def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        plan, _ = _plan(ws, args.cohort_id, record=True)
+    except cohorts.CohortError as exc:
+        _err("cohort plan", str(exc))
+        return EXIT_USAGE
+    calls = plan.calls()
+    by_stage: dict[str, int] = {}
+    for m in plan.members:
+        by_stage[m.stage] = by_stage.get(m.stage, 0) + 1
+    if args.json:
+        _print_json({"cohort_id": plan.cohort_id, "members": by_stage,
+                     "calls": [{"stage": s, "model_id": mid, "calls": n} for (s, mid), n in sorted(calls.items())]})
+        return EXIT_OK
+    print(f"cohort {plan.cohort_id}: {len(plan.members)} documents "
+          + ", ".join(f"{n} {s}" for s, n in by_stage.items()))
+    print(f"{'stage':<12}{'model':<28}{'calls':>8}")
+    for (stage, mid), n in sorted(calls.items()):
+        print(f"{stage:<12}{mid:<28}{n:>8}")
+    print(f"{'total':<40}{sum(calls.values()):>8}  (first attempts; retries add to this)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- run
+
+class _RunBar:
+    def __init__(self, total: int):
+        self.bar = Progress(max(total, 1), "run", " calls")
+
+    def __call__(self, s: RunSummary, inflight: int) -> None:
+        done = s.ok + s.failed
+        self.bar.done = done
+        rate = done / max(time.monotonic() - self.bar.started, 1e-9)
+        eta = (self.bar.total - done) / rate if rate > 0 else 0
+        self.bar.advance(0, f"ok {s.ok} failed {s.failed} in flight {inflight} "
+                            f"tok {s.prompt_tokens + s.completion_tokens:,} eta {eta:,.0f}s")
+
+
+def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
+    name = args.provider or ws.config.get("run", {}).get("provider")
+    if not name:
+        _err("run", "choose a provider with --provider NAME (echo is offline and free; "
+                    "or set [run] provider in chronicle.toml)")
+        return EXIT_USAGE
+    provider = providers.get(ws.config, name)
+    if args.concurrency is not None and args.concurrency < 1:
+        _err("run", "--concurrency must be at least 1")
+        return EXIT_USAGE
+    options = RunOptions(stage=args.stage, limit=args.limit, retry_errors=args.retry_errors, dry_run=args.dry_run,
+                         concurrency=args.concurrency)
+    try:
+        plan, d = _plan(ws, args.cohort, record=not args.dry_run)
+    except cohorts.CohortError as exc:
+        _err("run", str(exc))
+        return EXIT_USAGE
+    log = ws.open_log()
+    if args.dry_run:
+        summary = Runner(log, plan, d, provider, options).dry_run()
+        _report(summary, args, dry=True)
+        return EXIT_OK
+    # One run of a cohort at a time: two would race to give a key two ok responses.
+    with locked(ws.data / "cohorts" / f".{args.cohort}.run.lock"):
+        probe = Runner(log, plan, d, provider, options).dry_run()
+        bar = _RunBar(sum(probe.to_do.values()))
+        runner = Runner(log, plan, d, provider, options, on_progress=bar)
+        try:
+            summary = asyncio.run(runner.run())
+        finally:
+            bar.bar.close()
+    _report(summary, args, dry=False)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
+    if args.json:
+        _print_json({"dry_run": dry, **vars(s)})
+        return
+    todo = ", ".join(f"{n} {stage}" for stage, n in s.to_do.items()) or "nothing"
+    if dry:
+        print(f"dry run ({s.provider}): would take on {todo}; {s.already_done} already done, {s.blocked} waiting "
+              f"for their parent, {s.left_failed} failed earlier (use --retry-errors)")
+        return
+    print(f"run {s.run_id} ({s.provider}): took on {todo}; {s.ok} ok, {s.failed} failed, {s.calls} calls, "
+          f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion tokens in {s.seconds:.1f}s; "
+          f"{s.already_done} already done, {s.blocked} waiting for their parent, {s.left_failed} failed earlier")
+
+
+# ---------------------------------------------------------------- parse
+
+def cmd_parse(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        parser = parsers.get(args.parser)
+    except parsers.UnknownParser as exc:
+        _err("parse", str(exc))
+        return EXIT_USAGE
+    worst = EXIT_OK
+    for name in args.files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _err("parse", f"{name}: {exc}")
+            worst = EXIT_USAGE
+            continue
+        r = parser(text)
+        row = {"file": name, "parser": parser.name, "parser_version": parser.version, "status": r.status,
+               "score": r.score, "scale": r.scale, "parsed": r.parsed, "reason": r.reason}
+        if args.json:
+            _print_json(row)
+        else:
+            value = (f"{r.score:g}" + (f"/{r.scale:g}" if r.scale else "")) if r.score is not None else (
+                (r.parsed or "")[:60].replace("\n", " "))
+            print(f"{name}\t{r.status}\t{value}" + (f"\t({r.reason})" if r.reason else ""))
+        if r.status != "ok" and worst == EXIT_OK:
+            worst = EXIT_FAILED
+    return worst
+
+
+def add_verbs(verb, sub, isub) -> None:
+    """Register this module's verbs with the CLI's ``verb`` helper."""
+    p = verb("definitions", cmd_ingest_definitions,
+             "experiment definitions (data/1_raw): one definitions.snapshot per changed file; problems named by "
+             "file and line", "chronicle ingest definitions --from ../corpus/daydreaming/1_raw", parent=isub)
+    p.add_argument("--from", dest="source", metavar="DIR", help="definitions folder (default: data/1_raw)")
+    cohort = verb("cohort", None, "cohort specs (data/cohorts/ID/cohort.toml)", "chronicle cohort plan demo",
+                  json_flag=False)
+    csub = cohort.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = verb("plan", cmd_cohort_plan, "expand a cohort spec into its membership, record it, print the calls it needs",
+             "chronicle cohort plan demo --json", parent=csub)
+    p.add_argument("cohort_id", metavar="ID")
+    p = verb("run", cmd_run, "run a cohort: draft -> essay -> evaluation; resumes where the log says it stopped",
+             "chronicle run demo --provider echo --concurrency 16")
+    p.add_argument("cohort", metavar="COHORT")
+    p.add_argument("--provider", metavar="NAME", help="echo, local, or a [providers.NAME] in chronicle.toml")
+    p.add_argument("--concurrency", type=int, metavar="N", help="calls in flight (default: the provider's)")
+    p.add_argument("--stage", choices=["draft", "essay", "evaluation"], help="only this stage")
+    p.add_argument("--limit", type=int, metavar="N", help="take on at most N logical keys")
+    p.add_argument("--retry-errors", action="store_true", help="retry only the keys whose last attempt failed")
+    p.add_argument("--dry-run", action="store_true", help="say what would be called; record nothing")
+    p = verb("parse", cmd_parse, "run a named parser over response files (no model call)",
+             "chronicle parse score eval_responses/*.txt --json")
+    p.add_argument("parser", metavar="PARSER", help=", ".join(sorted(parsers.PARSERS)))
+    p.add_argument("files", nargs="+", metavar="FILE")

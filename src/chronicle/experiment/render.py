@@ -1,0 +1,47 @@
+"""Prompt rendering: Jinja2 with StrictUndefined, so a missing variable is an error, never ''."""
+
+from __future__ import annotations
+
+import hashlib
+
+import jinja2
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+class RenderError(ValueError):
+    """A template failed to render (names the template and the reason)."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def syntax_error(text: str) -> tuple[int, str] | None:
+    """(line, message) of a Jinja2 syntax error in ``text``, or None."""
+    try:
+        _ENV.parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return exc.lineno, exc.message or "syntax error"
+    return None
+
+
+def render(template_id: str, text: str, context: dict) -> str:
+    try:
+        return _ENV.from_string(text).render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {template_id}: {type(exc).__name__}: {exc}") from None
+
+
+def context_for(stage: str, *, concepts: list[dict] | None = None, parent_text: str | None = None) -> dict:
+    """What each stage's templates may use.
+
+    draft: ``concepts`` (each with ``concept_id``, ``name``, ``content``);
+    essay: ``links_block`` and ``draft_block`` (the draft's parsed text);
+    evaluation: ``response`` (the essay's parsed text).
+    """
+    if stage == "draft":
+        return {"concepts": concepts or []}
+    if stage == "essay":
+        return {"links_block": parent_text, "draft_block": parent_text}
+    return {"response": parent_text}

@@ -1,0 +1,321 @@
+"""`chronicle run`: carry a cohort's membership through draft -> essay -> evaluation.
+
+For each logical key the runner records ``llm.prompt`` (durable before the
+call is made), calls the model, then records ``llm.response`` and, for an ok
+response, its ``parse.result`` in the same batch. Every attempt is its own
+``doc_id`` and names the attempt it supersedes.
+
+Resume comes from the log, not from a state file: a key with an ok response
+is done and is never sent again; a key whose last prompt has no response (the
+process died in flight) re-sends that same attempt; a key whose last attempt
+failed is left alone unless ``--retry-errors`` (which then does only those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import aiohttp
+import polars as pl
+
+from chronicle.events import LlmPrompt, LlmResponse, ParseResult, RunFinished, RunStarted
+from chronicle.experiment import ids, parsers
+from chronicle.experiment.client import Attempt, EchoClient, OpenAIClient
+from chronicle.experiment.cohorts import Member, Plan
+from chronicle.experiment.definitions import STAGES, Definitions
+from chronicle.experiment.providers import Provider
+from chronicle.experiment.recorder import Recorder
+from chronicle.experiment.render import RenderError, context_for, render, sha256_text
+from chronicle.store import EventLog, Snapshot
+
+
+@dataclass
+class RunOptions:
+    stage: str | None = None
+    limit: int | None = None
+    retry_errors: bool = False
+    dry_run: bool = False
+    concurrency: int | None = None
+
+
+@dataclass
+class KeyState:
+    ok_doc: str | None = None
+    parsed: str | None = None  # the ok response's parsed text, when its parse succeeded
+    attempts: int = 0
+    last_doc: str | None = None
+    last_status: str | None = None  # None: prompt recorded, no response yet
+    pending_prompt: str | None = None
+    pending_provider: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.ok_doc is None and self.last_status is not None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    provider: str
+    to_do: dict[str, int] = field(default_factory=dict)  # stage -> keys this run takes on
+    already_done: int = 0
+    blocked: int = 0  # parent not done (or its parse failed)
+    left_failed: int = 0  # failed earlier; not retried without --retry-errors
+    calls: int = 0
+    ok: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # e.g. a template that fails to render
+
+
+def load_state(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
+    """What the log says about each logical key (attempts, the ok one, the parsed text)."""
+    states = {k: KeyState() for k in keys}
+    present = set(snap.types())
+    if "llm.prompt" not in present:
+        return states
+    prompts = (snap.frame("llm.prompt", ["seq", "doc_id", "logical_key_id", "prompt", "params_json"])
+               .filter(pl.col("logical_key_id").is_in(keys)).collect())
+    if not prompts.height:
+        return states
+    docs = prompts["doc_id"]
+    responses = (snap.frame("llm.response", ["seq", "doc_id", "status"]).filter(pl.col("doc_id").is_in(docs))
+                 .collect() if "llm.response" in present else pl.DataFrame(schema={"seq": pl.Int64, "doc_id": pl.String, "status": pl.String}))
+    parses = (snap.frame("parse.result", ["seq", "doc_id", "status", "parsed"]).filter(pl.col("doc_id").is_in(docs))
+              .sort("seq").group_by("doc_id").last().collect() if "parse.result" in present
+              else pl.DataFrame(schema={"doc_id": pl.String, "status": pl.String, "parsed": pl.String}))
+    status_of = dict(zip(responses["doc_id"], responses["status"]))
+    parsed_of = {d: (p if s == "ok" else None) for d, s, p in parses.select("doc_id", "status", "parsed").iter_rows()}
+    for _, doc, key, prompt, params in prompts.sort("seq").iter_rows():
+        st = states[key]
+        st.attempts += 1
+        st.last_doc = doc
+        status = status_of.get(doc)
+        st.last_status = status
+        st.pending_prompt = prompt if status is None else None
+        st.pending_provider = json.loads(params).get("provider") if status is None else None
+        if status == "ok" and st.ok_doc is None:
+            st.ok_doc, st.parsed = doc, parsed_of.get(doc)
+    return states
+
+
+class _RateLimiter:
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.next = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            delay = self.next - now
+            self.next = max(now, self.next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None) -> float:
+    """Exponential with full jitter, never shorter than the server's Retry-After."""
+    delay = min(60.0, base * (2 ** attempt)) * random.uniform(0.5, 1.5)
+    return max(delay, retry_after or 0.0)
+
+
+@asynccontextmanager
+async def open_client(provider: Provider, concurrency: int):
+    if provider.kind == "echo":
+        yield EchoClient(provider)
+        return
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        if provider.kind == "local":
+            from chronicle.experiment.local_server import LocalServer
+
+            async with LocalServer() as base_url:
+                yield OpenAIClient(provider, session, base_url=base_url)
+        else:
+            yield OpenAIClient(provider, session)
+
+
+class Runner:
+    def __init__(self, log: EventLog, plan: Plan, d: Definitions, provider: Provider, options: RunOptions,
+                 on_progress: Callable[[RunSummary, int], None] | None = None):
+        self.log, self.plan, self.d, self.provider, self.options = log, plan, d, provider, options
+        self.summary = RunSummary(run_id=f"run_{datetime.now(timezone.utc):%Y%m%dT%H%M%S}_{secrets.token_hex(3)}",
+                                  provider=provider.name)
+        self.on_progress = on_progress or (lambda s, inflight: None)
+        self.inflight = 0
+        self.states: dict[str, KeyState] = {}
+
+    # ---------------------------------------------------------------- plan
+
+    def _select(self, stage: str) -> list[Member]:
+        """This stage's keys that this run should take on, in membership order."""
+        chosen = []
+        for m in self.plan.members:
+            if m.stage != stage:
+                continue
+            st = self.states[m.logical_key_id]
+            if st.ok_doc is not None:
+                self.summary.already_done += 1
+                continue
+            parent = self.states.get(m.parent_key) if m.parent_key else None
+            if m.parent_key and (parent is None or parent.parsed is None):
+                self.summary.blocked += 1
+                continue
+            if self.options.retry_errors != st.failed:
+                self.summary.left_failed += st.failed
+                continue
+            chosen.append(m)
+        return chosen
+
+    def stages(self) -> list[str]:
+        return [self.options.stage] if self.options.stage else list(STAGES)
+
+    def dry_run(self) -> RunSummary:
+        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+        budget = self.options.limit
+        for stage in self.stages():
+            todo = self._select(stage)
+            if budget is not None:
+                todo, budget = todo[:budget], budget - len(todo[:budget])
+            self.summary.to_do[stage] = len(todo)
+            for m in todo:  # assume success, so the next stage counts their children
+                self.states[m.logical_key_id] = KeyState(ok_doc="(dry run)", parsed="(dry run)")
+        return self.summary
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+        concurrency = self.options.concurrency or self.provider.concurrency
+        options = {k: v for k, v in vars(self.options).items() if v not in (None, False)}
+        async with Recorder(self.log) as rec:
+            await rec.record([RunStarted(stream=f"run:{self.summary.run_id}", event_id=f"{self.summary.run_id}:started",
+                                         run_id=self.summary.run_id, cohort_id=self.plan.cohort_id,
+                                         provider=self.provider.name, options_json=json.dumps(options, sort_keys=True))])
+            status = "interrupted"
+            try:
+                async with open_client(self.provider, concurrency) as client:
+                    sem = asyncio.Semaphore(concurrency)
+                    limiter = _RateLimiter(self.provider.requests_per_minute)
+                    budget = self.options.limit
+                    for stage in self.stages():
+                        todo = self._select(stage)
+                        if budget is not None:
+                            todo, budget = todo[:budget], budget - len(todo[:budget])
+                        self.summary.to_do[stage] = len(todo)
+                        await asyncio.gather(*(self._key(m, client, rec, sem, limiter) for m in todo))
+                status = "finished"
+            finally:
+                self.summary.seconds = time.monotonic() - started
+                s = self.summary
+                await rec.record([RunFinished(stream=f"run:{s.run_id}", event_id=f"{s.run_id}:finished",
+                                              run_id=s.run_id, status=status, done=s.ok, failed=s.failed)])
+        return self.summary
+
+    def _prompt_for(self, m: Member) -> str:
+        t = self.d.templates[(m.stage, m.template_id)]
+        if m.stage == "draft":
+            concepts = [{"concept_id": c, "name": self.d.concepts[c], "content": self.d.descriptions[(m.level, c)]}
+                        for c in m.concept_ids]
+            context = context_for("draft", concepts=concepts)
+        else:
+            context = context_for(m.stage, parent_text=self.states[m.parent_key].parsed)
+        if t.generator == "copy":
+            return context["links_block"] if m.stage == "essay" else context["response"]
+        assert t.text is not None
+        return render(t.template_id, t.text, context)
+
+    def params(self, m: Member) -> dict:
+        model = self.d.models[m.model_id].model if m.model_id in self.d.models else m.model_id
+        return {"combo_id": m.combo_id, "concept_ids": m.concept_ids, "level": m.level, "replicate": m.replicate,
+                "provider": self.provider.name if m.generator == "llm" else "copy", "model": model,
+                "max_tokens": self.provider.max_tokens, "temperature": self.provider.temperature}
+
+    async def _key(self, m: Member, client, rec: Recorder, sem: asyncio.Semaphore, limiter: _RateLimiter) -> None:
+        st = self.states[m.logical_key_id]
+        parent_doc = self.states[m.parent_key].ok_doc if m.parent_key else None
+        params = self.params(m)
+        t = self.d.templates[(m.stage, m.template_id)]
+        async with sem:
+            pending = st.pending_prompt if st.pending_provider == params["provider"] else None
+            try:
+                prompt = pending if pending is not None else self._prompt_for(m)
+            except RenderError as exc:  # nothing was sent; the key stays to do once the template is fixed
+                self.summary.problems.append(f"{m.stage} {m.logical_key_id}: {exc}")
+                self.summary.failed += 1
+                return
+            for i in range(max(1, self.provider.max_attempts)):
+                if pending is None:
+                    st.attempts += 1
+                    doc = ids.attempt_doc_id(m.logical_key_id, st.attempts)
+                    await rec.record([LlmPrompt(
+                        stream=f"doc:{doc}", event_id=f"prompt:{doc}", doc_id=doc, logical_key_id=m.logical_key_id,
+                        stage=m.stage, template_id=m.template_id, template_sha256=t.sha256 or "",
+                        prompt_sha256=sha256_text(prompt), prompt=prompt, model_id=m.model_id,
+                        parent_doc_id=parent_doc, params_json=json.dumps(params, sort_keys=True),
+                        run_id=self.summary.run_id, cohort_id=self.plan.cohort_id, task_id=m.task_id)])
+                else:
+                    doc, pending = st.last_doc, None
+                # Attempt ids are deterministic, so the one superseded is always attempt n - 1.
+                supersedes = ids.attempt_doc_id(m.logical_key_id, st.attempts - 1) if st.attempts > 1 else None
+                if t.generator == "copy":
+                    attempt = Attempt(status="ok", text=prompt, finish_reason="copy", latency_ms=0.0)
+                else:
+                    await limiter.wait()
+                    self.inflight += 1
+                    self.summary.calls += 1
+                    self.on_progress(self.summary, self.inflight)
+                    try:
+                        attempt = await client.complete(params["model"], prompt)
+                    finally:
+                        self.inflight -= 1
+                events: list = [LlmResponse(
+                    stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,
+                    status=attempt.status, text=attempt.text, finish_reason=attempt.finish_reason,
+                    usage_json=attempt.usage_json, latency_ms=attempt.latency_ms, http_status=attempt.http_status,
+                    provider_request_id=attempt.provider_request_id, error=attempt.error, supersedes_doc_id=supersedes)]
+                parsed = None
+                if attempt.status == "ok":
+                    parser = parsers.get(m.parser)
+                    parsed = parser(attempt.text)
+                    events.append(ParseResult(
+                        stream=f"doc:{doc}", event_id=f"parse:{doc}:{parser.name}@{parser.version}", doc_id=doc,
+                        parser=parser.name, parser_version=parser.version, status=parsed.status,
+                        parsed=parsed.parsed, score=parsed.score, scale=parsed.scale, reason=parsed.reason))
+                await rec.record(events)
+                st.last_doc, st.last_status = doc, attempt.status
+                self._count_usage(attempt)
+                if attempt.status == "ok":
+                    st.ok_doc = doc
+                    st.parsed = parsed.parsed if parsed is not None and parsed.status == "ok" else None
+                    self.summary.ok += 1
+                    self.on_progress(self.summary, self.inflight)
+                    return
+                if not attempt.retryable or i + 1 >= self.provider.max_attempts:
+                    break
+                await asyncio.sleep(backoff_delay(i, self.provider.backoff_seconds, attempt.retry_after))
+            self.summary.failed += 1
+            self.on_progress(self.summary, self.inflight)
+
+    def _count_usage(self, attempt: Attempt) -> None:
+        if attempt.usage_json:
+            try:
+                usage = json.loads(attempt.usage_json)
+                self.summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                self.summary.completion_tokens += int(usage.get("completion_tokens") or 0)
+            except (ValueError, TypeError, AttributeError):
+                pass
