@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import polars as pl
 
 from .envelope import Event
@@ -45,7 +47,25 @@ def upcast_prompt_v1_to_v2(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in ("run_id", "cohort_id", "task_id"))
 
 
+class LlmResponseV1(Event, frozen=True, tag="llm.response"):
+    doc_id: str
+    attempt: int
+    status: str
+    text: str | None = None
+    finish_reason: str | None = None
+    usage_json: str | None = None
+    latency_ms: float | None = None
+    http_status: int | None = None
+    provider_request_id: str | None = None
+    error: str | None = None
+    supersedes_doc_id: str | None = None
+
+
 class LlmResponse(Event, frozen=True, tag="llm.response"):
+    """v2 added ``text_sha256`` (of the UTF-8 text), so tables never re-hash every response."""
+
+    VERSION = 2
+
     doc_id: str
     attempt: int
     status: str
@@ -58,3 +78,13 @@ class LlmResponse(Event, frozen=True, tag="llm.response"):
     provider_request_id: str | None = None
     error: str | None = None
     supersedes_doc_id: str | None = None
+    text_sha256: str | None = None
+
+
+def sha256_column(column: str) -> pl.Expr:
+    """sha256 of a text column, for upcasting events recorded before the hash was."""
+    return pl.col(column).map_elements(lambda t: hashlib.sha256(t.encode()).hexdigest(), return_dtype=pl.String)
+
+
+def upcast_response_v1_to_v2(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.with_columns(sha256_column("text").alias("text_sha256"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.events import CohortDefined
+from chronicle.docs_tree import materialize
 from chronicle.experiment import cohorts, parsers, providers
 from chronicle.experiment.definitions import Definitions, parse as parse_definitions, read_folder
 from chronicle.experiment.runner import RunOptions, RunSummary, Runner
@@ -214,6 +215,21 @@ def cmd_parse(ws: Workspace, args: argparse.Namespace) -> int:
     return worst
 
 
+# ---------------------------------------------------------------- docs
+
+def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
+    target = Path(args.out) if args.out else ws.data / "docs"
+    report = materialize(ws.open_log().snapshot(), target, prune=not args.out or args.prune)
+    if args.json:
+        _print_json({"dir": str(target), **vars(report)})
+    else:
+        for r in report.refused:
+            print(f"  refused unsafe document path {r!r}", file=sys.stderr)
+        print(f"docs in {target}: {report.written} files written, {report.unchanged} unchanged, "
+              f"{report.removed} stale documents removed")
+    return EXIT_FAILED if report.refused else EXIT_OK
+
+
 def add_verbs(verb, sub, isub) -> None:
     """Register this module's verbs with the CLI's ``verb`` helper."""
     p = verb("definitions", cmd_ingest_definitions,
@@ -235,6 +251,10 @@ def add_verbs(verb, sub, isub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="take on at most N logical keys")
     p.add_argument("--retry-errors", action="store_true", help="retry only the keys whose last attempt failed")
     p.add_argument("--dry-run", action="store_true", help="say what would be called; record nothing")
+    p = verb("docs", cmd_docs, "write every document as files: data/docs/<stage>/<doc_id>/{prompt,raw,parsed}.txt "
+             "and metadata.json (a projection: delete it and run again)", "chronicle docs")
+    p.add_argument("--out", metavar="DIR", help="write elsewhere (default: data/docs, where stale documents are removed)")
+    p.add_argument("--prune", action="store_true", help="with --out: remove documents the log no longer has")
     p = verb("parse", cmd_parse, "run a named parser over response files (no model call)",
              "chronicle parse score eval_responses/*.txt --json")
     p.add_argument("parser", metavar="PARSER", help=", ".join(sorted(parsers.PARSERS)))

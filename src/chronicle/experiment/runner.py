@@ -287,7 +287,8 @@ class Runner:
                     stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,
                     status=attempt.status, text=attempt.text, finish_reason=attempt.finish_reason,
                     usage_json=attempt.usage_json, latency_ms=attempt.latency_ms, http_status=attempt.http_status,
-                    provider_request_id=attempt.provider_request_id, error=attempt.error, supersedes_doc_id=supersedes)]
+                    provider_request_id=attempt.provider_request_id, error=attempt.error, supersedes_doc_id=supersedes,
+                    text_sha256=sha256_text(attempt.text) if attempt.text is not None else None)]
                 parsed = None
                 if attempt.status == "ok":
                     parser = parsers.get(m.parser)
@@ -295,7 +296,9 @@ class Runner:
                     events.append(ParseResult(
                         stream=f"doc:{doc}", event_id=f"parse:{doc}:{parser.name}@{parser.version}", doc_id=doc,
                         parser=parser.name, parser_version=parser.version, status=parsed.status,
-                        parsed=parsed.parsed, score=parsed.score, scale=parsed.scale, reason=parsed.reason))
+                        parsed=parsed.parsed, score=parsed.score, scale=parsed.scale, reason=parsed.reason,
+                        parsed_sha256=sha256_text(parsed.parsed) if parsed.parsed is not None else None,
+                        provenance=f"run:{self.summary.run_id}"))
                 await rec.record(events)
                 st.last_doc, st.last_status = doc, attempt.status
                 self._count_usage(attempt)
