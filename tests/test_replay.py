@@ -78,6 +78,10 @@ def test_history_of_a_session_and_of_a_document(tmp_path: Path) -> None:
 def test_audit_commands_open_no_network_connection(tmp_path: Path) -> None:
     ws = _ws(tmp_path)
     SessionIngester(ws.open_log(), ws.data / "ingest.lock").run([EXAMPLES])
+    for sub in ("1_raw", "cohorts"):
+        shutil.copytree(ROOT / "data" / "examples" / "experiment" / sub, ws.data / sub, dirs_exist_ok=True)
+    run_cli("run", "demo", "--provider", "echo", root=ws.root, check=True)
+    doc = ws.open_log().snapshot().frame("llm.prompt", ["doc_id"]).collect()["doc_id"][0]
     guard = tmp_path / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(
@@ -93,7 +97,8 @@ def test_audit_commands_open_no_network_connection(tmp_path: Path) -> None:
         sanity = run_cli("rebuild", root=ws.root)
         assert sanity.returncode == 0, sanity.stderr
         for args in (("replay", "--as-of", "5", "--out", str(tmp_path / "r")), ("history", "session", SESSION),
-                     ("verify", "--deep"), ("checkpoint",), ("status",), ("export", "sessions", str(tmp_path / "x"))):
+                     ("verify", "--deep"), ("checkpoint",), ("status",), ("export", "sessions", str(tmp_path / "x")),
+                     ("audit", "reparse", "--parser", "score", "--record"), ("audit", "prompt", doc), ("docs",)):
             proc = run_cli(*args, root=ws.root)
             assert proc.returncode == 0 and b"network access attempted" not in proc.stderr, (args, proc.stderr)
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.events import CohortDefined
+from chronicle import audit
 from chronicle.docs_tree import materialize
 from chronicle.experiment import cohorts, parsers, providers
 from chronicle.experiment.definitions import Definitions, parse as parse_definitions, read_folder
@@ -230,6 +231,50 @@ def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.refused else EXIT_OK
 
 
+# ---------------------------------------------------------------- audit
+
+def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        report = audit.reparse(ws.open_log(), args.parser, args.stage, record=args.record)
+    except parsers.UnknownParser as exc:
+        _err("audit reparse", str(exc))
+        return EXIT_USAGE
+    if args.json:
+        _print_json(vars(report))
+    else:
+        for d in report.disagreements[:50]:
+            if "recorded" in d:
+                r, n = d["recorded"], d["now"]
+                print(f"  {d['doc_id']} ({d['stage']}): recorded {r['parser']} {r['status']} {r['score']}/{r['scale']} "
+                      f"-> now {n['parser']} {n['status']} {n['score']}/{n['scale']}"
+                      + (f" ({n['reason']})" if n["reason"] else ""))
+            else:
+                print(f"  {d['doc_id']}: {d['why']}")
+        if len(report.disagreements) > 50:
+            print(f"  ... and {len(report.disagreements) - 50} more (--json for all)")
+        print(f"reparse: {report.checked} responses checked, {report.agree} agree, "
+              f"{len(report.disagreements)} disagree" + (f"; {report.recorded} new parse results recorded"
+                                                         if args.record else ""))
+    return EXIT_FAILED if report.disagreements and not args.record else EXIT_OK
+
+
+def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        result = audit.reprompt(ws.open_log().snapshot(), args.doc_id)
+    except audit.AuditError as exc:
+        _err("audit prompt", str(exc))
+        return EXIT_USAGE
+    if args.json:
+        _print_json(vars(result))
+    else:
+        verdict = "matches" if result.match else "DOES NOT MATCH"
+        print(f"{result.doc_id}: re-rendered prompt {verdict} the recorded hash {result.recorded_sha256[:16]}"
+              + ("" if result.template_match else " (the recorded template's hash differs)"))
+        if result.detail:
+            print(result.detail)
+    return EXIT_OK if result.match else EXIT_FAILED
+
+
 def add_verbs(verb, sub, isub) -> None:
     """Register this module's verbs with the CLI's ``verb`` helper."""
     p = verb("definitions", cmd_ingest_definitions,
@@ -251,6 +296,18 @@ def add_verbs(verb, sub, isub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="take on at most N logical keys")
     p.add_argument("--retry-errors", action="store_true", help="retry only the keys whose last attempt failed")
     p.add_argument("--dry-run", action="store_true", help="say what would be called; record nothing")
+    audit_p = verb("audit", None, "check recorded results against today's code (no model is called)",
+                   "chronicle audit reparse --parser score --stage evaluation", json_flag=False)
+    asub = audit_p.add_subparsers(dest="check", metavar="CHECK", required=True)
+    p = verb("reparse", cmd_audit_reparse, "run today's parsers over recorded responses; report (dis)agreement",
+             "chronicle audit reparse --parser score --stage evaluation --record", parent=asub)
+    p.add_argument("--parser", metavar="NAME", help="parse with this parser (default: the one each result names)")
+    p.add_argument("--stage", choices=["draft", "essay", "evaluation"])
+    p.add_argument("--record", action="store_true",
+                   help="append the differing results as new parse.result events (provenance audit:reparse)")
+    p = verb("prompt", cmd_audit_prompt, "re-render a document's prompt from the recorded definitions; compare hashes",
+             "chronicle audit prompt v_a3lmlopwpq6ighgfq", parent=asub)
+    p.add_argument("doc_id", metavar="DOC_ID")
     p = verb("docs", cmd_docs, "write every document as files: data/docs/<stage>/<doc_id>/{prompt,raw,parsed}.txt "
              "and metadata.json (a projection: delete it and run again)", "chronicle docs")
     p.add_argument("--out", metavar="DIR", help="write elsewhere (default: data/docs, where stale documents are removed)")

