@@ -26,6 +26,9 @@ OUTPUTS = ["documents", "evaluation_results", "aggregated_scores", "generation_r
            "evaluation_scores_by_template_model", "final_results", "perfect_score_paths", "variance_analysis",
            "usage_by_model", "cohort_membership"]
 
+#: Tables too large to be read as CSV (they are Parquet only; data/docs has the documents as files).
+NO_CSV = ["documents"]
+
 _USAGE = pl.Struct({"prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "cost": pl.Float64})
 _PARAMS = pl.Struct({"combo_id": pl.String, "max_tokens": pl.Int64, "provider": pl.String})
 _MEMBER = pl.List(pl.Struct({
@@ -44,7 +47,8 @@ def _documents(prompts: pl.LazyFrame, responses: pl.LazyFrame, parses: pl.LazyFr
         pl.col("text_sha256").alias("raw_sha256"), pl.col("text").str.len_chars().alias("raw_chars"),
         pl.col("usage_json").str.json_decode(_USAGE).alias("usage"), pl.col("supersedes_doc_id"),
         pl.col("recorded_at").alias("responded_at"))
-    latest_parse = parses.sort("seq").group_by("doc_id").agg(pl.all().last()).select(
+    # the latest parse per doc: a filter on a window max is ~5x cheaper than group_by(...).last() over strings
+    latest_parse = parses.filter(pl.col("seq") == pl.col("seq").max().over("doc_id")).select(
         "doc_id", "parser", pl.col("status").alias("parse_status"), "score", "scale",
         pl.col("reason").alias("parse_reason"), "parsed_sha256", pl.col("parsed").str.len_chars().alias("parsed_chars"))
     docs = p.join(r, on="doc_id", how="left").join(latest_parse, on="doc_id", how="left")

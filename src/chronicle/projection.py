@@ -6,7 +6,8 @@ A projection is a module that declares::
     OUTPUTS = ["table_name", ...]
     def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]: ...
 
-and optionally ``update(previous, delta)`` with the same shapes, where
+and optionally ``NO_CSV = [table, ...]`` (tables written as Parquet only) and
+``update(previous, delta)`` with the same shapes, where
 ``delta`` holds only events after the checkpoint; the engine uses it for
 incremental runs. ``build`` must be pure and its output order deterministic.
 
@@ -59,6 +60,8 @@ class Projection:
     update: Callable[[dict[str, pl.DataFrame], dict[str, pl.LazyFrame]], dict[str, pl.DataFrame]] | None
     code_version: str
     source: str
+    #: Tables written as Parquet only (too large to read as CSV).
+    no_csv: frozenset[str] = frozenset()
 
     @classmethod
     def from_module(cls, module: ModuleType, name: str) -> Projection:
@@ -78,6 +81,7 @@ class Projection:
             update=getattr(module, "update", None),
             code_version=hashlib.sha256(ENGINE_VERSION.encode() + source).hexdigest()[:16],
             source=module.__file__ or name,
+            no_csv=frozenset(getattr(module, "NO_CSV", ())),
         )
 
 
@@ -226,7 +230,8 @@ class Engine:
         try:
             for t, df in result.items():
                 pq.write_table(df.to_arrow(), staging / f"{t}.parquet", compression="zstd")
-                csv_ready(df).write_csv(staging / f"{t}.csv")
+                if t not in p.no_csv:
+                    csv_ready(df).write_csv(staging / f"{t}.csv")
             for f in staging.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
