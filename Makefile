@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench stress clean
+.PHONY: demo test bench local stress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The `local` provider (llama.cpp + Gemma 3 270M); compiles llama.cpp once (~10 minutes on 2 cores).
+local: $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+		$(BIN)/pip install --quiet -e '.[test,bench,local]'
 
 # The long crash test: many more SIGKILL trials than the suite runs.
 stress: $(STAMP)

@@ -2,20 +2,27 @@
 
 Appends the example events shipped in ``data/examples`` plus a batch of
 generated responses, ingests the example Claude Code projects tree (a copy in
-the workspace, as a user's ``~/.claude/projects`` would be), seals, rebuilds
-every projection, verifies, and prints a summary. Every event has a
+the workspace, as a user's ``~/.claude/projects`` would be), runs the example
+experiment cohort (draft -> essay -> evaluation) on the offline ``echo``
+provider, seals, rebuilds every projection, writes ``data/docs``, verifies,
+and prints a summary. Every event has a
 deterministic id and ingest is incremental, so running it again adds nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
+from chronicle.commands.experiments import plan_cohort
+from chronicle.docs_tree import materialize
 from chronicle.events import LlmResponse
+from chronicle.experiment import providers
+from chronicle.experiment.runner import RunOptions, Runner
 from chronicle.ingest.sessions import SessionIngester
 from chronicle.jsonl import parse_lines
 from chronicle.projection import Engine, discover
@@ -28,6 +35,7 @@ GENERATED = 5_000
 #: The example events ship in the repository's data/ (the demo runs from a checkout).
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples" / "events.jsonl"
 CLAUDE_PROJECTS = EXAMPLES.parent / "claude-projects"
+EXPERIMENT = EXAMPLES.parent / "experiment"
 
 
 def _examples() -> bytes:
@@ -55,11 +63,19 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         shutil.copytree(CLAUDE_PROJECTS, projects)
     summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run([projects])
     out(f"ingest sessions: {summary.line()}")
+    for sub in ("1_raw", "cohorts"):
+        shutil.copytree(EXPERIMENT / sub, ws.data / sub, dirs_exist_ok=True)
+    plan, d = plan_cohort(ws, "demo", record=True)
+    run = asyncio.run(Runner(log, plan, d, providers.get(ws.config, "echo"), RunOptions()).run())
+    out(f"run cohort demo (echo provider, offline): {run.ok} ok, {run.failed} failed, {run.calls} calls, "
+        f"{run.already_done} already done")
     sealed = log.seal()
     out(f"sealed {sum(e.count for e in sealed):,} events into {len(sealed)} segment(s)")
     engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
     for o in engine.run(log.snapshot()):
         out(f"projection {o.name}: {o.action} at seq {o.seq} ({', '.join(f'{t}: {n:,} rows' for t, n in o.rows.items())})")
+    docs = materialize(log.snapshot(), ws.data / "docs", prune=True)
+    out(f"docs: {docs.written + docs.unchanged:,} files under {ws.data / 'docs'}")
     report = integrity.verify(log)
     for p in report.problems:
         out(f"{'ERROR' if p.fatal else 'warning'}: {p}")
@@ -72,6 +88,7 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         out(str(pl.read_parquet(ws.tables_dir / "episodes.parquet").select(
             pl.col("session_id").str.slice(0, 8), "index", pl.col("prompt").str.slice(0, 40), "actions", "reaction",
             "reaction_confidence")))
+        out(str(pl.read_parquet(ws.tables_dir / "evaluation_scores_by_template_model.parquet")))
     cp = integrity.checkpoint(log)
     out(f"checkpoint {cp}")
     out(f"tables: {ws.tables_dir}  (try: chronicle --root {ws.root} show events_by_type)")

@@ -59,7 +59,7 @@ def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- cohorts
 
-def _plan(ws: Workspace, cohort_id: str, *, record: bool) -> tuple[cohorts.Plan, Definitions]:
+def plan_cohort(ws: Workspace, cohort_id: str, *, record: bool) -> tuple[cohorts.Plan, Definitions]:
     """Plan from the recorded definitions, after recording any change in data/1_raw.
 
     Without ``record`` (a dry run) nothing is written: the folder is read as it is.
@@ -101,7 +101,7 @@ def _record_plan(log: EventLog, plan: cohorts.Plan) -> bool:
 
 def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
     try:
-        plan, _ = _plan(ws, args.cohort_id, record=True)
+        plan, _ = plan_cohort(ws, args.cohort_id, record=True)
     except cohorts.CohortError as exc:
         _err("cohort plan", str(exc))
         return EXIT_USAGE
@@ -150,7 +150,7 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
     options = RunOptions(stage=args.stage, limit=args.limit, retry_errors=args.retry_errors, dry_run=args.dry_run,
                          concurrency=args.concurrency)
     try:
-        plan, d = _plan(ws, args.cohort, record=not args.dry_run)
+        plan, d = plan_cohort(ws, args.cohort, record=not args.dry_run)
     except cohorts.CohortError as exc:
         _err("run", str(exc))
         return EXIT_USAGE
@@ -180,6 +180,10 @@ def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
     if dry:
         print(f"dry run ({s.provider}): would take on {todo}; {s.already_done} already done, {s.blocked} waiting "
               f"for their parent, {s.left_failed} failed earlier (use --retry-errors)")
+        return
+    if not s.run_id:
+        print(f"nothing to do ({s.provider}): {s.already_done} already done, {s.blocked} waiting for their parent, "
+              f"{s.left_failed} failed earlier (use --retry-errors)")
         return
     print(f"run {s.run_id} ({s.provider}): took on {todo}; {s.ok} ok, {s.failed} failed, {s.calls} calls, "
           f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion tokens in {s.seconds:.1f}s; "

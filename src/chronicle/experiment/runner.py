@@ -219,6 +219,10 @@ class Runner:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
+        probe = Runner(self.log, self.plan, self.d, self.provider, self.options).dry_run()
+        if not any(probe.to_do.values()):  # nothing to take on: record no run at all
+            probe.run_id = ""
+            return probe
         self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
         concurrency = self.options.concurrency or self.provider.concurrency
         options = {k: v for k, v in vars(self.options).items() if v not in (None, False)}
