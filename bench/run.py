@@ -322,6 +322,16 @@ def main() -> None:
     print(f"{'usage_daily rebuild':<34} {si['usage_daily_s_per_gb']:>12,.2f} s/GB")
     print(f"{'peak memory, one file':<34} {si['single_file_peak_rss_mb']:>12,.0f} MB       "
           f"(file of {si['single_file_mb']:,.0f} MB)")
+    import experiments as experiment_bench
+
+    ro = experiment_bench.runner_overhead(int(2000 * scale) or 200, 64, 20, reps)
+    report["runner_overhead"] = ro
+    print(f"{'runner: 2,000 calls, c=64, 20 ms':<34} {ro['chronicle_of_ideal']:>12.0%} of ideal   "
+          f"(bare aiohttp, recording nothing: {ro['bare_of_ideal']:.0%})")
+    dr = experiment_bench.documents_rebuild(int(1_000_000 * scale), reps)
+    report["documents_rebuild"] = dr
+    print(f"{'rebuild documents + score tables':<34} {dr['chronicle_s']:>12.2f} s        "
+          f"{dr['speedup']:5.2f}x sqlite documents index ({dr['documents']:,} documents)")
     import daemon as daemon_bench
 
     dm = daemon_bench.run(1000 * scale, 30)
