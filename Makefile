@@ -24,7 +24,7 @@ bench: $(STAMP)
 # The `local` provider (llama.cpp + Gemma 3 270M); compiles llama.cpp once (~10 minutes on 2 cores).
 local: $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
-		$(BIN)/pip install --quiet -e '.[test,bench,local]'
+		$(BIN)/pip install --quiet --no-cache-dir -e '.[test,bench,local]'
 
 # The long crash test: many more SIGKILL trials than the suite runs.
 stress: $(STAMP)
