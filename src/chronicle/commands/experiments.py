@@ -125,11 +125,14 @@ def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- run
 
 class _RunBar:
-    def __init__(self, total: int):
-        self.bar = Progress(max(total, 1), "run", " calls")
+    """done / failed / in flight, tokens and ETA; the total comes from the run's own plan."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(1, "run", " calls")
 
     def __call__(self, s: RunSummary, inflight: int) -> None:
         done = s.ok + s.failed
+        self.bar.total = max(s.planned, 1)
         self.bar.done = done
         rate = done / max(time.monotonic() - self.bar.started, 1e-9)
         eta = (self.bar.total - done) / rate if rate > 0 else 0
@@ -161,8 +164,7 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
         return EXIT_OK
     # One run of a cohort at a time: two would race to give a key two ok responses.
     with locked(ws.data / "cohorts" / f".{args.cohort}.run.lock"):
-        probe = Runner(log, plan, d, provider, options).dry_run()
-        bar = _RunBar(sum(probe.to_do.values()))
+        bar = _RunBar()
         runner = Runner(log, plan, d, provider, options, on_progress=bar)
         try:
             summary = asyncio.run(runner.run())

@@ -66,6 +66,7 @@ class RunSummary:
     run_id: str
     provider: str
     to_do: dict[str, int] = field(default_factory=dict)  # stage -> keys this run takes on
+    planned: int = 0  # keys the run expects to take on, all stages (for progress and ETA)
     already_done: int = 0
     blocked: int = 0  # parent not done (or its parse failed)
     left_failed: int = 0  # failed earlier; not retried without --retry-errors
@@ -223,6 +224,7 @@ class Runner:
         if not any(probe.to_do.values()):  # nothing to take on: record no run at all
             probe.run_id = ""
             return probe
+        self.summary.planned = sum(probe.to_do.values())
         self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
         concurrency = self.options.concurrency or self.provider.concurrency
         options = {k: v for k, v in vars(self.options).items() if v not in (None, False)}
