@@ -16,12 +16,14 @@ import polars as pl
 import pytest
 
 from chronicle.ingest.sessions import SessionIngester
-from chronicle.projection import Engine, discover
+from chronicle.projection import Engine, discover, read_table
+from chronicle.store import EventLog
 from chronicle.workspace import Workspace
 
 from conftest import ROOT, run_cli
 
 EXAMPLES = ROOT / "data" / "examples" / "claude-projects"
+EXPERIMENT = ROOT / "data" / "examples" / "experiment"
 TABLES = ["sessions", "messages", "api_calls", "usage_daily", "tool_calls", "subagents", "episodes"]
 
 
@@ -71,7 +73,7 @@ class Daemon:
             if out.returncode != 0:
                 return False
             st = json.loads(out.stdout)
-            return (all(r["bytes_behind"] == 0 for r in st["roots"])
+            return (all(r.get("bytes_behind", 0) == 0 and r.get("files_behind", 0) == 0 for r in st["roots"])
                     and st["projections"] and all(p["behind"] == 0 for p in st["projections"]))
         self.wait_for(done)
 
@@ -81,7 +83,7 @@ def tables(ws: Path) -> dict[str, pl.DataFrame]:
     between a daemon that saw the files change and a one-shot ingest)."""
     out = {}
     for name in TABLES:
-        df = pl.read_parquet(ws / "data" / "tables" / f"{name}.parquet")
+        df = read_table(ws / "data" / "tables" / f"{name}.parquet")
         df = df.drop([c for c in df.columns if c.endswith("seq")])
         keys = [c for c, t in df.schema.items() if not isinstance(t, (pl.List, pl.Struct))]
         out[name] = df.sort(keys, nulls_last=True)
@@ -116,7 +118,7 @@ def test_daemon_survives_changes_and_sigkill_and_matches_a_one_shot_ingest(setup
 
     def live_calls(_state: dict) -> bool:
         path = ws / "data" / "tables" / "api_calls.parquet"
-        return path.exists() and pl.read_parquet(path).filter(pl.col("session_id") == "live").height == 1
+        return path.exists() and read_table(path).filter(pl.col("session_id") == "live").height == 1
     d.wait_for(live_calls)
     status = json.loads(run_cli("status", "--json", root=ws, check=True).stdout)
     assert status["roots"][0]["bytes_behind"] == 20  # the partial line waits for its newline
@@ -172,3 +174,70 @@ def test_one_daemon_per_workspace_and_once(setup) -> None:
     assert second.returncode == 3 and b"already watches" in second.stderr
     status = json.loads(run_cli("status", "--json", root=ws, check=True).stdout)
     assert status["running"] is True and status["pid"] == d.proc.pid
+
+
+def _cohort_events(ws: Path) -> pl.DataFrame:
+    snap = EventLog(ws / "data" / "log").snapshot()
+    if "cohort.defined" not in snap.types():
+        return pl.DataFrame(schema={"seq": pl.Int64, "cohort_id": pl.String, "membership_json": pl.String})
+    return snap.frame("cohort.defined", ["seq", "cohort_id", "membership_json"]).sort("seq").collect()
+
+
+def _definition_paths(ws: Path) -> list[str]:
+    snap = EventLog(ws / "data" / "log").snapshot()
+    return snap.frame("definitions.snapshot", ["path"]).collect()["path"].to_list()
+
+
+def test_daemon_records_definitions_and_replans_cohorts_as_they_change(setup) -> None:
+    """data/1_raw and data/cohorts are watched: a changed definition is recorded and every
+    cohort re-planned; a changed spec re-plans its cohort; a broken spec is logged, not fatal;
+    a run writes to the same log meanwhile."""
+    _projects, ws, d = setup
+    make_workspace_files(ws)
+    d.start()
+    d.wait_for(lambda _s: _cohort_events(ws).height == 1)
+    first = json.loads(_cohort_events(ws)["membership_json"][0])
+    recorded_before = len(_definition_paths(ws))
+    assert recorded_before == len([p for p in (ws / "data" / "1_raw").rglob("*") if p.is_file()])
+
+    # A spec edit: one fewer judge template means a smaller membership, recorded once.
+    spec = ws / "data" / "cohorts" / "demo" / "cohort.toml"
+    spec.write_text(spec.read_text().replace('templates = ["novelty-judge-v1", "legacy-last-line"]',
+                                             'templates = ["novelty-judge-v1"]'))
+    d.wait_for(lambda _s: _cohort_events(ws).height == 2)
+    second = json.loads(_cohort_events(ws)["membership_json"][1])
+    assert len(second) < len(first)
+
+    # A definition edit: a concept's description changes every document that uses it.
+    concept = ws / "data" / "1_raw" / "concepts" / "descriptions-paragraph" / "data-flywheel.txt"
+    concept.write_text(concept.read_text() + "\nA further sentence.\n")
+    d.wait_for(lambda _s: _cohort_events(ws).height == 3)
+    assert _definition_paths(ws).count("concepts/descriptions-paragraph/data-flywheel.txt") == 2
+    assert len(_definition_paths(ws)) == recorded_before + 1
+
+    # A broken spec in a new cohort is logged; the daemon lives on and the good cohort is untouched.
+    (ws / "data" / "cohorts" / "broken").mkdir()
+    (ws / "data" / "cohorts" / "broken" / "cohort.toml").write_text("[draft\ntemplates = \n")
+    log_file = ws / "data" / "logs" / "watch.log"
+    d.wait_for(lambda _s: "broken/cohort.toml" in log_file.read_text())
+    assert d.proc.poll() is None and _cohort_events(ws).height == 3
+
+    # A run appends while the daemon watches; its run lock file sends no spurious plan.
+    env = {**os.environ, "CHRONICLE_ROOT": str(ws)}
+    run = subprocess.run([sys.executable, "-m", "chronicle", "run", "demo", "--provider", "echo", "--stage", "draft"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    (ws / "data" / "cohorts" / "broken" / "cohort.toml").unlink()
+    d.caught_up(ws)
+    status = json.loads(run_cli("status", "--json", root=ws, check=True).stdout)
+    experiment_roots = [r for r in status["roots"] if "files_behind" in r]
+    assert [Path(r["root"]).name for r in experiment_roots] == ["1_raw", "cohorts"]
+    assert all(r["exists"] and r["files_behind"] == 0 for r in experiment_roots)
+    assert _cohort_events(ws).height == 3
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.proc.wait(timeout=30) == 0
+
+
+def make_workspace_files(ws: Path) -> None:
+    shutil.copytree(EXPERIMENT / "1_raw", ws / "data" / "1_raw", dirs_exist_ok=True)
+    shutil.copytree(EXPERIMENT / "cohorts", ws / "data" / "cohorts", dirs_exist_ok=True)

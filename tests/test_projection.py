@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import polars as pl
@@ -151,3 +152,34 @@ def test_rebuilds_in_several_processes_keep_every_checkpoint(tmp_path: Path) -> 
     checkpoints = json.loads((ws.tables_dir / "_checkpoints.json").read_text())
     head = ws.open_log().snapshot().head
     assert {n: checkpoints[n]["seq"] for n in names} == {n: head for n in names}
+
+
+def test_read_table_sees_one_whole_file_while_a_rebuild_replaces_it(tmp_path: Path) -> None:
+    """Tables are swapped in with os.replace while readers (daemon status, show, the viewer)
+    read them; a reader must get the old or the new table, never a mix of both."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from chronicle.projection import read_table
+
+    small, big = pl.DataFrame({"a": range(1000)}), pl.DataFrame({"a": range(60_000), "b": ["x"] * 60_000})
+    target = tmp_path / "t.parquet"
+    pq.write_table(small.to_arrow(), target)
+    stop = threading.Event()
+
+    def rebuilds() -> None:
+        i = 0
+        while not stop.is_set():
+            pq.write_table((small, big)[i % 2].to_arrow(), tmp_path / "t.tmp", compression="zstd")
+            os.replace(tmp_path / "t.tmp", target)
+            i += 1
+
+    thread = threading.Thread(target=rebuilds)
+    thread.start()
+    try:
+        heights = {read_table(target).height for _ in range(400)}
+    finally:
+        stop.set()
+        thread.join()
+    assert heights <= {1000, 60_000}

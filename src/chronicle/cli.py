@@ -22,7 +22,7 @@ from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
 from chronicle.jsonl import dump, parse_lines
-from chronicle.projection import Engine, ProjectionError, csv_ready, discover, list_tables
+from chronicle.projection import Engine, ProjectionError, csv_ready, discover, list_tables, read_table
 from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
 from chronicle.store import integrity
 from chronicle.workspace import ConfigError, Workspace
@@ -229,7 +229,7 @@ def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
     if args.table not in known:
         hint = f"known tables: {', '.join(sorted(known))}" if known else "no tables yet: run `chronicle rebuild`"
         raise UsageError(f"no table named {args.table!r} ({hint})")
-    df = pl.read_parquet(ws.tables_dir / f"{args.table}.parquet")
+    df = read_table(ws.tables_dir / f"{args.table}.parquet")
     if args.limit is not None:
         df = df.head(args.limit)
     if args.json:

@@ -2,8 +2,9 @@
 
 One daemon per workspace: it holds ``data/watch.lock`` for its lifetime and
 writes ``data/watch.json`` (pid, start, last pass, counters) for ``chronicle
-status``. It watches the Claude Code roots and git repositories named in
-``chronicle.toml``::
+status``. It watches the workspace's experiment definitions (``data/1_raw``)
+and cohort specs (``data/cohorts``), and the Claude Code roots and git
+repositories named in ``chronicle.toml``::
 
     [watch]
     claude_roots = ["~/.claude/projects"]   # default: the ingest defaults
@@ -16,8 +17,10 @@ status``. It watches the Claude Code roots and git repositories named in
     slow_projection_seconds = 30                          # ... (the others after every pass)
 
 Each batch of file changes is ingested incrementally (offsets, generations:
-see ``ingest.sessions``); every pass ends with the projections brought up to
-date. Everything it does is safe to interrupt: a SIGKILL leaves at worst an
+see ``ingest.sessions``); a change to a definition file records it and
+re-plans every cohort, a change to a ``cohort.toml`` re-plans that cohort (a
+plan is recorded only when its membership or spec changed); every pass ends
+with the projections brought up to date. Everything it does is safe to interrupt: a SIGKILL leaves at worst an
 uncommitted chunk, which the next pass reads again (a chunk and its cursor
 commit together). SIGTERM and SIGINT stop it after the current pass. Problems
 with one file (vanished, unreadable) are logged and recorded, never fatal.
@@ -42,6 +45,7 @@ from pathlib import Path
 import watchfiles
 
 from chronicle.ingest.claude_files import SourceFile, classify, default_roots, discover
+from chronicle.ingest.cohorts import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.sessions import SessionIngester
 from chronicle.projection import Engine, ProjectionError, discover as discover_projections
@@ -61,6 +65,8 @@ class AlreadyRunning(Exception):
 class WatchConfig:
     claude_roots: list[Path]
     git_repos: list[Path]
+    definitions_dir: Path
+    cohorts_dir: Path
     seal_bytes: int = 16 << 20
     seal_seconds: float = 300.0
     full_pass_seconds: float = 300.0
@@ -91,6 +97,8 @@ class WatchConfig:
         return cls(
             claude_roots=paths("claude_roots", default_roots()),
             git_repos=paths("git_repos", []),
+            definitions_dir=definitions_folder(ws),
+            cohorts_dir=cohorts_folder(ws),
             seal_bytes=int(number("seal_mb", 16) * (1 << 20)),
             seal_seconds=number("seal_seconds", 300),
             full_pass_seconds=number("full_pass_seconds", 300),
@@ -148,7 +156,8 @@ class Watcher:
         self.log = ws.open_log()
         self.engine = Engine(ws.tables_dir, discover_projections(ws.projection_dirs()))
         self.state = _State(pid=os.getpid(), started_at=_now(),
-                            roots=[str(p) for p in [*config.claude_roots, *config.git_repos]])
+                            roots=[str(p) for p in [*config.claude_roots, config.definitions_dir,
+                                                    config.cohorts_dir, *config.git_repos]])
         self.last_seal = time.monotonic()
         self.last_slow = 0.0
         self.slow_pending = False
@@ -168,6 +177,7 @@ class Watcher:
         summary = ingester.run(roots, files)
         for problem in summary.problems:
             self.logger.warning("problem", extra={"fields": {"detail": problem}})
+        self._sync_experiments(changed)
         if changed is None:
             for repo in self.config.git_repos:
                 try:
@@ -190,6 +200,30 @@ class Watcher:
         self._write_state()
         if changed is None:
             _release_memory()
+
+    def _sync_experiments(self, changed: set[Path] | None) -> None:
+        """Record changed definitions and re-plan the cohorts they (or a changed spec) touch."""
+        c = self.config
+        only: set[str] | None = None
+        if changed is not None:
+            if not any(p.is_relative_to(c.definitions_dir) for p in changed):
+                # A new cohort folder may arrive as one event for the folder, none for its spec.
+                only = {rel.parts[0] for p in changed if p.is_relative_to(c.cohorts_dir)
+                        and (rel := p.relative_to(c.cohorts_dir)).parts and not rel.parts[0].startswith(".")}
+                if not only:
+                    return
+        sync = sync_experiments(self.ws, self.log, only)
+        d = sync.definitions
+        if d is not None and (d.added or d.changed or d.removed):
+            _info(self.logger, "definitions", added=d.added, changed=d.changed, removed=d.removed)
+        if sync.replanned:
+            _info(self.logger, "cohorts planned", cohorts=sync.replanned)
+        for problem in sync.problems:
+            self.logger.warning("experiment problem", extra={"fields": {"detail": problem}})
+
+    def _watched(self) -> set[Path]:
+        c = self.config
+        return {r for r in [*c.claude_roots, c.definitions_dir, c.cohorts_dir] if r.is_dir()}
 
     @staticmethod
     def _changed_files(changed: set[Path], roots: list[Path]) -> list[SourceFile]:
@@ -275,12 +309,12 @@ class Watcher:
             return
         last_full = time.monotonic()
         while not self.stop.is_set():
-            roots = [r for r in self.config.claude_roots if r.is_dir()]
-            if not roots:  # nothing to watch yet: look again later (a folder may appear)
+            watched = self._watched()
+            if not watched:  # nothing to watch yet: look again later (a folder may appear)
                 self.stop.wait(min(self.config.full_pass_seconds, 5.0))
                 self.catch_up()
                 continue
-            watched = set(roots)
+            roots = sorted(watched)
             settled = False  # the watch is in place only once it first yields
             for changes in watchfiles.watch(*roots, debounce=self.config.debounce_ms, step=20, stop_event=self.stop,
                                             rust_timeout=1000, yield_on_timeout=True, raise_interrupt=False,
@@ -300,7 +334,7 @@ class Watcher:
                 else:
                     self._maybe_seal()
                     self._start_slow()
-                now_roots = {r for r in self.config.claude_roots if r.is_dir()}
+                now_roots = self._watched()
                 if now_roots != watched:  # a root appeared or vanished: watch the new set
                     _info(self.logger, "roots changed", roots=sorted(map(str, now_roots)))
                     self.catch_up()

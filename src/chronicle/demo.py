@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from chronicle.commands.experiments import plan_cohort
+from chronicle.ingest.cohorts import plan_cohort
 from chronicle.docs_tree import materialize
 from chronicle.events import LlmResponse
 from chronicle.experiment import providers

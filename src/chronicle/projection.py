@@ -253,6 +253,14 @@ def csv_ready(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def read_table(path: Path) -> pl.DataFrame:
+    """Read a table that a rebuild may be replacing at this moment. Polars opens a
+    path more than once (metadata, then pages): across an ``os.replace`` those can
+    be two different files. One open file handle always sees one whole file."""
+    with open(path, "rb") as fh:
+        return pl.read_parquet(fh)
+
+
 def list_tables(tables_dir: Path) -> list[tuple[str, int, int]]:
     """(name, rows, bytes) of every table present."""
     out = []

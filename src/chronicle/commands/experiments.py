@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
-from chronicle.events import CohortDefined
 from chronicle import audit
 from chronicle.docs_tree import materialize
 from chronicle.experiment import cohorts, parsers, providers
-from chronicle.experiment.definitions import Definitions, parse as parse_definitions, read_folder
 from chronicle.experiment.runner import RunOptions, RunSummary, Runner
-from chronicle.ingest.definitions import ingest_definitions, recorded
+from chronicle.ingest.cohorts import plan_cohort
+from chronicle.ingest.definitions import ingest_definitions
 from chronicle.progress import Progress
-from chronicle.store import EventLog
 from chronicle.store.fsutil import locked
 from chronicle.workspace import Workspace
 
@@ -58,46 +53,6 @@ def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- cohorts
-
-def plan_cohort(ws: Workspace, cohort_id: str, *, record: bool) -> tuple[cohorts.Plan, Definitions]:
-    """Plan from the recorded definitions, after recording any change in data/1_raw.
-
-    Without ``record`` (a dry run) nothing is written: the folder is read as it is.
-    """
-    log = ws.open_log()
-    raw = ws.data / "1_raw"
-    if not record and raw.is_dir():
-        files = read_folder(raw)
-    else:
-        if raw.is_dir():
-            ingest_definitions(log, raw)
-        files = recorded(log.snapshot())
-    d = parse_definitions(files)
-    path = cohorts.spec_path(ws.data / "cohorts", cohort_id)
-    text, spec = cohorts.read_spec(path)
-    plan = cohorts.plan(cohort_id, text, spec, d, path)
-    if record:
-        _record_plan(log, plan)
-    return plan, d
-
-
-def _record_plan(log: EventLog, plan: cohorts.Plan) -> bool:
-    membership = cohorts.membership_json(plan)
-    digest = hashlib.sha256((plan.spec + "\0" + membership).encode()).hexdigest()
-    snap = log.snapshot()
-    prev = ""
-    if "cohort.defined" in snap.types():
-        last = (snap.frame("cohort.defined", ["seq", "cohort_id", "event_id"])
-                .filter(pl.col("cohort_id") == plan.cohort_id).sort("seq").collect())
-        if last.height:
-            prev = last["event_id"][-1].rsplit("->", 1)[-1]
-    if prev == digest:
-        return False
-    log.append([CohortDefined(stream=f"cohort:{plan.cohort_id}", event_id=f"cohort:{plan.cohort_id}:{prev}->{digest}",
-                              cohort_id=plan.cohort_id, spec_sha256=plan.spec_sha256, spec=plan.spec,
-                              membership_json=membership)])
-    return True
-
 
 def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
     try:

@@ -11,6 +11,7 @@ import polars as pl
 
 from chronicle import daemon
 from chronicle.ingest.claude_files import META_KINDS, discover
+from chronicle.ingest.cohorts import cohorts_behind, definitions_behind
 from chronicle.ingest.sessions import bytes_behind, cursors
 from chronicle.projection import CHECKPOINTS
 from chronicle.workspace import Workspace
@@ -46,6 +47,9 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
             continue
         files = [f for f in discover([root]) if f.kind not in META_KINDS]
         lag.append({"root": str(root), "exists": True, "files": len(files), "bytes_behind": bytes_behind(files, known)})
+    # Experiment folders lag in files (definitions not yet recorded, cohort specs not yet planned).
+    for root, behind in ((config.definitions_dir, definitions_behind), (config.cohorts_dir, cohorts_behind)):
+        lag.append({"root": str(root), "exists": root.is_dir(), "files_behind": behind(ws, snap)})
     checkpoints_path = ws.tables_dir / CHECKPOINTS
     checkpoints = json.loads(checkpoints_path.read_text()) if checkpoints_path.exists() else {}
     projections = [{"projection": name, "seq": cp.get("seq"), "behind": snap.head - cp.get("seq", 0)}
@@ -64,7 +68,12 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
     print(f"last pass   {report['last_pass_at'] or '-'}  ({report['passes'] or 0} passes)")
     print("last event  " + (f"seq {last['seq']:,} {last['type']} at {last['recorded_at']}" if last else "-"))
     for r in lag:
-        state_txt = "missing" if not r["exists"] else f"{r['files']} files, {r['bytes_behind']:,} bytes not yet ingested"
+        if not r["exists"]:
+            state_txt = "missing"
+        elif "files_behind" in r:
+            state_txt = f"{r['files_behind']} files not yet recorded"
+        else:
+            state_txt = f"{r['files']} files, {r['bytes_behind']:,} bytes not yet ingested"
         print(f"root        {r['root']}: {state_txt}")
     for p in projections:
         print(f"projection  {p['projection']:<16} at seq {p['seq']:,} ({p['behind']:,} behind)")
