@@ -18,6 +18,7 @@ from .cohort import CohortDefined
 from .definitions import DefinitionsSnapshot
 from .envelope import ENVELOPE_FIELDS, Event
 from .git import GitCommit
+from .legacy import LegacySource
 from .llm import LlmPrompt, LlmPromptV1, LlmResponse, LlmResponseV1, upcast_prompt_v1_to_v2, upcast_response_v1_to_v2
 from .parse import ParseResult, ParseResultV1, upcast_parse_v1_to_v2
 from .run import RunFinished, RunStarted
@@ -41,6 +42,7 @@ _CURRENT: tuple[type[Event], ...] = (
     LlmPrompt,
     LlmResponse,
     ParseResult,
+    LegacySource,
     Annotation,
 )
 

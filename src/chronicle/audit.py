@@ -22,6 +22,7 @@ from chronicle.experiment.definitions import parse as parse_definitions
 from chronicle.experiment.render import RenderError, sha256_text
 from chronicle.experiment.runner import prompt_text
 from chronicle.ingest.definitions import recorded
+from chronicle.ingest.legacy import RUN_ID as LEGACY_RUN_ID
 from chronicle.store import EventLog, Snapshot
 
 
@@ -102,6 +103,10 @@ def reprompt(snap: Snapshot, doc_id: str) -> PromptAudit:
     if not found.height:
         raise AuditError(f"no document {doc_id!r} in the log")
     p = found.row(0, named=True)
+    if p["run_id"] == LEGACY_RUN_ID:
+        return PromptAudit(doc_id, False, p["prompt_sha256"], None, False,
+                           "imported by `chronicle ingest legacy`: the source project rendered this prompt from its own "
+                           "definitions, which the log does not hold; legacy.source names the file it came from")
     then = snap.as_of(p["seq"])
     d = parse_definitions(recorded(then))
     params = json.loads(p["params_json"])

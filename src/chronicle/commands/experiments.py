@@ -1,4 +1,4 @@
-"""`chronicle ingest definitions`, `chronicle cohort plan`, `chronicle run` and `chronicle parse`."""
+"""`chronicle ingest definitions`, `chronicle ingest legacy`, `chronicle cohort plan`, `chronicle run` and `chronicle parse`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from chronicle.docs_tree import materialize
 from chronicle.experiment import cohorts, parsers, providers
 from chronicle.experiment.runner import RunOptions, RunSummary, Runner
 from chronicle.ingest.cohorts import plan_cohort
+from chronicle.ingest import legacy
 from chronicle.ingest.definitions import ingest_definitions
 from chronicle.progress import Progress
 from chronicle.store.fsutil import locked
@@ -50,6 +51,32 @@ def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
               f"{report.unchanged} unchanged; {len(d.concepts)} concepts, {len(d.templates)} templates, "
               f"{len(d.models)} models; {len(d.errors)} errors, {len(d.problems) - len(d.errors)} warnings")
     return EXIT_FAILED if d.errors else EXIT_OK
+
+
+# ---------------------------------------------------------------- ingest legacy
+
+def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
+    path = Path(args.path).expanduser()
+    try:
+        root = legacy.data_root(path.resolve())
+    except legacy.LegacyError as exc:
+        _err("ingest legacy", str(exc))
+        return EXIT_USAGE
+    docs, _ = legacy.scan(root)  # for the bar's total; the import scans again (the source may move under it)
+    bar = Progress(len(docs), "legacy", " docs")
+    try:
+        report = legacy.import_legacy(ws.open_log(), root, on_progress=bar.advance)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(vars(report))
+    else:
+        for p in report.problems:
+            print(f"  {p}", file=sys.stderr)
+        stages = ", ".join(f"{n} {s}" for s, n in sorted(report.by_stage.items())) or "none"
+        print(f"legacy {report.root}: {report.documents} documents; imported {report.imported} ({stages}), "
+              f"{report.unchanged} already imported; {len(report.problems)} problems")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- cohorts
@@ -227,6 +254,8 @@ def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.json:
         _print_json(vars(result))
+    elif result.rendered_sha256 is None:
+        print(f"{result.doc_id}: cannot re-render the prompt: {result.detail}")
     else:
         verdict = "matches" if result.match else "DOES NOT MATCH"
         print(f"{result.doc_id}: re-rendered prompt {verdict} the recorded hash {result.recorded_sha256[:16]}"
@@ -242,6 +271,11 @@ def add_verbs(verb, sub, isub) -> None:
              "experiment definitions (data/1_raw): one definitions.snapshot per changed file; problems named by "
              "file and line", "chronicle ingest definitions --from ../corpus/daydreaming/1_raw", parent=isub)
     p.add_argument("--from", dest="source", metavar="DIR", help="definitions folder (default: data/1_raw)")
+    p = verb("legacy", cmd_ingest_legacy,
+             "a DayDreaming data directory (gens/ store, older 3_generation/ and 4_evaluation/ folders), read-only: "
+             "one attempt per raw version, old ids kept, provenance in legacy.source; re-running adds nothing",
+             "chronicle ingest legacy ~/DayDreamingDayDreaming/data --json", parent=isub)
+    p.add_argument("path", metavar="PATH", help="the data directory, or the project folder holding it as data/")
     cohort = verb("cohort", None, "cohort specs (data/cohorts/ID/cohort.toml)", "chronicle cohort plan demo",
                   json_flag=False)
     csub = cohort.add_subparsers(dest="action", metavar="ACTION", required=True)
