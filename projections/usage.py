@@ -18,7 +18,7 @@ import polars as pl
 from chronicle.projections._claude import TOKEN_COLUMNS, api_calls
 
 INPUTS = ["session.line"]
-OUTPUTS = ["api_calls", "usage_daily"]
+OUTPUTS = ["api_calls", "usage_daily", "usage_by_session"]
 
 PRICES = json.loads((Path(__file__).with_name("claude_prices.json")).read_text())
 _RATES = ["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]
@@ -66,4 +66,17 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
         )
     )
     daily = _priced(daily).sort("day", "model", "project", nulls_last=True)
-    return {"api_calls": calls, "usage_daily": daily}
+    # per session: priced by day and model like usage_daily, then summed; unpriced calls are counted, not zeroed
+    per_session = _priced(
+        calls.with_columns(pl.col("time").dt.date().alias("day"))
+        .group_by("session_id", "day", "model")
+        .agg(pl.len().cast(pl.Int64).alias("calls"), *[pl.col(c).fill_null(0).sum() for c in TOKEN_COLUMNS],
+             pl.col("cache_creation_5m_tokens").fill_null(0).sum(), pl.col("cache_creation_1h_tokens").fill_null(0).sum(),
+             pl.col("total_tokens").sum()))
+    by_session = (per_session.group_by("session_id")
+                  .agg(pl.col("calls").sum(), pl.col("total_tokens").sum(), pl.col("input_tokens").sum(),
+                       pl.col("output_tokens").sum(),
+                       pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).alias("cost_usd"),
+                       pl.col("calls").filter(~pl.col("priced")).sum().alias("unpriced_calls"))
+                  .sort("session_id"))
+    return {"api_calls": calls, "usage_daily": daily, "usage_by_session": by_session}

@@ -400,9 +400,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one catch-up pass, then exit")
     verb("status", watch_cmd.status, "the daemon's pid and uptime, the last event, lag per root, projection checkpoints",
          "chronicle status --json")
+    p = verb("serve", cmd_serve, "a read-only web viewer: sessions, documents, scores, usage, events; live",
+             "chronicle serve --port 8765        # then open http://127.0.0.1:8765/", json_flag=False)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; the viewer has no login)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser
+
+
+def cmd_serve(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.web.app import serve  # aiohttp's server only when serving
+
+    if not ws.log_dir.is_dir():
+        raise UsageError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
+    try:
+        serve(ws, args.host, args.port)
+    except OSError as exc:
+        print(f"chronicle serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,72 @@
+"""What the viewer reads: tables (cached until their file changes), pages of rows, the live stamp."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from chronicle.projection import CHECKPOINTS, read_table
+
+PER_PAGE = 50
+
+
+class TableCache:
+    """Tables read once and kept until a rebuild replaces the file (its inode,
+    size or mtime changes): a page on a big workspace filters a frame in
+    memory instead of reading Parquet on every request."""
+
+    def __init__(self, tables_dir: Path):
+        self.dir = tables_dir
+        self._cache: dict[str, tuple[tuple[int, int, int], pl.DataFrame]] = {}
+
+    def get(self, name: str) -> pl.DataFrame | None:
+        """The table, or None when it has not been built yet. ``name`` is always
+        one of the viewer's own constants, never taken from a request."""
+        path = self.dir / f"{name}.parquet"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        df = read_table(path)
+        self._cache[name] = (stamp, df)
+        return df
+
+
+@dataclass
+class Page:
+    rows: list[dict]
+    number: int
+    pages: int
+    total: int
+
+    @classmethod
+    def of(cls, df: pl.DataFrame, number: int, per_page: int = PER_PAGE) -> Page:
+        pages = max(1, math.ceil(df.height / per_page))
+        number = min(max(1, number), pages)
+        return cls(df.slice((number - 1) * per_page, per_page).to_dicts(), number, pages, df.height)
+
+
+def live_stamp(data_dir: Path) -> tuple[int, ...]:
+    """Changes when an event lands (WAL or MANIFEST grows) or a table is rebuilt
+    (checkpoints rewritten): cheap enough to poll every second."""
+    out: list[int] = []
+    try:
+        with os.scandir(data_dir / "log" / "wal") as entries:
+            out += sorted(hash((e.name, e.stat().st_size)) for e in entries)
+    except FileNotFoundError:
+        pass
+    for p in (data_dir / "log" / "MANIFEST", data_dir / "tables" / CHECKPOINTS):
+        try:
+            st = os.stat(p)
+            out += [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out += [0, 0]
+    return tuple(out)
