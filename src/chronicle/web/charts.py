@@ -73,12 +73,13 @@ def heatmap(title: str, rows: Sequence[str], cols: Sequence[str], values: dict[t
     cell_w, cell_h, left, top = 110, 34, 200, 90
     width, height = left + cell_w * len(cols) + 10, top + cell_h * len(rows) + 10
     top_value = scale or max(values.values(), default=1.0) or 1.0
-    parts = [f'<svg class="chart heatmap" role="img" viewBox="0 0 {width} {height}" '
+    width = max(width + 120, 560)  # room for the last column's slanted label and the title
+    parts = [f'<svg class="chart heatmap" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
              f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
              f'<text x="4" y="14" class="chart-title">{escape(title)}</text>']
     for j, c in enumerate(cols):
         x = left + j * cell_w + cell_w / 2
-        parts.append(f'<text x="{x:.1f}" y="{top - 8}" text-anchor="end" transform="rotate(-30 {x:.1f} {top - 8})" '
+        parts.append(f'<text x="{x:.1f}" y="{top - 8}" text-anchor="start" transform="rotate(-30 {x:.1f} {top - 8})" '
                      f'class="axis">{escape(str(c)[:28])}</text>')
     for i, r in enumerate(rows):
         y = top + i * cell_h

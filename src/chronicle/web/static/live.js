@@ -32,13 +32,21 @@
     }, wait);
   }
 
-  var source = new EventSource("/live");
-  source.addEventListener("open", function () { badge.classList.add("on"); badge.title = "live: updates as events land"; });
-  source.addEventListener("error", function () { badge.classList.remove("on"); badge.title = "reconnecting"; });
-  source.addEventListener("change", function (e) {
-    var data = JSON.parse(e.data);
-    document.querySelectorAll("[data-live=head]").forEach(function (n) { n.textContent = data.head.toLocaleString("en-US"); });
-    badge.dataset.head = data.head;
-    refresh();
-  });
+  var source = null;
+  function connect() {
+    source = new EventSource("/live");
+    source.addEventListener("open", function () { badge.classList.add("on"); badge.title = "live: updates as events land"; });
+    source.addEventListener("error", function () { badge.classList.remove("on"); badge.title = "reconnecting"; });
+    source.addEventListener("change", function (e) {
+      var data = JSON.parse(e.data);
+      document.querySelectorAll("[data-live=head]").forEach(function (n) { n.textContent = data.head.toLocaleString("en-US"); });
+      badge.dataset.head = data.head;
+      refresh();
+    });
+  }
+  // A page kept in the back/forward cache would keep its stream open, and a browser allows
+  // only six connections to a host: close it when the page is hidden, reopen when it is shown.
+  window.addEventListener("pagehide", function () { if (source) { source.close(); source = null; badge.classList.remove("on"); } });
+  window.addEventListener("pageshow", function (e) { if (e.persisted || !source) { if (!source) connect(); refresh(); } });
+  connect();
 })();

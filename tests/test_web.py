@@ -1,0 +1,133 @@
+"""`chronicle serve` over HTTP on loopback: escaping, no path out of the workspace, no stack
+traces, read-only, 127.0.0.1 by default, and the live stream."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from web_helpers import HOSTILE_SID, SENTINEL, Viewer, build_workspace
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_workspace(tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture(scope="module")
+def viewer(ws: Path):
+    v = Viewer(ws)
+    yield v
+    v.stop()
+
+
+def _doc_with_payload(viewer: Viewer) -> str:
+    """A document whose prompt and response carry the payload (the concept text flows into both)."""
+    status, body, _ = viewer.get("/documents?stage=draft")
+    assert status == 200
+    for doc in re.findall(r'href="/documents/([^"?]+)"', body):
+        s, page, _ = viewer.get(f"/documents/{doc}")
+        if s == 200 and "&lt;script&gt;alert(&#34;pwned&#34;)" in page:
+            return doc
+    raise AssertionError("no draft carries the payload")
+
+
+def test_every_page_answers_and_escapes_transcript_and_model_text(viewer: Viewer) -> None:
+    doc = _doc_with_payload(viewer)
+    pages = ["/", "/sessions", f"/sessions/{HOSTILE_SID}", "/documents", f"/documents/{doc}", "/scores", "/usage",
+             "/events", "/events/1", f"/history/session/{HOSTILE_SID}", f"/history/doc/{doc}",
+             "/sessions?sort=cost", "/sessions?project=/home/eve/<b>repo</b>", "/documents?stage=evaluation&page=2"]
+    for path in pages:
+        status, body, headers = viewer.get(urllib.parse.quote(path, safe="/?=&"))
+        assert status == 200, path
+        assert "<script>alert" not in body and "onerror=\"alert" not in body, path
+        assert re.findall(r"<script\b[^>]*>", body) == ['<script src="/static/live.js" defer>'], path
+        assert "script-src 'self'" in headers["Content-Security-Policy"], path
+    _, session, _ = viewer.get(f"/sessions/{HOSTILE_SID}")
+    # the text is there, as text: title, user message, assistant text, tool input and the project path
+    assert session.count("&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;") >= 4
+    assert "/home/eve/&lt;b&gt;repo&lt;/b&gt;" in session and "&lt;/pre&gt;&lt;/article&gt;" in session
+
+
+def test_no_url_reaches_a_file_outside_the_package_static_folder(viewer: Viewer, ws: Path) -> None:
+    attempts = ["/static/../../chronicle.toml", "/static/%2e%2e/%2e%2e/%2e%2e/chronicle.toml",
+                "/static/..%2f..%2f..%2fchronicle.toml", "/static/%252e%252e/chronicle.toml",
+                f"/static/{ws}/chronicle.toml", "/documents/..%2f..%2f..%2fchronicle.toml",
+                "/documents/../../outside.txt", "/history/doc/..%2F..%2F..%2Foutside.txt",
+                "/history/session/%2e%2e%2f%2e%2e%2foutside.txt", "/events/..%2foutside.txt",
+                "/sessions/..%2f..%2fchronicle.toml", "/static/", "/static", "/data/log/MANIFEST",
+                "/chronicle.toml", "/?page=../../chronicle.toml", "/scores?cohort=../../outside.txt"]
+    for path in attempts:
+        # a raw socket: urllib would normalise the dots away before sending
+        where = urllib.parse.urlsplit(viewer.url)
+        with socket.create_connection((where.hostname, where.port), timeout=10) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+        text = raw.decode(errors="replace")
+        assert SENTINEL not in text, path
+        status = int(text.split(" ", 2)[1])
+        assert status in (200, 400, 403, 404), (path, status)
+    status, css, _ = viewer.get("/static/style.css")
+    assert status == 200 and "--accent" in css
+
+
+def test_errors_are_plain_pages_without_stack_traces(ws: Path, tmp_path: Path) -> None:
+    v = Viewer(ws)
+    try:
+        for path, want in [("/nope", 404), ("/sessions/no-such-session", 404), ("/documents/no-such-doc", 404),
+                           ("/events/999999999", 404), ("/events/abc", 404), ("/events?from_seq=abc", 400),
+                           ("/sessions?since=yesterday", 400), ("/sessions?sort=evil", 400), ("/history/x/y", 404)]:
+            status, body, _ = v.get(path)
+            assert status == want, path
+            assert "Traceback" not in body and "File \"" not in body and ".py" not in body, path
+        # a table that cannot be read: a 500 page for the browser, the details in the server's log
+        table = ws / "data" / "tables" / "documents.parquet"
+        saved = table.read_bytes()
+        table.write_bytes(b"PAR1 this is not parquet PAR1")
+        try:
+            status, body, _ = v.get("/documents")
+        finally:
+            table.write_bytes(saved)
+        assert status == 500 and "this page failed" in body
+        assert "Traceback" not in body and "parquet" not in body.lower() and str(ws) not in body
+    finally:
+        log = v.stop()
+    assert "page /documents failed" in log
+
+
+def test_read_only_and_bound_to_loopback_by_default(viewer: Viewer) -> None:
+    assert urllib.parse.urlsplit(viewer.url).hostname == "127.0.0.1"
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        status, body, _ = viewer.get("/", method=method)
+        assert status == 405 and "read-only" in body, method
+
+
+def test_the_live_stream_says_when_an_event_lands(ws: Path, viewer: Viewer) -> None:
+    req = urllib.request.Request(viewer.url + "/live")
+    with urllib.request.urlopen(req, timeout=30) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline().startswith(b"retry:")
+        time.sleep(0.3)
+        note = '{"type":"annotation","stream":"doc:x","target":"doc:x","key":"k","value":"v","author":"me"}\n'
+        appended = subprocess.run([sys.executable, "-m", "chronicle", "append"], input=note.encode(),
+                                  env={**os.environ, "CHRONICLE_ROOT": str(ws)}, capture_output=True, timeout=60)
+        assert appended.returncode == 0, appended.stderr
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = stream.readline()
+            if line.startswith(b"event: change"):
+                data = stream.readline()
+                assert data.startswith(b"data: {\"head\":")
+                return
+        raise AssertionError("no change event within 20 s")
