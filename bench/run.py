@@ -340,6 +340,13 @@ def main() -> None:
     print(f"{'watch: idle CPU':<34} {dm['idle_cpu_percent']:>12,.2f} % of a core")
     print(f"{'watch: resident memory':<34} {dm['rss_mb_after_ingest']:>12,.0f} MB after {dm['tree_mb']:,.0f} MB "
           f"ingested (peak {dm['peak_rss_mb']:,.0f} MB)")
+    import web as web_bench
+
+    wb = web_bench.run(int(250_000 * scale), int(500 * scale), 500, 15)
+    report["web_viewer"] = wb
+    print(f"{'viewer: slowest page, warm p95':<34} {wb['worst_p95_ms']:>12,.0f} ms       "
+          f"({wb['events']:,} events; slowest cold {wb['worst_cold_ms']:,.0f} ms; "
+          f"bare aiohttp page {wb['floor_p50_ms']:.1f} ms)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))
