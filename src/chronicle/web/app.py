@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from datetime import date, datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import polars as pl
 from aiohttp import web
 
 from chronicle import daemon, history
-from chronicle.store import StoreError
+from chronicle.store import Snapshot, StoreError
 from chronicle.web import charts
 from chronicle.web.data import PER_PAGE, Page, TableCache, live_stamp
 from chronicle.workspace import Workspace
@@ -45,6 +46,26 @@ TEXT_LIMIT = 20_000  # characters of one message shown before "… (N more)"
 
 
 # ------------------------------------------------------------------ helpers
+
+class LogReader:
+    """One EventLog for the server's life (it caches the parsed MANIFEST between
+    snapshots); snapshots are taken under a lock because pages take them from
+    worker threads."""
+
+    def __init__(self, ws: Workspace):
+        self.log = ws.open_log()
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self.log.snapshot()
+
+    def close(self) -> None:
+        self.log.close()
+
+
+READER_KEY = web.AppKey("reader", LogReader)
+
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -128,7 +149,7 @@ async def overview(request: web.Request) -> web.Response:
     error_page = Page.of(errors.sort("seq", descending=True), _int(request, "page", 1)) if errors is not None else None
     state = daemon.read_state(ws)
     running = daemon.is_running(ws)
-    head = await asyncio.to_thread(lambda: ws.open_log().snapshot().head)
+    head = await asyncio.to_thread(lambda: request.app[READER_KEY].snapshot().head)
     return _render(request, "overview.html", title="Overview", chart=chart, totals=totals, errors=error_page,
                    daemon_state=state, running=running, head=head)
 
@@ -229,8 +250,8 @@ async def documents(request: web.Request) -> web.Response:
                    options=options, chosen=chosen)
 
 
-def _doc_texts(ws: Workspace, doc_id: str) -> dict[str, object]:
-    snap = ws.open_log().snapshot()
+def _doc_texts(reader: LogReader, doc_id: str) -> dict[str, object]:
+    snap = reader.snapshot()
     out: dict[str, object] = {"prompt": None, "raw": None, "parsed": None, "response": None, "parses": []}
     types = set(snap.types())
     if "llm.prompt" in types:
@@ -249,7 +270,7 @@ def _doc_texts(ws: Workspace, doc_id: str) -> dict[str, object]:
 
 
 async def document(request: web.Request) -> web.Response:
-    ws, tables = request.app[WS_KEY], request.app[TABLES_KEY]
+    tables = request.app[TABLES_KEY]
     doc_id = request.match_info["doc_id"]
     docs = tables.get("documents")
     if docs is None:
@@ -270,7 +291,7 @@ async def document(request: web.Request) -> web.Response:
         cur = row["parent_doc_id"]
     children = docs.filter(pl.col("parent_doc_id") == doc_id).sort("stage", "template_id", "model_id").to_dicts()
     attempts = docs.filter(pl.col("logical_key_id") == doc["logical_key_id"]).sort("attempt", nulls_last=True)
-    texts = await asyncio.to_thread(_doc_texts, ws, doc_id)
+    texts = await asyncio.to_thread(_doc_texts, request.app[READER_KEY], doc_id)
     return _render(request, "document.html", title=f"Document {doc_id}", doc=doc, lineage=list(reversed(lineage)),
                    children=children, attempts=attempts.to_dicts(), texts=texts)
 
@@ -330,9 +351,9 @@ async def usage(request: web.Request) -> web.Response:
                    else None, by_model=by_model.to_dicts() if by_model is not None else [])
 
 
-def _events_page(ws: Workspace, type_name: str | None, stream: str | None, from_seq: int | None,
+def _events_page(reader: LogReader, type_name: str | None, stream: str | None, from_seq: int | None,
                  to_seq: int | None) -> tuple[list[dict], list[str], int]:
-    snap = ws.open_log().snapshot()
+    snap = reader.snapshot()
     types = snap.types()
     env = snap.envelope([type_name] if type_name else None)
     if stream:
@@ -346,10 +367,9 @@ def _events_page(ws: Workspace, type_name: str | None, stream: str | None, from_
 
 
 async def events(request: web.Request) -> web.Response:
-    ws = request.app[WS_KEY]
     type_name, stream = _arg(request, "type"), _arg(request, "stream")
     from_seq, to_seq = _int(request, "from_seq"), _int(request, "to_seq")
-    rows, types, head = await asyncio.to_thread(_events_page, ws, type_name, stream, from_seq, to_seq)
+    rows, types, head = await asyncio.to_thread(_events_page, request.app[READER_KEY], type_name, stream, from_seq, to_seq)
     if type_name and type_name not in types:
         rows = []
     older = rows[-1]["seq"] - 1 if len(rows) == PER_PAGE and rows[-1]["seq"] > 1 else None
@@ -357,8 +377,8 @@ async def events(request: web.Request) -> web.Response:
                    stream=stream, from_seq=from_seq, to_seq=to_seq, older=older)
 
 
-def _one_event(ws: Workspace, seq: int) -> tuple[str, str] | None:
-    snap = ws.open_log().snapshot()
+def _one_event(reader: LogReader, seq: int) -> tuple[str, str] | None:
+    snap = reader.snapshot()
     found = snap.envelope().filter(pl.col("seq") == seq).collect()
     if not found.height:
         return None
@@ -375,7 +395,7 @@ async def event(request: web.Request) -> web.Response:
         seq = int(request.match_info["seq"])
     except ValueError:
         raise web.HTTPNotFound(text="an event is named by its seq, a whole number") from None
-    found = await asyncio.to_thread(_one_event, request.app[WS_KEY], seq)
+    found = await asyncio.to_thread(_one_event, request.app[READER_KEY], seq)
     if found is None:
         raise web.HTTPNotFound(text=f"no event with seq {seq}")
     return _render(request, "event.html", title=f"Event {seq}", seq=seq, type_name=found[0], body=found[1])
@@ -387,7 +407,7 @@ async def entity_history(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="history is of a doc or a session")
 
     def load() -> history.History:
-        snap = request.app[WS_KEY].open_log().snapshot()
+        snap = request.app[READER_KEY].snapshot()
         return history.of_doc(snap, entity) if kind == "doc" else history.of_session(snap, entity)
     found = await asyncio.to_thread(load)
     total = len(found.events)
@@ -415,7 +435,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             stamp = await asyncio.to_thread(live_stamp, ws.data)
             if stamp != last:
                 last = stamp
-                head = await asyncio.to_thread(lambda: ws.open_log().snapshot().head)
+                head = await asyncio.to_thread(lambda: request.app[READER_KEY].snapshot().head)
                 await resp.write(f"event: change\ndata: {json.dumps({'head': head})}\n\n".encode())
                 quiet = 0.0
             else:
@@ -464,6 +484,11 @@ def make_app(ws: Workspace, live_interval: float = 1.0) -> web.Application:
     app[TABLES_KEY] = TableCache(ws.tables_dir)
     app[ENV_KEY] = _env()
     app[INTERVAL_KEY] = live_interval
+    app[READER_KEY] = LogReader(ws)
+
+    async def close_reader(app: web.Application) -> None:
+        app[READER_KEY].close()
+    app.on_cleanup.append(close_reader)
     app.router.add_get("/", overview)
     app.router.add_get("/sessions", sessions)
     app.router.add_get("/sessions/{session_id}", session)
