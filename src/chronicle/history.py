@@ -55,22 +55,44 @@ def of_session(snap: Snapshot, session_id: str) -> History:
 
 
 def of_doc(snap: Snapshot, doc_id: str) -> History:
+    """Reads only the rows it needs (filtered scans), so it stays quick on a log of millions of documents."""
     present = set(snap.types())
-    prompts = (snap.frame("llm.prompt", ["doc_id", "parent_doc_id", "stage", "template_id", "model_id"]).collect()
-               if "llm.prompt" in present else pl.DataFrame())
-    responses = (snap.frame("llm.response", ["doc_id", "attempt", "status", "supersedes_doc_id"]).collect()
-                 if "llm.response" in present else pl.DataFrame())
     found = History(events=_events(snap, {t: pl.col("doc_id") == doc_id for t in _DOC_TYPES}))
-    by_doc = {r["doc_id"]: r for r in prompts.to_dicts()} if prompts.height else {}
+    if "llm.prompt" not in present:
+        return found
+    cols = ["doc_id", "logical_key_id", "parent_doc_id", "stage", "template_id", "model_id"]
+
+    def prompt(d: str) -> dict | None:
+        rows = snap.frame("llm.prompt", cols).filter(pl.col("doc_id") == d).head(1).collect()
+        return rows.row(0, named=True) if rows.height else None
+
+    by_doc: dict[str, dict] = {}
     chain, cur = [], doc_id
     while cur is not None and cur not in chain:
         chain.append(cur)
-        cur = by_doc.get(cur, {}).get("parent_doc_id")
+        row = prompt(cur)
+        if row is None:
+            break
+        by_doc[cur] = row
+        cur = row["parent_doc_id"]
     if chain and chain[0] in by_doc:
         found.lineage.append(" <- ".join(
             f"{by_doc[d]['stage']} {d} ({by_doc[d]['template_id']}, {by_doc[d]['model_id']})" if d in by_doc else d
             for d in chain))
-    if responses.height:
+    if "llm.response" in present:
+        # the attempts: the documents of the same logical key, and whatever the supersedes links reach
+        known = {doc_id}
+        if doc_id in by_doc:
+            known |= set(snap.frame("llm.prompt", ["doc_id", "logical_key_id"])
+                         .filter(pl.col("logical_key_id") == by_doc[doc_id]["logical_key_id"]).collect()["doc_id"])
+        for _ in range(16):
+            responses = (snap.frame("llm.response", ["doc_id", "status", "supersedes_doc_id"])
+                         .filter(pl.col("doc_id").is_in(list(known)) | pl.col("supersedes_doc_id").is_in(list(known)))
+                         .collect())
+            reached = known | set(responses["doc_id"]) | set(responses["supersedes_doc_id"].drop_nulls())
+            if reached == known:
+                break
+            known = reached
         supersedes = {r["doc_id"]: r["supersedes_doc_id"] for r in responses.to_dicts() if r["supersedes_doc_id"]}
         later = {v: k for k, v in supersedes.items()}
         first = doc_id
