@@ -88,7 +88,7 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     b.find_element(By.LINK_TEXT, "Sessions").click()
     _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Sessions")
     rows = b.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
-    assert len(rows) == 3
+    assert len(rows) == 4
     Select(b.find_element(By.NAME, "sort")).select_by_value("tokens")
     b.find_element(By.CSS_SELECTOR, "form.filters button").click()
     _wait(b, lambda d: "sort=tokens" in d.current_url)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from web_helpers import HOSTILE_SID, SENTINEL, Viewer, build_workspace
+from web_helpers import HOSTILE_SID, LONG_SID, SENTINEL, Viewer, build_workspace
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,22 @@ def test_the_live_stream_says_when_an_event_lands(ws: Path, viewer: Viewer) -> N
                 assert data.startswith(b"data: {\"head\":")
                 return
         raise AssertionError("no change event within 20 s")
+
+
+def test_lists_and_long_sessions_are_paginated(viewer: Viewer) -> None:
+    first = viewer.get("/documents")[1]
+    second = viewer.get("/documents?page=2")[1]
+    ids = [set(re.findall(r'href="/documents/([^"?]+)"', page)) for page in (first, second)]
+    assert len(ids[0]) == 50 and ids[1] and not ids[0] & ids[1]
+    assert re.search(r"page 2 of \d+", second) and 'rel="prev"' in second
+    pages = [viewer.get(f"/sessions/{LONG_SID}?page={n}")[1] for n in (1, 2, 3)]
+    conversations = [p.split('<section class="episodes">')[0] for p in pages]
+    numbers = [set(map(int, re.findall(r"message number (\d+)", c))) for c in conversations]
+    assert [len(n) for n in numbers] == [200, 200, 50]
+    assert min(numbers[1]) == 200 and max(numbers[2]) == 449
+    episodes = [set(map(int, re.findall(r'class="prompt">message number (\d+)', p.split('<section class="episodes">')[1])))
+                for p in pages]
+    assert episodes == numbers  # each page shows the episodes its messages start
+    assert "page 3 of 3" in pages[2] and 'rel="next"' not in pages[2]
+    beyond = viewer.get(f"/sessions/{LONG_SID}?page=99")
+    assert beyond[0] == 200 and "page 3 of 3" in beyond[1]

@@ -16,6 +16,7 @@ from chronicle.workspace import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = '<script>alert("pwned")</script><img src=x onerror="alert(2)">'
 HOSTILE_SID = "a7a7a7a7-0000-4000-8000-00000000beef"
+LONG_SID = "10101010-0000-4000-8000-000000000450"
 #: In chronicle.toml and in a file beside the workspace: no URL may ever serve it.
 SENTINEL = "SENTINEL-7d1e-do-not-serve"
 
@@ -45,6 +46,16 @@ def hostile_transcript(folder: Path) -> None:
     (folder / f"{HOSTILE_SID}.jsonl").write_text("".join(lines))
 
 
+def long_transcript(folder: Path, messages: int = 450) -> None:
+    """A session long enough to need several pages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"type": "user", "sessionId": LONG_SID, "uuid": f"L{i}", "parentUuid": f"L{i - 1}" if i else None,
+                         "cwd": "/home/long", "timestamp": f"2026-03-06T10:{i // 60 % 60:02d}:{i % 60:02d}.000Z",
+                         "message": {"role": "user", "content": f"message number {i}"}}) + "\n"
+             for i in range(messages)]
+    (folder / f"{LONG_SID}.jsonl").write_text("".join(lines))
+
+
 def chronicle(*args: str, root: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "CHRONICLE_ROOT": str(root)}
     proc = subprocess.run([sys.executable, "-m", "chronicle", *args], capture_output=True, text=True, env=env,
@@ -61,6 +72,7 @@ def build_workspace(base: Path) -> Path:
     projects = base / "projects"
     shutil.copytree(ROOT / "data" / "examples" / "claude-projects", projects)
     hostile_transcript(projects / "-home-eve-repo")
+    long_transcript(projects / "-home-long")
     shutil.copytree(ROOT / "data" / "examples" / "experiment" / "1_raw", ws / "data" / "1_raw", dirs_exist_ok=True)
     shutil.copytree(ROOT / "data" / "examples" / "experiment" / "cohorts", ws / "data" / "cohorts", dirs_exist_ok=True)
     concept = ws / "data" / "1_raw" / "concepts" / "descriptions-paragraph" / "data-flywheel.txt"

@@ -42,6 +42,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+CONVERSATION_PAGE = 200  # top-level messages per page of a session
 TEXT_LIMIT = 20_000  # characters of one message shown before "… (N more)"
 
 
@@ -232,7 +233,15 @@ async def session(request: web.Request) -> web.Response:
         calls.filter(pl.col("session_id") == sid) if calls is not None else None,
         api.filter(pl.col("session_id") == sid) if api is not None else None) if messages is not None else []
     eps = episodes.filter(pl.col("session_id") == sid).sort("index").to_dicts() if episodes is not None else []
-    return _render(request, "session.html", title=f"Session {sid}", s=found.row(0, named=True), conversation=conv,
+    # a long session is paged by top-level entries (a subagent's messages stay with the call that spawned them)
+    number = _int(request, "page", 1) or 1
+    pages = max(1, -(-len(conv) // CONVERSATION_PAGE))
+    number = min(max(1, number), pages)
+    page = Page(conv[(number - 1) * CONVERSATION_PAGE: number * CONVERSATION_PAGE], number, pages, len(conv))
+    if pages > 1:  # the episodes that start on this page of the conversation
+        shown = {m["uuid"] for m in page.rows if "uuid" in m}
+        eps = [e for e in eps if e["prompt_uuid"] in shown]
+    return _render(request, "session.html", title=f"Session {sid}", s=found.row(0, named=True), page=page,
                    episodes=eps)
 
 
