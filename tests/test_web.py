@@ -150,3 +150,19 @@ def test_lists_and_long_sessions_are_paginated(viewer: Viewer) -> None:
     assert "page 3 of 3" in pages[2] and 'rel="next"' not in pages[2]
     beyond = viewer.get(f"/sessions/{LONG_SID}?page=99")
     assert beyond[0] == 200 and "page 3 of 3" in beyond[1]
+
+
+def test_a_fresh_workspace_says_how_to_build_its_tables(tmp_path: Path) -> None:
+    from chronicle.workspace import Workspace
+
+    Workspace.at(tmp_path / "fresh").init()
+    v = Viewer(tmp_path / "fresh")
+    try:
+        for path in ("/", "/sessions", "/documents", "/scores", "/usage", "/events"):
+            status, body, _ = v.get(path)
+            assert status == 200, path
+        for path in ("/sessions", "/documents", "/scores"):
+            assert "has not been built yet" in v.get(path)[1] and "chronicle rebuild" in v.get(path)[1], path
+        assert v.get("/documents/x")[0] == 200 and "has not been built yet" in v.get("/documents/x")[1]
+    finally:
+        v.stop()

@@ -26,7 +26,7 @@ from aiohttp import web
 from chronicle import daemon, history
 from chronicle.store import Snapshot, StoreError
 from chronicle.web import charts
-from chronicle.web.data import PER_PAGE, Page, TableCache, live_stamp
+from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, live_stamp
 from chronicle.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -118,6 +118,14 @@ def _render(request: web.Request, template: str, **context: object) -> web.Respo
     return web.Response(text=html, content_type="text/html")
 
 
+def _row(df: pl.DataFrame, column: str, value: str, what: str) -> dict:
+    """The one row whose ``column`` is ``value``, or a 404 naming what was asked for."""
+    found = df.filter(pl.col(column) == value).head(1)
+    if not found.height:
+        raise web.HTTPNotFound(text=f"no {what} {value!r} in the log's tables")
+    return found.row(0, named=True)
+
+
 def _options(df: pl.DataFrame | None, column: str) -> list[str]:
     if df is None or column not in df.columns:
         return []
@@ -157,9 +165,7 @@ async def overview(request: web.Request) -> web.Response:
 
 async def sessions(request: web.Request) -> web.Response:
     tables = request.app[TABLES_KEY]
-    df = tables.get("sessions")
-    if df is None:
-        return _render(request, "missing.html", title="Sessions", table="sessions")
+    df = tables.require("sessions")
     usage = tables.get("usage_by_session")
     if usage is not None:
         df = df.join(usage.select("session_id", "calls", "total_tokens", "cost_usd", "unpriced_calls"),
@@ -218,12 +224,8 @@ def _conversation(messages: pl.DataFrame, calls: pl.DataFrame | None, api: pl.Da
 async def session(request: web.Request) -> web.Response:
     tables = request.app[TABLES_KEY]
     sid = request.match_info["session_id"]
-    sessions_df = tables.get("sessions")
-    if sessions_df is None:
-        return _render(request, "missing.html", title="Session", table="sessions")
-    found = sessions_df.filter(pl.col("session_id") == sid)
-    if not found.height:
-        raise web.HTTPNotFound(text=f"no session {sid!r} in the sessions table")
+    sessions_df = tables.require("sessions")
+    found = _row(sessions_df, "session_id", sid, "session")
     messages = tables.get("messages")
     calls = tables.get("tool_calls")
     api = tables.get("api_calls")
@@ -241,7 +243,7 @@ async def session(request: web.Request) -> web.Response:
     if pages > 1:  # the episodes that start on this page of the conversation
         shown = {m["uuid"] for m in page.rows if "uuid" in m}
         eps = [e for e in eps if e["prompt_uuid"] in shown]
-    return _render(request, "session.html", title=f"Session {sid}", s=found.row(0, named=True), page=page,
+    return _render(request, "session.html", title=f"Session {sid}", s=found, page=page,
                    episodes=eps)
 
 
@@ -249,9 +251,7 @@ _DOC_FILTERS = ("stage", "template_id", "model_id", "status", "cohort_id")
 
 
 async def documents(request: web.Request) -> web.Response:
-    df = request.app[TABLES_KEY].get("documents")
-    if df is None:
-        return _render(request, "missing.html", title="Documents", table="documents")
+    df = request.app[TABLES_KEY].require("documents")
     chosen = {c: _arg(request, c) for c in _DOC_FILTERS}
     shown = _eq(df, chosen).sort("created_at", descending=True, nulls_last=True)
     options = {c: _options(df, c) for c in _DOC_FILTERS}
@@ -281,13 +281,8 @@ def _doc_texts(reader: LogReader, doc_id: str) -> dict[str, object]:
 async def document(request: web.Request) -> web.Response:
     tables = request.app[TABLES_KEY]
     doc_id = request.match_info["doc_id"]
-    docs = tables.get("documents")
-    if docs is None:
-        return _render(request, "missing.html", title="Document", table="documents")
-    found = docs.filter(pl.col("doc_id") == doc_id)
-    if not found.height:
-        raise web.HTTPNotFound(text=f"no document {doc_id!r} in the documents table")
-    doc = found.row(0, named=True)
+    docs = tables.require("documents")
+    doc = _row(docs, "doc_id", doc_id, "document")
     lineage, cur, seen = [], doc["parent_doc_id"], {doc_id}
     while cur and cur not in seen:  # up: evaluation -> essay -> draft
         seen.add(cur)
@@ -317,9 +312,7 @@ def _heat(df: pl.DataFrame, row: str, col: str, title: str) -> object:
 
 
 async def scores(request: web.Request) -> web.Response:
-    ev = request.app[TABLES_KEY].get("evaluation_results")
-    if ev is None:
-        return _render(request, "missing.html", title="Scores", table="evaluation_results")
+    ev = request.app[TABLES_KEY].require("evaluation_results")
     cohorts = _options(ev, "origin_cohort_id")
     cohort = _arg(request, "cohort")
     scored = ev.filter(pl.col("score").is_not_null())
@@ -470,6 +463,8 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _error_page(request, exc.status, exc.text or exc.reason)
+    except TableNotBuilt as exc:
+        resp = _render(request, "missing.html", title="Not built yet", table=exc.name)
     except (StoreError, pl.exceptions.PolarsError, OSError, KeyError, ValueError) as exc:
         log.error("page %s failed: %s: %s", request.path, type(exc).__name__, exc)
         return _error_page(request, 500, "this page failed; the server log has the details")

@@ -14,6 +14,14 @@ from chronicle.projection import CHECKPOINTS, read_table
 PER_PAGE = 50
 
 
+class TableNotBuilt(LookupError):
+    """A page needs a table no rebuild has written yet (the viewer says how to build it)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
 class TableCache:
     """Tables read once and kept until a rebuild replaces the file (its inode,
     size or mtime changes): a page on a big workspace filters a frame in
@@ -37,6 +45,12 @@ class TableCache:
             return hit[1]
         df = read_table(path)
         self._cache[name] = (stamp, df)
+        return df
+
+    def require(self, name: str) -> pl.DataFrame:
+        df = self.get(name)
+        if df is None:
+            raise TableNotBuilt(name)
         return df
 
 
