@@ -120,9 +120,12 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     assert [li.text.split()[0] for li in lineage] == ["draft", "essay", "evaluation"]
     assert len(b.find_elements(By.CSS_SELECTOR, "section.texts pre.text")) == 3
     _shot(b, "document")
+    evaluation_id = b.find_element(By.CSS_SELECTOR, "h1 code").text
     lineage[0].find_element(By.TAG_NAME, "a").click()  # up to the draft
     _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text.startswith("draft"))
     assert "evaluation" not in [li.text.split()[0] for li in b.find_elements(By.CSS_SELECTOR, "ol.lineage li")]
+    below = b.find_element(By.XPATH, "//section[h2='Lineage']/table").text
+    assert evaluation_id in below and "essay" in below  # the draft's essays and, through them, their evaluations
 
     b.find_element(By.LINK_TEXT, "Scores").click()
     _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Scores")

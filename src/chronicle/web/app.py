@@ -293,7 +293,11 @@ async def document(request: web.Request) -> web.Response:
         row = parent.row(0, named=True)
         lineage.append(row)
         cur = row["parent_doc_id"]
-    children = docs.filter(pl.col("parent_doc_id") == doc_id).sort("stage", "template_id", "model_id").to_dicts()
+    # down: a draft's essays and their evaluations, an essay's evaluations (the depth the stages have)
+    below = docs.filter(pl.col("parent_doc_id") == doc_id).with_columns(pl.lit(None, pl.String).alias("via"))
+    below = pl.concat([below, docs.filter(pl.col("parent_doc_id").is_in(below["doc_id"].to_list()))
+                       .with_columns(pl.col("parent_doc_id").alias("via"))], how="vertical_relaxed")
+    children = below.sort("stage", "via", "template_id", "model_id", nulls_last=False).to_dicts()
     attempts = docs.filter(pl.col("logical_key_id") == doc["logical_key_id"]).sort("attempt", nulls_last=True)
     texts = await asyncio.to_thread(_doc_texts, request.app[READER_KEY], doc_id)
     return _render(request, "document.html", title=f"Document {doc_id}", doc=doc, lineage=list(reversed(lineage)),
