@@ -36,3 +36,21 @@ def run_cli(*args: str, root: Path, stdin: bytes | None = None, check: bool = Fa
     if check and proc.returncode != 0:
         raise AssertionError(f"chronicle {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
     return proc
+
+
+@pytest.fixture(scope="module")
+def viewer_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace full of hostile text for the viewer's tests (one per test module)."""
+    from web_helpers import build_workspace
+
+    return build_workspace(tmp_path_factory.mktemp("viewer"))
+
+
+@pytest.fixture(scope="module")
+def viewer(viewer_ws: Path):
+    """`chronicle serve` on that workspace, as a real process."""
+    from web_helpers import Viewer
+
+    v = Viewer(viewer_ws)
+    yield v
+    v.stop()

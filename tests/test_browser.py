@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from web_helpers import HOSTILE_SID, ROOT, Viewer, build_workspace
+from web_helpers import HOSTILE_SID, ROOT, Viewer, append_notes
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -33,16 +31,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_workspace(tmp_path_factory.mktemp("browser"))
-
-
-@pytest.fixture(scope="module")
-def viewer(ws: Path):
-    v = Viewer(ws)
-    yield v
-    v.stop()
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +54,19 @@ def _wait(driver, condition, timeout: float = 15):
     return WebDriverWait(driver, timeout).until(lambda d: condition(d))
 
 
+def _open(driver, link: str, heading: str) -> None:
+    """Click a link and wait for the page whose heading starts with ``heading``."""
+    driver.find_element(By.LINK_TEXT, link).click()
+    _wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text.startswith(heading))
+
+
+def _filter(driver, name: str, value: str) -> None:
+    """Choose ``value`` in the filter form's ``name`` select, submit, and wait for the new URL."""
+    Select(driver.find_element(By.NAME, name)).select_by_value(value)
+    driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    _wait(driver, lambda d: f"{name}={value}" in d.current_url)
+
+
 def _shot(driver, name: str) -> None:
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
@@ -85,13 +86,10 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     _wait(b, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"))  # the live stream connected
     _shot(b, "overview")
 
-    b.find_element(By.LINK_TEXT, "Sessions").click()
-    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Sessions")
+    _open(b, "Sessions", "Sessions")
     rows = b.find_elements(By.CSS_SELECTOR, "table.list tbody tr")
     assert len(rows) == 4
-    Select(b.find_element(By.NAME, "sort")).select_by_value("tokens")
-    b.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    _wait(b, lambda d: "sort=tokens" in d.current_url)
+    _filter(b, "sort", "tokens")
     _shot(b, "sessions")
     b.find_element(By.LINK_TEXT, HOSTILE_SID[:8]).click()
     _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text.startswith("Session"))
@@ -106,11 +104,8 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     assert "echo '<script>" in tool.text
     _shot(b, "session")
 
-    b.find_element(By.LINK_TEXT, "Documents").click()
-    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Documents")
-    Select(b.find_element(By.NAME, "stage")).select_by_value("evaluation")
-    b.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    _wait(b, lambda d: "stage=evaluation" in d.current_url)
+    _open(b, "Documents", "Documents")
+    _filter(b, "stage", "evaluation")
     stages = {td.text for td in b.find_elements(By.CSS_SELECTOR, "table.list tbody tr td:nth-child(2)")}
     assert stages == {"evaluation"}
     _shot(b, "documents")
@@ -127,22 +122,17 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     below = b.find_element(By.XPATH, "//section[h2='Lineage']/table").text
     assert evaluation_id in below and "essay" in below  # the draft's essays and, through them, their evaluations
 
-    b.find_element(By.LINK_TEXT, "Scores").click()
-    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Scores")
+    _open(b, "Scores", "Scores")
     cells = b.find_elements(By.CSS_SELECTOR, "svg.heatmap rect:not(.cell-empty)")
     assert len(cells) >= 2
     _shot(b, "scores")
 
-    b.find_element(By.LINK_TEXT, "Usage").click()
-    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Usage")
+    _open(b, "Usage", "Usage")
     assert b.find_elements(By.CSS_SELECTOR, "svg.chart rect")
     _shot(b, "usage")
 
-    b.find_element(By.LINK_TEXT, "Events").click()
-    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Events")
-    Select(b.find_element(By.NAME, "type")).select_by_value("parse.result")
-    b.find_element(By.CSS_SELECTOR, "form.filters button").click()
-    _wait(b, lambda d: "type=parse.result" in d.current_url)
+    _open(b, "Events", "Events")
+    _filter(b, "type", "parse.result")
     types = {td.text for td in b.find_elements(By.CSS_SELECTOR, "table.list tbody tr td:nth-child(3)")}
     assert types == {"parse.result"}
     b.find_element(By.CSS_SELECTOR, "table.list tbody tr td a").click()
@@ -152,16 +142,14 @@ def test_click_through_the_main_pages(browser, viewer: Viewer) -> None:
     _no_console_errors(b)
 
 
-def test_the_overview_updates_itself_as_events_land(browser, viewer: Viewer, ws: Path) -> None:
+def test_the_overview_updates_itself_as_events_land(browser, viewer: Viewer, viewer_ws: Path) -> None:
     b = browser
     b.get(viewer.url + "/")
     head = b.find_element(By.CSS_SELECTOR, "[data-live=head]")
     before = int(head.text.replace(",", ""))
     _wait(b, lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"))
     marker = b.execute_script("document.body.dataset.marker = 'same page'; return document.body.dataset.marker")
-    note = '{"type":"annotation","stream":"doc:x","target":"doc:x","key":"k","value":"v","author":"me"}\n'
-    subprocess.run([sys.executable, "-m", "chronicle", "append"], input=note.encode() * 3, check=True,
-                   env={**os.environ, "CHRONICLE_ROOT": str(ws)}, capture_output=True, timeout=60)
+    append_notes(viewer_ws, 3)
     try:
         _wait(b, lambda d: int(d.find_element(By.CSS_SELECTOR, "[data-live=head]").text.replace(",", "")) == before + 3,
               timeout=20)

@@ -3,31 +3,17 @@ traces, read-only, 127.0.0.1 by default, and the live stream."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
 
-from web_helpers import HOSTILE_SID, LONG_SID, SENTINEL, Viewer, build_workspace
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_workspace(tmp_path_factory.mktemp("web"))
+from web_helpers import HOSTILE_SID, LONG_SID, SENTINEL, Viewer, append_notes
 
 
-@pytest.fixture(scope="module")
-def viewer(ws: Path):
-    v = Viewer(ws)
-    yield v
-    v.stop()
 
 
 def _doc_with_payload(viewer: Viewer) -> str:
@@ -58,10 +44,10 @@ def test_every_page_answers_and_escapes_transcript_and_model_text(viewer: Viewer
     assert "/home/eve/&lt;b&gt;repo&lt;/b&gt;" in session and "&lt;/pre&gt;&lt;/article&gt;" in session
 
 
-def test_no_url_reaches_a_file_outside_the_package_static_folder(viewer: Viewer, ws: Path) -> None:
+def test_no_url_reaches_a_file_outside_the_package_static_folder(viewer: Viewer, viewer_ws: Path) -> None:
     attempts = ["/static/../../chronicle.toml", "/static/%2e%2e/%2e%2e/%2e%2e/chronicle.toml",
                 "/static/..%2f..%2f..%2fchronicle.toml", "/static/%252e%252e/chronicle.toml",
-                f"/static/{ws}/chronicle.toml", "/documents/..%2f..%2f..%2fchronicle.toml",
+                f"/static/{viewer_ws}/chronicle.toml", "/documents/..%2f..%2f..%2fchronicle.toml",
                 "/documents/../../outside.txt", "/history/doc/..%2F..%2F..%2Foutside.txt",
                 "/history/session/%2e%2e%2f%2e%2e%2foutside.txt", "/events/..%2foutside.txt",
                 "/sessions/..%2f..%2fchronicle.toml", "/static/", "/static", "/data/log/MANIFEST",
@@ -82,8 +68,8 @@ def test_no_url_reaches_a_file_outside_the_package_static_folder(viewer: Viewer,
     assert status == 200 and "--accent" in css
 
 
-def test_errors_are_plain_pages_without_stack_traces(ws: Path, tmp_path: Path) -> None:
-    v = Viewer(ws)
+def test_errors_are_plain_pages_without_stack_traces(viewer_ws: Path, tmp_path: Path) -> None:
+    v = Viewer(viewer_ws)
     try:
         for path, want in [("/nope", 404), ("/sessions/no-such-session", 404), ("/documents/no-such-doc", 404),
                            ("/events/999999999", 404), ("/events/abc", 404), ("/events?from_seq=abc", 400),
@@ -92,7 +78,7 @@ def test_errors_are_plain_pages_without_stack_traces(ws: Path, tmp_path: Path) -
             assert status == want, path
             assert "Traceback" not in body and "File \"" not in body and ".py" not in body, path
         # a table that cannot be read: a 500 page for the browser, the details in the server's log
-        table = ws / "data" / "tables" / "documents.parquet"
+        table = viewer_ws / "data" / "tables" / "documents.parquet"
         saved = table.read_bytes()
         table.write_bytes(b"PAR1 this is not parquet PAR1")
         try:
@@ -100,7 +86,7 @@ def test_errors_are_plain_pages_without_stack_traces(ws: Path, tmp_path: Path) -
         finally:
             table.write_bytes(saved)
         assert status == 500 and "this page failed" in body
-        assert "Traceback" not in body and "parquet" not in body.lower() and str(ws) not in body
+        assert "Traceback" not in body and "parquet" not in body.lower() and str(viewer_ws) not in body
     finally:
         log = v.stop()
     assert "page /documents failed" in log
@@ -113,16 +99,13 @@ def test_read_only_and_bound_to_loopback_by_default(viewer: Viewer) -> None:
         assert status == 405 and "read-only" in body, method
 
 
-def test_the_live_stream_says_when_an_event_lands(ws: Path, viewer: Viewer) -> None:
+def test_the_live_stream_says_when_an_event_lands(viewer_ws: Path, viewer: Viewer) -> None:
     req = urllib.request.Request(viewer.url + "/live")
     with urllib.request.urlopen(req, timeout=30) as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert stream.readline().startswith(b"retry:")
         time.sleep(0.3)
-        note = '{"type":"annotation","stream":"doc:x","target":"doc:x","key":"k","value":"v","author":"me"}\n'
-        appended = subprocess.run([sys.executable, "-m", "chronicle", "append"], input=note.encode(),
-                                  env={**os.environ, "CHRONICLE_ROOT": str(ws)}, capture_output=True, timeout=60)
-        assert appended.returncode == 0, appended.stderr
+        append_notes(viewer_ws)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             line = stream.readline()

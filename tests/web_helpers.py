@@ -116,3 +116,13 @@ class Viewer:
             self.proc.kill()
             _, err = self.proc.communicate()
         return err
+
+
+def append_notes(ws: Path, n: int = 1) -> None:
+    """Append ``n`` annotation events through the CLI, as another process writing to the log."""
+    note = '{"type":"annotation","stream":"doc:x","target":"doc:x","key":"k","value":"v","author":"me"}\n'
+    env = {**os.environ, "CHRONICLE_ROOT": str(ws)}
+    done = subprocess.run([sys.executable, "-m", "chronicle", "append"], input=(note * n).encode(), env=env,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
