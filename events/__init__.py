@@ -19,7 +19,18 @@ from .definitions import DefinitionsSnapshot
 from .envelope import ENVELOPE_FIELDS, Event
 from .git import GitCommit
 from .legacy import LegacySource
-from .llm import LlmPrompt, LlmPromptV1, LlmResponse, LlmResponseV1, upcast_prompt_v1_to_v2, upcast_response_v1_to_v2
+from .llm import (
+    LlmPrompt,
+    LlmPromptV1,
+    LlmPromptV2,
+    LlmResponse,
+    LlmResponseV1,
+    LlmResponseV2,
+    upcast_prompt_v1_to_v2,
+    upcast_prompt_v2_to_v3,
+    upcast_response_v1_to_v2,
+    upcast_response_v2_to_v3,
+)
 from .parse import ParseResult, ParseResultV1, upcast_parse_v1_to_v2
 from .run import RunFinished, RunStarted
 from .session import SessionLine, SessionMeta
@@ -49,13 +60,15 @@ _CURRENT: tuple[type[Event], ...] = (
 CATALOG: dict[str, type[Event]] = {cls.type_name(): cls for cls in _CURRENT}
 
 HISTORY: dict[tuple[str, int], type[Event]] = {
-    (cls.type_name(), cls.VERSION): cls for cls in (*_CURRENT, AnnotationV1, LlmPromptV1, LlmResponseV1, ParseResultV1)
+    (cls.type_name(), cls.VERSION): cls for cls in (*_CURRENT, AnnotationV1, LlmPromptV1, LlmPromptV2, LlmResponseV1, LlmResponseV2, ParseResultV1)
 }
 
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("annotation", 1): upcast_v1_to_v2,
     ("llm.prompt", 1): upcast_prompt_v1_to_v2,
+    ("llm.prompt", 2): upcast_prompt_v2_to_v3,
     ("llm.response", 1): upcast_response_v1_to_v2,
+    ("llm.response", 2): upcast_response_v2_to_v3,
     ("parse.result", 1): upcast_parse_v1_to_v2,
 }
 

@@ -29,8 +29,6 @@ OUTPUTS = ["documents", "evaluation_results", "aggregated_scores", "generation_r
 #: Tables too large to be read as CSV (they are Parquet only; data/docs has the documents as files).
 NO_CSV = ["documents"]
 
-_USAGE = pl.Struct({"prompt_tokens": pl.Int64, "completion_tokens": pl.Int64, "cost": pl.Float64})
-_PARAMS = pl.Struct({"combo_id": pl.String, "max_tokens": pl.Int64, "provider": pl.String})
 _MEMBER = pl.List(pl.Struct({
     "stage": pl.String, "logical_key_id": pl.String, "task_id": pl.String, "parent_key": pl.String,
     "combo_id": pl.String, "concept_ids": pl.List(pl.String), "level": pl.String, "template_id": pl.String,
@@ -40,43 +38,45 @@ _MEMBER = pl.List(pl.Struct({
 def _documents(prompts: pl.LazyFrame, responses: pl.LazyFrame, parses: pl.LazyFrame) -> pl.LazyFrame:
     p = prompts.select(
         "doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id", "template_id", "model_id", "run_id",
-        "cohort_id", pl.col("prompt_sha256").alias("prompt_hash"),
-        pl.col("params_json").str.json_decode(_PARAMS).alias("params"), pl.col("recorded_at").alias("prompted_at"))
+        "cohort_id", pl.col("prompt_sha256").alias("prompt_hash"), "combo_id", "provider",
+        pl.col("max_tokens").alias("usage_max_tokens"), pl.col("recorded_at").alias("prompted_at"))
     r = responses.select(
         "doc_id", "attempt", pl.col("status").alias("response_status"), "finish_reason", "latency_ms", "http_status",
         pl.col("text_sha256").alias("raw_sha256"), pl.col("text").str.len_chars().alias("raw_chars"),
-        pl.col("usage_json").str.json_decode(_USAGE).alias("usage"), pl.col("supersedes_doc_id"),
+        pl.col("prompt_tokens").alias("usage_prompt_tokens"),
+        pl.col("completion_tokens").alias("usage_completion_tokens"), pl.col("cost").alias("usage_cost"),
+        pl.col("supersedes_doc_id"),
         pl.col("recorded_at").alias("responded_at"))
     # the latest parse per doc: a filter on a window max is ~5x cheaper than group_by(...).last() over strings
     latest_parse = parses.filter(pl.col("seq") == pl.col("seq").max().over("doc_id")).select(
         "doc_id", "parser", pl.col("status").alias("parse_status"), "score", "scale",
         pl.col("reason").alias("parse_reason"), "parsed_sha256", pl.col("parsed").str.len_chars().alias("parsed_chars"))
-    docs = p.join(r, on="doc_id", how="left").join(latest_parse, on="doc_id", how="left")
+    docs = (p.join(r, on="doc_id", how="left", maintain_order="left")
+            .join(latest_parse, on="doc_id", how="left", maintain_order="left"))
     meta = pl.struct(
         pl.col("attempt"), pl.col("finish_reason"), pl.col("latency_ms"), pl.col("http_status"),
-        pl.col("params").struct.field("provider").alias("provider"), pl.col("cohort_id"),
+        pl.col("provider"), pl.col("cohort_id"),
         pl.col("parse_status"), pl.col("score"), pl.col("scale"),
     ).struct.json_encode()
     return docs.select(
         "doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id", "template_id", "model_id", "run_id",
         "prompt_hash", "parser",
         pl.coalesce("response_status", pl.lit("pending")).alias("status"),
-        pl.col("usage").struct.field("prompt_tokens").alias("usage_prompt_tokens"),
-        pl.col("usage").struct.field("completion_tokens").alias("usage_completion_tokens"),
-        pl.col("params").struct.field("max_tokens").alias("usage_max_tokens"),
+        "usage_prompt_tokens", "usage_completion_tokens", "usage_max_tokens",
         pl.coalesce("responded_at", "prompted_at").alias("created_at"),
         pl.concat_str(pl.lit("data/docs/"), "stage", pl.lit("/"), "doc_id").alias("doc_dir"),
         "raw_sha256", "parsed_sha256", "raw_chars", "parsed_chars",
         meta.alias("meta_small"),
         pl.col("supersedes_doc_id").alias("lineage_prev_doc_id"),
         # beyond the index design: what the score tables and people filter on
-        "cohort_id", pl.col("params").struct.field("combo_id").alias("combo_id"), "attempt", "parse_status",
-        "score", "scale", "parse_reason", pl.col("usage").struct.field("cost").alias("usage_cost"), "latency_ms",
+        "cohort_id", "combo_id", "attempt", "parse_status", "score", "scale", "parse_reason", "usage_cost",
+        "latency_ms",
     )
 
 
 def _evaluations(docs: pl.DataFrame) -> pl.DataFrame:
-    ok = docs.filter(pl.col("status") == "ok")
+    # lazy, so each filter copies only the columns used below, not all of a wide table
+    ok = docs.lazy().filter(pl.col("status") == "ok")
     ev = ok.filter(pl.col("stage") == "evaluation")
     essays = ok.filter(pl.col("stage") == "essay").select(
         pl.col("doc_id").alias("essay_doc_id"), pl.col("parent_doc_id").alias("draft_doc_id"),
@@ -100,7 +100,7 @@ def _evaluations(docs: pl.DataFrame) -> pl.DataFrame:
                 .alias("input_mode"),
                 pl.when(pl.col("generation_model") == "copy").then(pl.col("draft_doc_id")).alias("copied_from"),
                 "parser", "created_at")
-            .sort("origin_cohort_id", "gen_id", nulls_last=True))
+            .sort("origin_cohort_id", "gen_id", nulls_last=True).collect())
 
 
 _AGGREGATED = ["gen_id", "parent_gen_id", "evaluation_template", "evaluation_llm_model", "score", "error",
@@ -113,7 +113,8 @@ def _membership(cohorts: pl.LazyFrame, docs: pl.DataFrame) -> pl.DataFrame:
     rows = (latest.select("cohort_id", pl.col("seq").alias("plan_seq"),
                           pl.col("membership_json").str.json_decode(_MEMBER).alias("m"))
             .explode("m").unnest("m").collect())
-    per_key = docs.group_by("logical_key_id").agg(
+    planned = docs.filter(pl.col("logical_key_id").is_in(rows["logical_key_id"].unique()))
+    per_key = planned.group_by("logical_key_id").agg(
         pl.len().alias("attempts"), (pl.col("status") == "ok").any().alias("has_ok"),
         pl.col("doc_id").filter(pl.col("status") == "ok").first().alias("ok_doc_id"),
         pl.col("status").sort_by("attempt", nulls_last=True).last().alias("last_status"))
@@ -128,7 +129,8 @@ def _membership(cohorts: pl.LazyFrame, docs: pl.DataFrame) -> pl.DataFrame:
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    docs = _documents(inputs["llm.prompt"], inputs["llm.response"], inputs["parse.result"]).sort("doc_id").collect()
+    # In the order the prompts were recorded: deterministic, and sorting 1M wide rows costs more than the rest.
+    docs = _documents(inputs["llm.prompt"], inputs["llm.response"], inputs["parse.result"]).collect()
     ev = _evaluations(docs)
     scored = ev.filter(pl.col("score").is_not_null())
     by_gen = scored.group_by("parent_gen_id").agg(pl.col("score").mean().alias("mean_score"),

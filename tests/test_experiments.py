@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from chronicle.events import LlmPrompt, LlmResponse
 from chronicle.experiment import cohorts, definitions
 from chronicle.store import EventLog
 from conftest import SHARED
@@ -155,15 +156,49 @@ def test_echo_run_goes_draft_to_essay_to_evaluation_and_resumes_to_nothing(tmp_p
     assert (again["calls"], again["already_done"]) == (0, 84)
 
 
-def test_a_v1_prompt_recorded_earlier_reads_as_v2(tmp_path: Path) -> None:
+def test_a_v1_prompt_recorded_earlier_reads_as_v3(tmp_path: Path) -> None:
     from chronicle.events import LlmPromptV1
 
     with EventLog.init(tmp_path / "log") as lg:
         lg.append([LlmPromptV1(stream="doc:x", doc_id="x", logical_key_id="k", stage="draft", template_id="t",
-                               template_sha256="s", prompt_sha256="p", prompt="hi", model_id="m")])
+                               template_sha256="s", prompt_sha256="p", prompt="hi", model_id="m",
+                               params_json='{"combo_id": "c1", "max_tokens": 64}')])
         lg.seal()
         row = lg.snapshot().frame("llm.prompt").collect().row(0, named=True)
-    assert row["v"] == 2 and row["run_id"] is None and row["prompt"] == "hi"
+    assert row["v"] == 3 and row["run_id"] is None and row["prompt"] == "hi"
+    assert (row["combo_id"], row["max_tokens"], row["provider"]) == ("c1", 64, None)
+
+
+def test_v2_events_read_as_v3_with_the_typed_fields_a_v3_writer_records(tmp_path: Path) -> None:
+    """Upcasting decodes the JSON a v2 event kept; a v3 event carries the same values typed."""
+    from chronicle.events import LlmPromptV2, LlmResponseV2
+    from chronicle.events.llm import usage_fields
+
+    params = {"combo_id": "c1", "max_tokens": 4096, "provider": "openrouter", "temperature": 0.7}
+    usage = '{"completion_tokens": 40, "cost": 1, "prompt_tokens": 120, "total_tokens": 160}'
+    prompt = dict(doc_id="x", logical_key_id="k", stage="draft", template_id="t", template_sha256="s",
+                  prompt_sha256="p", prompt="hi", model_id="m")
+    with EventLog.init(tmp_path / "log") as lg:
+        lg.append([LlmPromptV2(stream="doc:x", params_json=json.dumps(params, sort_keys=True), **prompt),
+                   LlmResponseV2(stream="doc:x", doc_id="x", attempt=1, status="ok", usage_json=usage),
+                   LlmPromptV2(stream="doc:y", params_json='{"max_tokens": "many"}', **{**prompt, "doc_id": "y"})])
+        lg.seal()
+        odd = {"combo_id": 5, "max_tokens": "64"}
+        lg.append([LlmPromptV2(stream="doc:o", params_json=json.dumps(odd), **{**prompt, "doc_id": "o"}),
+                   LlmPrompt.with_params(odd, stream="doc:p", **{**prompt, "doc_id": "p"})])
+        lg.append([LlmPrompt.with_params(params, stream="doc:z", **{**prompt, "doc_id": "z"}),
+                   LlmResponse(stream="doc:z", doc_id="z", attempt=1, status="ok", usage_json=usage,
+                               **usage_fields(usage))])
+        snap = lg.snapshot()
+        prompts = snap.frame("llm.prompt").collect()
+        responses = snap.frame("llm.response").collect()
+    typed = ["combo_id", "provider", "max_tokens"]
+    assert prompts["v"].to_list() == [3] * 5
+    assert prompts.filter(pl.col("doc_id").is_in(["o", "p"])).select(typed).rows() == [("5", None, 64)] * 2
+    assert prompts.filter(pl.col("doc_id") == "x").select(typed).row(0) == ("c1", "openrouter", 4096)
+    assert prompts.filter(pl.col("doc_id") == "z").select(typed).row(0) == ("c1", "openrouter", 4096)
+    assert prompts.filter(pl.col("doc_id") == "y").select(typed).row(0) == (None, None, None)  # not an int: unknown
+    assert responses.select("prompt_tokens", "completion_tokens", "cost").rows() == [(120, 40, 1.0)] * 2
 
 
 def test_misbehaving_server_retries_supersedes_and_keeps_the_key_secret(tmp_path: Path) -> None:

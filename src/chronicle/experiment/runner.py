@@ -27,6 +27,7 @@ import aiohttp
 import polars as pl
 
 from chronicle.events import LlmPrompt, LlmResponse, ParseResult, RunFinished, RunStarted
+from chronicle.events.llm import usage_fields
 from chronicle.experiment import ids, parsers
 from chronicle.experiment.client import Attempt, EchoClient, OpenAIClient
 from chronicle.experiment.cohorts import Member, Plan
@@ -279,12 +280,11 @@ class Runner:
                 if pending is None:
                     st.attempts += 1
                     doc = ids.attempt_doc_id(m.logical_key_id, st.attempts)
-                    await rec.record([LlmPrompt(
-                        stream=f"doc:{doc}", event_id=f"prompt:{doc}", doc_id=doc, logical_key_id=m.logical_key_id,
-                        stage=m.stage, template_id=m.template_id, template_sha256=t.sha256 or "",
-                        prompt_sha256=sha256_text(prompt), prompt=prompt, model_id=m.model_id,
-                        parent_doc_id=parent_doc, params_json=json.dumps(params, sort_keys=True),
-                        run_id=self.summary.run_id, cohort_id=self.plan.cohort_id, task_id=m.task_id)])
+                    await rec.record([LlmPrompt.with_params(
+                        params, stream=f"doc:{doc}", event_id=f"prompt:{doc}", doc_id=doc,
+                        logical_key_id=m.logical_key_id, stage=m.stage, template_id=m.template_id,
+                        template_sha256=t.sha256 or "", prompt_sha256=sha256_text(prompt), prompt=prompt,
+                        model_id=m.model_id, parent_doc_id=parent_doc, run_id=self.summary.run_id, cohort_id=self.plan.cohort_id, task_id=m.task_id)])
                 else:
                     doc, pending = st.last_doc, None
                 # Attempt ids are deterministic, so the one superseded is always attempt n - 1.
@@ -303,7 +303,7 @@ class Runner:
                 events: list = [LlmResponse(
                     stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,
                     status=attempt.status, text=attempt.text, finish_reason=attempt.finish_reason,
-                    usage_json=attempt.usage_json, latency_ms=attempt.latency_ms, http_status=attempt.http_status,
+                    usage_json=attempt.usage_json, **usage_fields(attempt.usage_json), latency_ms=attempt.latency_ms, http_status=attempt.http_status,
                     provider_request_id=attempt.provider_request_id, error=attempt.error, supersedes_doc_id=supersedes,
                     text_sha256=sha256_text(attempt.text) if attempt.text is not None else None)]
                 parsed = None

@@ -37,6 +37,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.events import Event, LegacySource, LlmPrompt, LlmResponse, ParseResult
+from chronicle.events.llm import usage_fields
 from chronicle.experiment import parsers
 from chronicle.store import EventLog, Snapshot
 
@@ -309,24 +310,26 @@ def events_for(doc: LegacyDoc, root: Path) -> list[Event]:
                      task_id=doc.task_id, stage=doc.stage, layout=doc.layout, root=str(root), files_json=files_json,
                      metadata_json=json.dumps(doc.metadata, sort_keys=True, ensure_ascii=False),
                      parent_from=doc.parent_from),
-        LlmPrompt(stream=stream, event_id=f"legacy:prompt:{doc.stage}:{doc.doc_id}", doc_id=doc.doc_id,
-                  logical_key_id=f"legacy:{doc.stage}:{doc.task_id}", stage=doc.stage,
-                  template_id=_str(doc.meta("metadata", "template_id")) or "", template_sha256="",
-                  prompt_sha256=_sha(prompt) if prompt is not None else "", prompt=prompt or "",
-                  model_id="copy" if mode == "copy" else (model or ""), parent_doc_id=doc.parent_doc_id,
-                  params_json=json.dumps({k: v for k, v in params.items() if v is not None}, sort_keys=True),
-                  run_id=RUN_ID,
-                  cohort_id=_str(doc.meta("metadata", "origin_cohort_id")) or _str(doc.meta("metadata", "cohort_id")),
-                  task_id=doc.task_id),
+        LlmPrompt.with_params(
+            {k: v for k, v in params.items() if v is not None},
+            stream=stream, event_id=f"legacy:prompt:{doc.stage}:{doc.doc_id}", doc_id=doc.doc_id,
+            logical_key_id=f"legacy:{doc.stage}:{doc.task_id}", stage=doc.stage,
+            template_id=_str(doc.meta("metadata", "template_id")) or "", template_sha256="",
+            prompt_sha256=_sha(prompt) if prompt is not None else "", prompt=prompt or "",
+            model_id="copy" if mode == "copy" else (model or ""), parent_doc_id=doc.parent_doc_id,
+            run_id=RUN_ID,
+            cohort_id=_str(doc.meta("metadata", "origin_cohort_id")) or _str(doc.meta("metadata", "cohort_id")),
+            task_id=doc.task_id),
     ]
     if raw is not None:
         usage = doc.meta("raw_metadata", "usage")
+        usage_json = json.dumps(usage, sort_keys=True) if isinstance(usage, dict) else None
         duration = doc.meta("raw_metadata", "duration_s")
         out.append(LlmResponse(
             stream=stream, event_id=f"legacy:response:{doc.stage}:{doc.doc_id}", doc_id=doc.doc_id,
             attempt=doc.attempt, status=doc.status, text=raw,
             finish_reason=_str(doc.meta("raw_metadata", "finish_reason")),
-            usage_json=json.dumps(usage, sort_keys=True) if isinstance(usage, dict) else None,
+            usage_json=usage_json, **usage_fields(usage_json),
             latency_ms=float(duration) * 1000 if isinstance(duration, (int, float)) else None,
             supersedes_doc_id=doc.supersedes, text_sha256=_sha(raw)))
         parse = _parse_event(doc, raw, stream)

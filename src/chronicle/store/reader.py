@@ -87,17 +87,26 @@ class Snapshot:
         parts: list[pl.LazyFrame] = []
         for v, paths in sorted(by_version.items()):
             parts.append(upcast(type_name, v, pl.scan_parquet(paths)))
+        wal_versions = 0
         for (t, v), rows in sorted(self._wal_contents.items()):
             if t == type_name:
                 table = codec.rows_to_table(event_class(t, v), rows)
                 parts.append(upcast(type_name, v, pl.from_arrow(table).lazy()))
+                wal_versions += 1
         names = schema.names
         if not parts:
             empty = pl.from_arrow(schema.empty_table())
             assert isinstance(empty, pl.DataFrame)
             frame = empty.lazy()
         else:
-            frame = pl.concat([p.select(names) for p in parts], how="vertical_relaxed").sort("seq")
+            frame = pl.concat([p.select(names) for p in parts], how="vertical_relaxed")
+            # Segment files hold rows in seq order, MANIFEST entries follow each other and
+            # the WAL follows them all, so one version's parts are in order as they come.
+            # Sorting them anyway would move every column of every row (the bulk of a read).
+            if len(by_version) > 1 or wal_versions > 1:
+                frame = frame.sort("seq")
+            else:
+                frame = frame.set_sorted("seq")
         frame = frame.filter(pl.col("seq") <= self.head)
         if columns is not None:
             frame = frame.select(list(columns))
