@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import jinja2
 
@@ -26,9 +27,15 @@ def syntax_error(text: str) -> tuple[int, str] | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _compiled(text: str) -> jinja2.Template:
+    """Compiling a template costs ~100x rendering it; a run renders a few templates thousands of times."""
+    return _ENV.from_string(text)
+
+
 def render(template_id: str, text: str, context: dict) -> str:
     try:
-        return _ENV.from_string(text).render(**context)
+        return _compiled(text).render(**context)
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {template_id}: {type(exc).__name__}: {exc}") from None
 
