@@ -59,6 +59,23 @@ def test_invalid_event_names_the_field_and_writes_nothing(log: EventLog) -> None
     assert envelope(log).height == 0
 
 
+def test_a_type_reads_in_seq_order_across_seals_the_wal_and_versions(log: EventLog) -> None:
+    """frame() skips the sort when one version's parts are in order already; with
+    several versions interleaved it must still sort."""
+    old = lambda i: AnnotationV1(stream="doc:1", event_id=f"old{i}", target="doc:1", key="k", value="v", author="a")
+    log.append([note(0), note(1)])
+    log.seal()
+    log.append([note(2)])
+    log.seal()
+    log.append([note(3), note(4)])  # in the WAL
+    assert log.snapshot().frame("annotation").collect()["seq"].to_list() == [1, 2, 3, 4, 5]
+    log.append([old(0), note(5)])
+    log.seal()
+    log.append([note(6), old(1)])  # v1 and v2 both sealed and in the WAL
+    frame = log.snapshot().frame("annotation").collect()
+    assert frame["seq"].to_list() == list(range(1, 10)) and frame["event_id"][5] == "old0"
+
+
 def test_mixed_batch_is_validated_per_class_and_reads_back_in_order(log: EventLog) -> None:
     line = SessionLine(stream="s", path="p", generation=0, line_no=1, offset=0, raw=b"{}\n")
     old = AnnotationV1(stream="doc:1", target="doc:1", key="k", value="v", author="a")
