@@ -178,28 +178,21 @@ def usage_fields(usage_json: str | None) -> dict[str, object]:
 def typed_fields(source: dict, schema: pl.Struct) -> dict[str, object]:
     """The values of ``source`` the schema names, read as :func:`typed_columns` reads
     them from events recorded before v3 (so both give a table the same values)."""
-    out: dict[str, object] = {}
-    for field in schema.fields:
-        value = source.get(field.name)
-        if isinstance(value, bool) or value is None:
-            value = None if field.dtype != pl.String or value is None else json.dumps(value)
-        elif field.dtype == pl.Int64:
-            value = _number(value, int)
-            value = value if isinstance(value, int) and -(2**63) <= value < 2**63 else None
-        elif field.dtype == pl.Float64:
-            value = _number(value, float)
-            value = float(value) if isinstance(value, (int, float)) else None
-        elif not isinstance(value, str):
-            value = json.dumps(value, separators=(",", ":"))
-        out[field.name] = value
-    return out
+    return {f.name: _typed(source.get(f.name), f.dtype) for f in schema.fields}
 
 
-def _number(value: object, kind: type) -> object:
-    """A number given as JSON text ("64") counts, as a cast of the text does."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return kind(value)
-    except ValueError:
+def _typed(value: object, dtype: pl.DataType) -> object:
+    if value is None:
         return None
+    if dtype == pl.String:  # JSON path matching gives a non-string value as its JSON text
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):  # a number given as JSON text ("64") counts, as a cast of the text does
+        try:
+            value = (int if dtype == pl.Int64 else float)(value)
+        except ValueError:
+            return None
+    if dtype == pl.Int64:
+        return value if isinstance(value, int) and -(2**63) <= value < 2**63 else None
+    return float(value) if isinstance(value, (int, float)) else None

@@ -300,10 +300,11 @@ class Runner:
                         attempt = await client.complete(params["model"], prompt)
                     finally:
                         self.inflight -= 1
+                usage = usage_fields(attempt.usage_json)
                 events: list = [LlmResponse(
                     stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,
                     status=attempt.status, text=attempt.text, finish_reason=attempt.finish_reason,
-                    usage_json=attempt.usage_json, **usage_fields(attempt.usage_json), latency_ms=attempt.latency_ms, http_status=attempt.http_status,
+                    usage_json=attempt.usage_json, **usage, latency_ms=attempt.latency_ms, http_status=attempt.http_status,
                     provider_request_id=attempt.provider_request_id, error=attempt.error, supersedes_doc_id=supersedes,
                     text_sha256=sha256_text(attempt.text) if attempt.text is not None else None)]
                 parsed = None
@@ -318,7 +319,8 @@ class Runner:
                         provenance=f"run:{self.summary.run_id}"))
                 await rec.record(events)
                 st.last_doc, st.last_status = doc, attempt.status
-                self._count_usage(attempt)
+                self.summary.prompt_tokens += usage["prompt_tokens"] or 0  # type: ignore[operator]
+                self.summary.completion_tokens += usage["completion_tokens"] or 0  # type: ignore[operator]
                 if attempt.status == "ok":
                     st.ok_doc = doc
                     st.parsed = parsed.parsed if parsed is not None and parsed.status == "ok" else None
@@ -330,12 +332,3 @@ class Runner:
                 await asyncio.sleep(backoff_delay(i, self.provider.backoff_seconds, attempt.retry_after))
             self.summary.failed += 1
             self.on_progress(self.summary, self.inflight)
-
-    def _count_usage(self, attempt: Attempt) -> None:
-        if attempt.usage_json:
-            try:
-                usage = json.loads(attempt.usage_json)
-                self.summary.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-                self.summary.completion_tokens += int(usage.get("completion_tokens") or 0)
-            except (ValueError, TypeError, AttributeError):
-                pass
