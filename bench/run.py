@@ -135,12 +135,17 @@ CHILD = textwrap.dedent("""
                        (ev.event_id, "annotation", ev.stream, time.time_ns() // 1000, len(p), p))
     print("ready", flush=True)
     sys.stdin.readline()
+    start = time.time()
     for ev in evs:
         write(ev)
+    print(start, time.time(), flush=True)
 """)
 
 
 def concurrent(writers: int, total: int, repeats: int) -> dict:
+    """Durable single-event appends from ``writers`` processes at once: events
+    over the span from the first writer's first append to the last writer's
+    last ack (process start-up and exit are not appends, for either side)."""
     per = max(1, total // writers)
 
     def run(kind: str) -> Callable[[Path], float]:
@@ -155,14 +160,15 @@ def concurrent(writers: int, total: int, repeats: int) -> dict:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for w in range(writers)]
             for p in procs:
                 assert p.stdout.readline() == "ready\n"  # type: ignore[union-attr]
-            t = time.perf_counter()
             for p in procs:
                 p.stdin.write("go\n")  # type: ignore[union-attr]
                 p.stdin.flush()  # type: ignore[union-attr]
+            spans = []
             for p in procs:
                 p.stdin.close()  # type: ignore[union-attr]
+                spans.append([float(x) for x in p.stdout.readline().split()])  # type: ignore[union-attr]
                 assert p.wait() == 0
-            return time.perf_counter() - t
+            return max(end for _, end in spans) - min(start for start, _ in spans)
         return fn
 
     return {kind: writers * per / median_time(run(kind), repeats) for kind in ("chronicle", "sqlite")}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from chronicle.store import CorruptionError, EventLog
-from chronicle.store.framing import encode_frame
+from chronicle.store.framing import encode_frame, scan
 from chronicle.store.integrity import checkpoint, verify
 
 from conftest import envelope, note
@@ -15,6 +15,11 @@ from conftest import envelope, note
 
 def _active_wal(log: EventLog) -> Path:
     return sorted(log.wal_dir.glob("*.wal"))[-1]
+
+
+def _frames_end(wal: Path) -> int:
+    """Where the active file's frames end (its preallocated zeros follow)."""
+    return scan(wal.read_bytes()).end
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -26,14 +31,16 @@ def _flip(path: Path, offset: int) -> None:
 def test_torn_tail_is_cut_off_by_the_next_append(log: EventLog) -> None:
     log.append([note(i) for i in range(3)])
     wal = _active_wal(log)
-    good = wal.stat().st_size
-    with open(wal, "ab") as fh:  # a frame cut short, as a killed writer leaves it
+    good = _frames_end(wal)
+    with open(wal, "r+b") as fh:  # a frame cut short, as a killed writer leaves it
+        fh.seek(good)
         fh.write(encode_frame(b"x" * 100)[:37])
     report = verify(log)
     assert report.ok and "torn tail" in report.problems[0].reason
+    assert report.problems[0].start == good
     other = EventLog(log.path)  # another process's view
     assert other.append([note(3)])[0].seq == 4
-    assert wal.stat().st_size > good
+    assert _frames_end(wal) > good
     assert verify(other).problems == []
     assert envelope(other)["seq"].to_list() == [1, 2, 3, 4]
 
@@ -41,10 +48,13 @@ def test_torn_tail_is_cut_off_by_the_next_append(log: EventLog) -> None:
 def test_a_torn_batch_is_lost_whole_never_a_prefix(log: EventLog) -> None:
     log.append([note(0)])
     wal = _active_wal(log)
-    before = wal.stat().st_size
+    before = _frames_end(wal)
     log.append([note(i) for i in range(1, 50)])
+    after = _frames_end(wal)
+    half = before + (after - before) // 2
     with open(wal, "r+b") as fh:  # the batch's write was cut short before it was acknowledged
-        fh.truncate(before + (wal.stat().st_size - before) // 2)
+        fh.seek(half)
+        fh.write(bytes(after - half))
     assert envelope(log)["seq"].to_list() == [1]
     other = EventLog(log.path)  # the writer died; the next process carries on
     assert other.append([note(99)])[0].seq == 2
@@ -56,12 +66,13 @@ def test_damaged_frame_followed_by_intact_frames_is_corruption(log: EventLog) ->
         log.append([note(i)])
     wal = _active_wal(log)
     size = wal.stat().st_size
-    _flip(wal, size // 3 + 20)  # inside the first or second frame, not the last
+    end = _frames_end(wal)
+    _flip(wal, end // 3 + 20)  # inside the first or second frame, not the last
     report = verify(log)
     assert not report.ok
     problem = report.problems[0]
     assert problem.path == str(wal) and "followed by intact frames" in problem.reason
-    assert problem.start is not None and problem.start < size
+    assert problem.start is not None and problem.start < end
     with pytest.raises(CorruptionError, match="followed by intact frames"):
         EventLog(log.path).append([note(9)])
     assert wal.stat().st_size == size, "corruption must never be truncated away"
@@ -142,3 +153,46 @@ def test_unterminated_manifest_line_is_an_uncommitted_seal(log: EventLog) -> Non
     log.seal()
     assert verify(log).problems == []
     assert envelope(log)["seq"].to_list() == [1, 2, 3, 4, 5]
+
+
+def test_the_active_wal_is_zero_filled_ahead_and_rotation_cuts_the_zeros(log: EventLog) -> None:
+    log.append([note(i) for i in range(3)])
+    wal = _active_wal(log)
+    end = _frames_end(wal)
+    assert wal.stat().st_size > end and not wal.read_bytes()[end:].strip(b"\0")
+    assert log.wal_bytes() == end, "seal thresholds count frames, not preallocated zeros"
+    other = EventLog(log.path)  # another process's view starts from a full scan
+    assert other.append([note(3)])[0].seq == 4
+    assert log.append([note(4)])[0].seq == 5  # and the first catches up past the other's frame
+    log.seal()
+    assert envelope(log)["seq"].to_list() == [1, 2, 3, 4, 5]
+    assert verify(log).problems == []
+
+
+def test_a_frame_past_the_written_mark_is_kept(log: EventLog) -> None:
+    """A writer that died after writing its frame but before moving the WRITTEN
+    mark left a whole, valid frame: the next append must go after it, not over it."""
+    from chronicle.store import batch
+
+    log.append([note(0)])
+    wal = _active_wal(log)
+    end = _frames_end(wal)
+    frame = encode_frame(batch.payload(2, 0, batch.encode_events([note(1)])))
+    with open(wal, "r+b") as fh:
+        fh.seek(end)
+        fh.write(frame)
+    assert log.append([note(2)])[0].seq == 3
+    assert _frames_end(wal) > end + len(frame)
+    assert envelope(log)["seq"].to_list() == [1, 2, 3]
+    assert verify(log).problems == []
+
+
+def test_a_damaged_written_mark_only_costs_a_rescan(log: EventLog) -> None:
+    log.append([note(0)])
+    other = EventLog(log.path)
+    other.append([note(1)])
+    (log.path / "WRITTEN").write_bytes(b"garbage")
+    (log.path / "SYNCED").write_bytes(b"")
+    assert log.append([note(2)])[0].seq == 3
+    assert other.append([note(3)])[0].seq == 4
+    assert envelope(log)["seq"].to_list() == [1, 2, 3, 4]

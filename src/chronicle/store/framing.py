@@ -4,6 +4,10 @@ The CRC covers the length and the payload, so a torn or flipped length is
 caught too. The magic lets a scan tell a torn tail (nothing valid follows the
 first bad frame: the last write was cut short) from corruption (intact frames
 follow a damaged one: bytes changed after they were written).
+
+The active WAL file is preallocated ahead of its frames, so its end is a run of
+zero bytes: a scan that meets only zeros after its last frame has met the clean
+end. (No frame starts with a zero byte: the magic does not.)
 """
 
 from __future__ import annotations
@@ -73,9 +77,9 @@ def scan(buf: bytes | memoryview, start: int = 0) -> Scan:
             break
         payloads.append(bytes(view[pos + HEADER_SIZE : pos + size]))
         pos += size
-    if pos >= len(view):
+    raw = buf if isinstance(buf, bytes) else bytes(view)
+    if raw.count(0, pos) == len(raw) - pos:
         return Scan(payloads, pos, None, None)
-    raw = bytes(view)
     probe = raw.find(MAGIC, pos + 1)
     while probe != -1:
         if _frame_at(view, probe) is not None:

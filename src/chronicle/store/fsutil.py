@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +25,98 @@ def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class KeptOpenFile:
+    """A descriptor kept open between uses and dropped in a forked child (whose
+    copy would share the parent's open file description, and with it an flock)."""
+
+    _open: weakref.WeakSet[KeptOpenFile] = weakref.WeakSet()
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            KeptOpenFile._open.add(self)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @classmethod
+    def _forget_all(cls) -> None:
+        for f in list(cls._open):
+            f.close()  # the parent's lock, if it holds one, stays with the parent's copy
+        cls._open = weakref.WeakSet()
+
+
+os.register_at_fork(after_in_child=KeptOpenFile._forget_all)
+
+
+class FileLock(KeptOpenFile):
+    """An exclusive flock on ``path``, used as ``with lock:``. Not re-entrant.
+
+    Opening the lock file on every use cost two syscalls per append, so the
+    descriptor stays open; a thread lock keeps threads of one process from
+    both holding it through the one descriptor.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._threads = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
+        finally:
+            self._threads.release()
+
+    @contextmanager
+    def turns(self) -> Iterator[Callable[[], bool]]:
+        """Take turns at the lock without queueing behind each other.
+
+        Yields ``try_turn``: it returns True holding the lock (until the next
+        call or the end of the block), or False after waiting until whoever
+        held it let go. Every process waiting on a holder wakes when it lets
+        go (they wait for a shared lock, which all get at once), instead of
+        being handed the exclusive lock one by one.
+        """
+        with self._threads:
+            fd = self._descriptor()
+            holding = False
+
+            def try_turn() -> bool:
+                nonlocal holding
+                if holding:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    holding = False
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fcntl.flock(fd, fcntl.LOCK_SH)  # returns once the holder lets go
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    return False
+                holding = True
+                return True
+
+            try:
+                yield try_turn
+            finally:
+                if holding:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def fsync_dir(path: Path) -> None:

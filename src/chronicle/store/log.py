@@ -8,6 +8,7 @@ On disk (``data/log``)::
     MANIFEST                hash-chained JSON lines; the commit point of a seal
     LOCK                    held briefly by every append (seq assignment + write)
     SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
+    WRITTEN                 how far the active WAL file's frames go (a hint; see marks)
     SYNC.lock, SYNCED       group commit: whose fdatasync covered how far
 
 Lock order is always SEAL.lock, then LOCK.
@@ -17,6 +18,11 @@ it, then makes them durable in ``_group_sync``: one fdatasync covers every byte
 written to the file before it, so writers that queued behind a sync are often
 already covered and skip their own. An append is acknowledged (returned) only
 once an fdatasync that began after its write has finished.
+
+The active WAL file is preallocated (zero-filled) a step ahead of its frames:
+an fdatasync after writing into blocks the file already has skips the journal
+commit that growing the file needs, which made single durable appends about
+1.5x faster here. A rotated file is cut back to its last frame.
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from functools import cache
 from itertools import repeat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +45,7 @@ import pyarrow.parquet as pq
 from chronicle.events import Event, event_class
 from chronicle.store import batch, codec, framing, manifest
 from chronicle.store.batch import WalRecord
+from chronicle.store.marks import Mark, MarkFile
 from chronicle.store.errors import (
     ConflictingEvent,
     CorruptionError,
@@ -47,9 +53,13 @@ from chronicle.store.errors import (
     NotAWorkspace,
     StoreError,
 )
-from chronicle.store.fsutil import full_error, fsync_dir, is_full, locked, pwrite_all, write_durably
+from chronicle.store.fsutil import FileLock, full_error, fsync_dir, is_full, pwrite_all, write_durably
 
 WAL_SUFFIX = ".wal"
+#: The active WAL file is zero-filled this far ahead of its frames.
+PREALLOCATE = 1 << 20
+#: Bytes read past the WRITTEN mark to see whether frames follow it.
+_PROBE = 4096
 
 
 class Ack(NamedTuple):
@@ -87,10 +97,11 @@ class EventLog:
         self.wal_dir = self.path / "wal"
         self.segment_dir = self.path / "segments"
         self.manifest_path = self.path / "MANIFEST"
-        self._lock_path = self.path / "LOCK"
-        self._seal_lock_path = self.path / "SEAL.lock"
-        self._sync_lock_path = self.path / "SYNC.lock"
-        self._synced_path = self.path / "SYNCED"
+        self._lock = FileLock(self.path / "LOCK")
+        self._seal_lock = FileLock(self.path / "SEAL.lock")
+        self._sync_lock = FileLock(self.path / "SYNC.lock")
+        self._written = MarkFile(self.path / "WRITTEN")
+        self._synced = MarkFile(self.path / "SYNCED")
         # Writer-side caches, only read or changed while holding LOCK.
         self._manifest: manifest.ManifestLines | None = None
         self._manifest_stamp: tuple[int, int] | None = None
@@ -101,6 +112,8 @@ class EventLog:
         self._ids_entries = 0
         self._fd: int | None = None
         self._fd_name: str | None = None
+        # WAL file name -> size it was zero-filled to, as this process last saw it.
+        self._allocated: dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -120,6 +133,9 @@ class EventLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            self._fd_name = None
+        for held in (self._lock, self._seal_lock, self._sync_lock, self._written, self._synced):
+            held.close()
 
     def __enter__(self) -> EventLog:
         return self
@@ -141,9 +157,14 @@ class EventLog:
         return self._manifest
 
     def wal_bytes(self) -> int:
-        """Bytes in WAL files (unsealed events), for deciding when to seal."""
+        """Bytes of frames in WAL files (unsealed events), for deciding when to seal."""
+        names = self.wal_names()
+        written = self._written.read()
         total = 0
-        for name in self.wal_names():
+        for name in names:
+            if name == names[-1] and written is not None and written.wal == name:
+                total += written.offset  # not the preallocated zeros
+                continue
             try:
                 total += (self.wal_dir / name).stat().st_size
             except FileNotFoundError:  # sealed and deleted meanwhile
@@ -168,44 +189,90 @@ class EventLog:
             (self.wal_dir / names[0]).touch()
             fsync_dir(self.wal_dir)
         for i, name in enumerate(names):
-            path = self.wal_dir / name
             start = self._scanned.get(name, 0)
-            size = os.path.getsize(path)
-            if size == start:
-                continue
-            with open(path, "rb") as fh:
-                fh.seek(start)
-                buf = fh.read()
-            result = framing.scan(buf)
+            if i == len(names) - 1:
+                result, size = self._scan_active(name, start)
+                if not result.payloads and result.bad_at is None:
+                    continue
+            else:
+                path = self.wal_dir / name
+                size = os.path.getsize(path)
+                if size == start:
+                    continue
+                with open(path, "rb") as fh:
+                    fh.seek(start)
+                    result = framing.scan(fh.read())
             for p in result.payloads:
                 first, count, rec = batch.span(p)
                 if first + count - 1 <= sealed_head:
                     continue
                 if first != self._head_seq + 1:
-                    raise CorruptionError(str(path), start, None, f"WAL seq {first} does not follow {self._head_seq}")
+                    raise CorruptionError(str(self.wal_dir / name), start, None,
+                                          f"WAL seq {first} does not follow {self._head_seq}")
                 self._head_seq = first + count - 1
                 self._head_time_us = max(self._head_time_us, rec)
                 if self._ids is not None:
                     self._ids.update(zip(batch.event_ids(p), range(first, first + count)))
             if result.corrupt:
                 raise CorruptionError(
-                    str(path), start + result.bad_at, start + result.resumes_at,
+                    str(self.wal_dir / name), start + result.bad_at, start + result.resumes_at,
                     "damaged WAL frame followed by intact frames",
                 )
             if result.torn_tail:
                 if i != len(names) - 1:
-                    raise CorruptionError(str(path), start + result.end, size, "bad frame at the end of a rotated WAL file")
-                self._cut_wal(path, start + result.end)
+                    raise CorruptionError(str(self.wal_dir / name), start + result.end, size,
+                                          "bad frame at the end of a rotated WAL file")
+                self._cut_wal(self.wal_dir / name, start + result.end)
             self._scanned[name] = start + result.end
 
-    def _active(self) -> tuple[str, int]:
-        name = self.wal_names()[-1]
+    def _scan_active(self, name: str, start: int) -> tuple[framing.Scan, int]:
+        """Frames of the active WAL file from ``start`` on, and the file's size.
+
+        Other writers' frames end at the WRITTEN mark, so reading to the mark
+        plus a probe usually suffices; a frame past the probe (its writer died
+        before moving the mark) or a damaged tail sends us to read the rest.
+        """
+        fd = self._active_fd(name)
+        if start:
+            mark = self._written.read()
+            upto = mark.offset if mark is not None and mark.wal == name and mark.offset > start else start
+            want = upto - start + _PROBE
+            buf = os.pread(fd, want, start)
+            result = framing.scan(buf)
+            # Clean only if the zeros begin inside what was read (or the file ends there).
+            if result.bad_at is None and (result.end < len(buf) or len(buf) < want):
+                return result, start + len(buf)
+        size = os.fstat(fd).st_size
+        return framing.scan(os.pread(fd, size - start, start)), size
+
+    def _active_fd(self, name: str) -> int:
         if self._fd_name != name:
             if self._fd is not None:
                 os.close(self._fd)
-            self._fd = os.open(self.wal_dir / name, os.O_WRONLY)
+            self._fd = os.open(self.wal_dir / name, os.O_RDWR | os.O_CLOEXEC)
             self._fd_name = name
-        return name, self._fd
+        return self._fd
+
+    def _preallocate(self, fd: int, name: str, end: int) -> None:
+        """Zero-fill the active file a step past ``end`` (see the module doc).
+
+        The size is remembered rather than asked for on every append: a stat
+        of the file made the next fdatasync about 50 µs slower here (it marks
+        the inode's change counter as seen, so the next write must log it).
+        Best effort: where the disk cannot spare the step, the frame's own
+        write reports the shortage, with the log unchanged.
+        """
+        if self._allocated.get(name, 0) >= end:
+            return
+        size = os.fstat(fd).st_size
+        if size < end:
+            target = (end // PREALLOCATE + 1) * PREALLOCATE
+            try:
+                pwrite_all(fd, bytes(target - size), size)
+                size = target
+            except OSError:
+                return
+        self._allocated[name] = size
 
     # ------------------------------------------------------------- dedup
 
@@ -302,12 +369,15 @@ class EventLog:
             ids = [ev.event_id for ev in events]
         encoded = batch.encode_events(events)
 
-        @cache
+        hashes: dict[int, bytes] = {}  # only needed when an event_id repeats
+
         def content_hash(i: int) -> bytes:
-            return codec.content_hash(codec.encode(events[i]))
+            if i not in hashes:
+                hashes[i] = codec.content_hash(codec.encode(events[i]))
+            return hashes[i]
 
         aliases = self._aliases(ids, content_hash)
-        with locked(self._lock_path):
+        with self._lock:
             self._sync_tail()
             existing = self._existing(ids, content_hash) if any_given and dedupe else {}
             fresh = range(len(ids))
@@ -316,11 +386,14 @@ class EventLog:
                 if not fresh:
                     return [Ack(existing[aliases.get(i, i)], eid, True) for i, eid in enumerate(ids)]
                 encoded = batch.encode_events([events[i] for i in fresh])
-            name, fd = self._active()
+            name = self._fd_name
+            fd = self._fd
+            assert name is not None and fd is not None  # set by _sync_tail
             offset = self._scanned.get(name, 0)
             now = max(_now_us(), self._head_time_us)
             first = self._head_seq + 1
             frame = framing.encode_frame(batch.payload(first, now, encoded))
+            self._preallocate(fd, name, offset + len(frame))
             try:
                 pwrite_all(fd, frame, offset)
             except OSError as exc:
@@ -329,6 +402,7 @@ class EventLog:
                     raise full_error(self.wal_dir / name, exc) from None
                 raise
             self._scanned[name] = offset + len(frame)
+            self._written.write(Mark(name, offset + len(frame)))
             self._head_seq = first + len(fresh) - 1
             self._head_time_us = now
             if self._ids is not None:
@@ -351,58 +425,53 @@ class EventLog:
     def _group_sync(self, fd: int, name: str, end: int) -> None:
         """Make bytes [0, end) of WAL file ``name`` durable, sharing fsyncs.
 
-        Syncs take turns under SYNC.lock. Each records in SYNCED how far the
-        file was durable after its fdatasync (the size it saw *before*
-        syncing: every byte below it was written by then). A writer whose
-        frames end below that mark was covered by someone else's sync and
-        returns at once. SYNCED is a hint for in-flight writers only; losing
-        it just costs an extra fsync.
+        One writer at a time syncs, holding SYNC.lock; it records in SYNCED
+        how far the file was durable after its fdatasync: the WRITTEN mark it
+        read *before* syncing (every frame below it was written by then). A
+        writer whose frames end below SYNCED was covered by someone else's
+        sync and returns at once. Writers that find a sync under way all wait
+        for it together, then look again; one of those still uncovered syncs
+        for the rest. Both marks are hints for in-flight writers only; losing
+        one just costs an extra fsync.
         """
-        with locked(self._sync_lock_path):
-            synced = self._read_synced()
-            if synced is not None and synced[0] == name and synced[1] >= end:
-                return
-            size = os.fstat(fd).st_size
-            os.fdatasync(fd)
-            self._write_synced(name, size)
+        with self._sync_lock.turns() as try_turn:
+            while not self._covered(name, end):
+                if try_turn():
+                    if self._covered(name, end):  # a sync finished between the look and the turn
+                        return
+                    written = self._written.read()
+                    covered = written.offset if written is not None and written.wal == name and written.offset > end else end
+                    os.fdatasync(fd)
+                    self._synced.write(Mark(name, covered))
+                    return
+
+    def _covered(self, name: str, end: int) -> bool:
+        synced = self._synced.read()
+        return synced is not None and synced.wal == name and synced.offset >= end
 
     def _cut_wal(self, path: Path, end: int) -> None:
         """Under LOCK: cut a WAL file back to ``end`` (a torn or failed write).
 
-        SYNCED may count bytes being cut (a sync measured the file mid-write);
-        it is lowered first, or a later write into the cut range could wrongly
-        believe itself already durable.
+        The marks may count bytes being cut; they are lowered first, or a
+        later write into the cut range could wrongly believe itself durable.
         """
-        with locked(self._sync_lock_path):
-            synced = self._read_synced()
-            if synced is not None and synced[0] == path.name and synced[1] > end:
-                self._write_synced(path.name, end)
+        with self._sync_lock:
+            for mark_file in (self._synced, self._written):
+                mark = mark_file.read()
+                if mark is not None and mark.wal == path.name and mark.offset > end:
+                    mark_file.write(Mark(path.name, end))
             with open(path, "r+b") as fh:
                 fh.truncate(end)
                 os.fsync(fh.fileno())
-
-    def _read_synced(self) -> tuple[str, int] | None:
-        try:
-            raw = self._synced_path.read_bytes()
-        except FileNotFoundError:
-            return None
-        name, _, off = raw.decode("ascii", "replace").partition(" ")
-        return (name, int(off)) if off.strip().isdigit() else None
-
-    def _write_synced(self, name: str, offset: int) -> None:
-        fd = os.open(self._synced_path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.pwrite(fd, f"{name} {offset:020d}".encode(), 0)
-        finally:
-            os.close(fd)
+            self._allocated.pop(path.name, None)
 
     # -------------------------------------------------------------- seal
 
     def seal(self) -> list[manifest.ManifestEntry]:
         """Move every WAL record into Parquet segments. Idempotent; appends may
         continue meanwhile (the WAL is rotated first, under LOCK)."""
-        with locked(self._seal_lock_path):
-            with locked(self._lock_path):
+        with self._seal_lock:
+            with self._lock:
                 pending = self._rotate()
             entries = []
             for name in pending:
@@ -410,7 +479,7 @@ class EventLog:
                 if entry is not None:
                     entries.append(entry)
                 # Under LOCK, so no appender's view of wal/ changes while it works.
-                with locked(self._lock_path):
+                with self._lock:
                     self._drop_wal_file(name)
             return entries
 
@@ -425,7 +494,9 @@ class EventLog:
         records; return the files to seal (all but the active one)."""
         self._sync_tail()
         names = self.wal_names()
-        if self._scanned.get(names[-1], 0) > 0:
+        end = self._scanned.get(names[-1], 0)
+        if end > 0:
+            os.truncate(self.wal_dir / names[-1], end)  # its preallocated zeros
             fresh = wal_name(self._head_seq + 1)
             (self.wal_dir / fresh).touch()
             fsync_dir(self.wal_dir)
@@ -553,7 +624,7 @@ class EventLog:
         ids = [eid for p in parts for eid in p[2].column("event_id").to_pylist()]
         hashes = [h for p in parts for h in p[4]]
         n = len(ids)
-        with locked(self._seal_lock_path), locked(self._lock_path):
+        with self._seal_lock, self._lock:
             for name in self._rotate():
                 self._seal_wal_file(name)
                 self._drop_wal_file(name)
