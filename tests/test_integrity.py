@@ -196,3 +196,19 @@ def test_a_damaged_written_mark_only_costs_a_rescan(log: EventLog) -> None:
     assert log.append([note(2)])[0].seq == 3
     assert other.append([note(3)])[0].seq == 4
     assert envelope(log)["seq"].to_list() == [1, 2, 3, 4]
+
+
+def test_a_writer_follows_a_rotation_made_by_another(log: EventLog) -> None:
+    other = EventLog(log.path)
+    other.append([note(0)])
+    log.append([note(1)])
+    first = _active_wal(log)
+    log.seal()  # rotates: the file `other` wrote to is sealed and deleted
+    assert not first.exists()
+    assert other.append([note(2)])[0].seq == 3
+    log.seal()
+    (log.path / "WRITTEN").write_bytes(b"")  # and with the mark gone, the listing still finds the file
+    assert other.append([note(3)])[0].seq == 4
+    assert log.append([note(4)])[0].seq == 5
+    assert envelope(log)["seq"].to_list() == [1, 2, 3, 4, 5]
+    assert verify(log).problems == []

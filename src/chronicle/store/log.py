@@ -180,18 +180,25 @@ class EventLog:
         m = self._refresh_manifest()
         sealed_head = m.entries[-1].last_seq if m.entries else 0
         sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
-        names = self.wal_names()
-        self._scanned = {n: off for n, off in self._scanned.items() if n in names}
         self._head_seq = max(self._head_seq, sealed_head)
         self._head_time_us = max(self._head_time_us, sealed_time)
-        if not names:
-            names = [wal_name(self._head_seq + 1)]
-            (self.wal_dir / names[0]).touch()
-            fsync_dir(self.wal_dir)
+        mark = self._written.read()
+        if mark is not None and mark.wal == self._fd_name:
+            # No rotation since this process last looked: a rotation moves the
+            # mark to the new file before creating it (see _rotate), and older
+            # files take no frames after it.
+            names = [mark.wal]
+        else:
+            names = self.wal_names()
+            self._scanned = {n: off for n, off in self._scanned.items() if n in names}
+            if not names:
+                names = [wal_name(self._head_seq + 1)]
+                (self.wal_dir / names[0]).touch()
+                fsync_dir(self.wal_dir)
         for i, name in enumerate(names):
             start = self._scanned.get(name, 0)
             if i == len(names) - 1:
-                result, size = self._scan_active(name, start)
+                result, size = self._scan_active(name, start, mark)
                 if not result.payloads and result.bad_at is None:
                     continue
             else:
@@ -225,7 +232,7 @@ class EventLog:
                 self._cut_wal(self.wal_dir / name, start + result.end)
             self._scanned[name] = start + result.end
 
-    def _scan_active(self, name: str, start: int) -> tuple[framing.Scan, int]:
+    def _scan_active(self, name: str, start: int, mark: Mark | None) -> tuple[framing.Scan, int]:
         """Frames of the active WAL file from ``start`` on, and the file's size.
 
         Other writers' frames end at the WRITTEN mark, so reading to the mark
@@ -234,7 +241,6 @@ class EventLog:
         """
         fd = self._active_fd(name)
         if start:
-            mark = self._written.read()
             upto = mark.offset if mark is not None and mark.wal == name and mark.offset > start else start
             want = upto - start + _PROBE
             buf = os.pread(fd, want, start)
@@ -437,8 +443,6 @@ class EventLog:
         with self._sync_lock.turns() as try_turn:
             while not self._covered(name, end):
                 if try_turn():
-                    if self._covered(name, end):  # a sync finished between the look and the turn
-                        return
                     written = self._written.read()
                     covered = written.offset if written is not None and written.wal == name and written.offset > end else end
                     os.fdatasync(fd)
@@ -498,6 +502,7 @@ class EventLog:
         if end > 0:
             os.truncate(self.wal_dir / names[-1], end)  # its preallocated zeros
             fresh = wal_name(self._head_seq + 1)
+            self._written.write(Mark(fresh, 0))  # before the file exists: see _sync_tail
             (self.wal_dir / fresh).touch()
             fsync_dir(self.wal_dir)
             names.append(fresh)
