@@ -7,7 +7,7 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,40 +83,6 @@ class FileLock(KeptOpenFile):
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
         finally:
             self._threads.release()
-
-    @contextmanager
-    def turns(self) -> Iterator[Callable[[], bool]]:
-        """Take turns at the lock without queueing behind each other.
-
-        Yields ``try_turn``: it returns True holding the lock (until the next
-        call or the end of the block), or False after waiting until whoever
-        held it let go. Every process waiting on a holder wakes when it lets
-        go (they wait for a shared lock, which all get at once), instead of
-        being handed the exclusive lock one by one.
-        """
-        with self._threads:
-            fd = self._descriptor()
-            holding = False
-
-            def try_turn() -> bool:
-                nonlocal holding
-                if holding:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    holding = False
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    fcntl.flock(fd, fcntl.LOCK_SH)  # returns once the holder lets go
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                    return False
-                holding = True
-                return True
-
-            try:
-                yield try_turn
-            finally:
-                if holding:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def fsync_dir(path: Path) -> None:

@@ -431,27 +431,21 @@ class EventLog:
     def _group_sync(self, fd: int, name: str, end: int) -> None:
         """Make bytes [0, end) of WAL file ``name`` durable, sharing fsyncs.
 
-        One writer at a time syncs, holding SYNC.lock; it records in SYNCED
-        how far the file was durable after its fdatasync: the WRITTEN mark it
-        read *before* syncing (every frame below it was written by then). A
-        writer whose frames end below SYNCED was covered by someone else's
-        sync and returns at once. Writers that find a sync under way all wait
-        for it together, then look again; one of those still uncovered syncs
-        for the rest. Both marks are hints for in-flight writers only; losing
-        one just costs an extra fsync.
+        Syncs take turns under SYNC.lock. Each records in SYNCED how far the
+        file was durable after its fdatasync: the WRITTEN mark it read
+        *before* syncing (every frame below it was written by then). A writer
+        whose frames end below SYNCED was covered by someone else's sync and
+        returns at once. Both marks are hints for in-flight writers only;
+        losing one just costs an extra fsync.
         """
-        with self._sync_lock.turns() as try_turn:
-            while not self._covered(name, end):
-                if try_turn():
-                    written = self._written.read()
-                    covered = written.offset if written is not None and written.wal == name and written.offset > end else end
-                    os.fdatasync(fd)
-                    self._synced.write(Mark(name, covered))
-                    return
-
-    def _covered(self, name: str, end: int) -> bool:
-        synced = self._synced.read()
-        return synced is not None and synced.wal == name and synced.offset >= end
+        with self._sync_lock:
+            synced = self._synced.read()
+            if synced is not None and synced.wal == name and synced.offset >= end:
+                return
+            written = self._written.read()
+            covered = written.offset if written is not None and written.wal == name and written.offset > end else end
+            os.fdatasync(fd)
+            self._synced.write(Mark(name, covered))
 
     def _cut_wal(self, path: Path, end: int) -> None:
         """Under LOCK: cut a WAL file back to ``end`` (a torn or failed write).
