@@ -69,12 +69,13 @@ class Page:
 
 
 def live_stamp(data_dir: Path) -> tuple[int, ...]:
-    """Changes when an event lands (WAL or MANIFEST grows) or a table is rebuilt
+    """Changes when an event lands (a WAL file is written: its size does not
+    grow, it is preallocated; or the MANIFEST grows) or a table is rebuilt
     (checkpoints rewritten): cheap enough to poll every second."""
     out: list[int] = []
     try:
         with os.scandir(data_dir / "log" / "wal") as entries:
-            out += sorted(hash((e.name, e.stat().st_size)) for e in entries)
+            out += sorted(hash((e.name, e.stat().st_size, e.stat().st_mtime_ns)) for e in entries)
     except FileNotFoundError:
         pass
     for p in (data_dir / "log" / "MANIFEST", data_dir / "tables" / CHECKPOINTS):
