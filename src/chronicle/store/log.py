@@ -198,7 +198,7 @@ class EventLog:
         for i, name in enumerate(names):
             start = self._scanned.get(name, 0)
             if i == len(names) - 1:
-                result, size = self._scan_active(name, start, mark)
+                result = self._scan_active(name, start, mark)
                 if not result.payloads and result.bad_at is None:
                     continue
             else:
@@ -232,8 +232,8 @@ class EventLog:
                 self._cut_wal(self.wal_dir / name, start + result.end)
             self._scanned[name] = start + result.end
 
-    def _scan_active(self, name: str, start: int, mark: Mark | None) -> tuple[framing.Scan, int]:
-        """Frames of the active WAL file from ``start`` on, and the file's size.
+    def _scan_active(self, name: str, start: int, mark: Mark | None) -> framing.Scan:
+        """Frames of the active WAL file from ``start`` on.
 
         Other writers' frames end at the WRITTEN mark, so reading to the mark
         plus a probe usually suffices; a frame past the probe (its writer died
@@ -247,9 +247,9 @@ class EventLog:
             result = framing.scan(buf)
             # Clean only if the zeros begin inside what was read (or the file ends there).
             if result.bad_at is None and (result.end < len(buf) or len(buf) < want):
-                return result, start + len(buf)
+                return result
         size = os.fstat(fd).st_size
-        return framing.scan(os.pread(fd, size - start, start)), size
+        return framing.scan(os.pread(fd, size - start, start))
 
     def _active_fd(self, name: str) -> int:
         if self._fd_name != name:
