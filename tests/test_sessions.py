@@ -311,6 +311,68 @@ def test_ingest_while_another_process_appends_equals_a_one_shot_ingest(ws: Works
     assert got["generation"].unique().to_list() == [0]
 
 
+FULL_INGEST = """
+import resource, signal, sys
+from pathlib import Path
+from chronicle.ingest.sessions import SessionIngester
+from chronicle.store import StorageFull
+from chronicle.workspace import Workspace
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+ws = Workspace.at(sys.argv[1])
+log = ws.open_log()
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]),) * 2)
+try:
+    SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0, chunk_bytes=64 * 1024).run([Path(sys.argv[2])])
+except StorageFull as exc:
+    print("full", exc)
+"""
+
+
+def test_a_commit_that_fails_mid_file_stops_the_pipeline_and_a_rerun_fills_in(ws: Workspace, tmp_path: Path) -> None:
+    """Batches are hashed and committed on background threads, two at a time. When
+    one fails (a real file-size limit on its segment), the batch queued behind it,
+    the next chunk of the same file, must not commit: its cursor would pass lines
+    that were never recorded."""
+    import base64
+    import random
+
+    rng = random.Random(5)
+    tree = tmp_path / "tree" / "proj"
+    tree.mkdir(parents=True)
+
+    def chat(n: int) -> bytes:
+        return b"".join(line({"type": "user", "uuid": f"u{i}", "message": {"role": "user", "content": "word " * 40}})
+                        for i in range(n))
+
+    (tree / "a.jsonl").write_bytes(chat(400))
+    # A line of incompressible text too big for the limit, then more chunks of the same file.
+    big = line({"type": "user", "uuid": "img", "message": {"role": "user", "content": base64.b64encode(rng.randbytes(2_000_000)).decode()}})
+    (tree / "b.jsonl").write_bytes(chat(300) + big + chat(1200))
+    (tree / "c.jsonl").write_bytes(chat(400))
+    proc = subprocess.run([sys.executable, "-c", FULL_INGEST, str(ws.root), str(tmp_path / "tree"), str(1_500_000)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("full ") and "no space to write" in proc.stdout, proc.stdout
+    # What was committed is, per file, a gap-free prefix that its cursor matches.
+    got = lines(ws)
+    cursors = ws.open_log().snapshot().frame("source.appended").collect()
+    for path, rows in got.group_by("path"):
+        rows = rows.sort("offset")
+        data = Path(path[0]).read_bytes()
+        end = cursors.filter(pl.col("path") == path[0])["end"].max()
+        assert b"".join(rows["raw"].to_list()) == data[:end]
+    assert got.filter(pl.col("path").str.ends_with("b.jsonl")).height < 1501  # b stopped at the big line
+    # A rerun without the limit records the rest, once.
+    ingest(ws, tmp_path / "tree", quiet=0)
+    got = lines(ws)
+    for f in tree.iterdir():
+        rows = got.filter(pl.col("path") == str(f)).sort("offset")
+        assert b"".join(rows["raw"].to_list()) == f.read_bytes()
+        assert rows["offset"].is_unique().all()
+    from chronicle.store.integrity import verify
+    assert verify(ws.open_log()).problems == []
+
+
 def test_episodes_observation_action_reaction(ws: Workspace) -> None:
     ingest(ws, EXAMPLES)
     ep = tables(ws)["episodes"].filter(pl.col("session_id") == SESSION).sort("index")

@@ -153,6 +153,37 @@ def test_bulk_load_goes_after_the_wal_and_deduplicates(log: EventLog) -> None:
     assert log.read_manifest().entries[-1].last_seq == 4, "bulk rows are committed as a segment"
 
 
+def test_a_large_bulk_load_is_written_as_several_files_in_seq_order(log: EventLog, monkeypatch) -> None:
+    """Big tables are split into row ranges written at once (compression and hashing
+    run on every core); readers and verify see one commit, rows in seq order."""
+    from chronicle.store import log as log_module
+    from chronicle.store.integrity import verify
+
+    monkeypatch.setattr(log_module, "SPLIT_BYTES", 20_000)
+    monkeypatch.setattr(log_module, "WRITERS", 3)
+    log.append([note(0)])
+    n = 3000
+    table = pa.table({"stream": [f"doc:{i % 7}" for i in range(n)], "event_id": [f"big{i}" for i in range(n)],
+                      "target": ["t"] * n, "key": ["k"] * n, "value": [f"value {i} " * 5 for i in range(n)],
+                      "author": ["bulk"] * n})
+    acks = log.append_table("annotation", table)
+    assert [a.seq for a in acks] == list(range(2, n + 2))
+    entry = log.read_manifest().entries[-1]
+    names = [f.name for f in entry.files]
+    assert [name.rsplit(".", 2)[-2] for name in names] == ["p0", "p1", "p2"]
+    assert sum(f.rows for f in entry.files) == n
+    frame = log.snapshot().frame("annotation", ["seq", "event_id"]).collect()
+    assert frame["seq"].to_list() == list(range(1, n + 2))
+    assert frame["event_id"].to_list()[1:] == table.column("event_id").to_pylist()
+    assert verify(log, deep=True).problems == []
+    seg = log.segment_dir / names[1]
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    seg.write_bytes(bytes(data))
+    problems = verify(log).problems
+    assert problems and problems[0].path == str(seg)
+
+
 def test_bulk_load_validates_columns(log: EventLog) -> None:
     with pytest.raises(InvalidEvent, match="missing column.*author"):
         log.append_table("annotation", pa.table({"stream": ["s"], "target": ["t"], "key": ["k"], "value": ["v"]}))
@@ -172,13 +203,14 @@ def test_columnar_content_hashes_equal_the_canonical_encoding() -> None:
     the WAL path hashes the canonical msgpack of each event: they must agree."""
     from chronicle.events import SessionMeta
     from chronicle.store import codec
-    from chronicle.store.log import EventLog as Log
+    from chronicle.store.log import content_table
 
     blobs = [b"", b"x" * 300, b"y" * 70_000, b"\x00\xff" * 40_000]
     table = pa.table({"stream": ["s"] * 4, "event_id": list("abcd"), "path": ["p"] * 4, "kind": ["k"] * 4,
                       "sha256": ["h"] * 4, "raw": pa.array(blobs, pa.large_binary())})
-    content = Log._content_table(SessionMeta, codec.arrow_schema(SessionMeta), table)
-    for part in (content, content.slice(1, 2)):
+    content = content_table(SessionMeta, codec.arrow_schema(SessionMeta), table)
+    chunked = pa.concat_tables([content.slice(0, 1), content.slice(1, 2), content.slice(3)])
+    for part in (content, content.slice(1, 2), chunked):
         rows = part.to_pylist()
         want = [codec.content_hash(codec.canonical(r)) for r in rows], [len(codec.canonical(r)) for r in rows]
         assert codec.content_hashes_from_table(part) == want

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, So
 from chronicle.ingest import transcript_lines
 from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
 from chronicle.store import EventLog, Snapshot, codec
+from chronicle.store.log import PreparedTables, prepare_tables
 from chronicle.store.fsutil import locked
 
 TAIL = 4096
@@ -113,59 +115,99 @@ def meta_versions(snap: Snapshot) -> dict[str, tuple[int, str]]:
 
 
 class _Committer:
-    """Commits parsed chunks in order on a background thread.
+    """Commits everything a pass records, in order, on two background threads.
 
-    Chunks of several files are gathered until ``chunk_bytes`` and committed
-    together, each with its cursor, in one atomic append. Parquet writing and
-    hashing release the GIL, so the next file is read and parsed meanwhile.
-    At most one commit is in flight; its error surfaces on the next call.
-    The thread has its own EventLog (instances are not shared across threads).
+    Line chunks (each with its cursor) and the pass's other events (files
+    seen, rewritten, sidecars, problems) are gathered until ``chunk_bytes``
+    and committed together in one atomic append. A batch is hashed
+    (``prepare_tables``) on one thread while the batch before it is written
+    and committed on another; hashing, Parquet writing and fsync release the
+    GIL, so the next file is read and parsed meanwhile. At most ``DEPTH``
+    batches are in flight, which bounds memory. A failed commit fails every
+    later one (a cursor must never pass lines that were not committed); the
+    error surfaces on the next call. The threads share one EventLog of their
+    own (instances are not shared with the caller's thread).
     """
+
+    DEPTH = 2
 
     def __init__(self, log_path: Path, chunk_bytes: int):
         self.log = EventLog(log_path)
         self.chunk_bytes = chunk_bytes
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-commit")
-        self.inflight: Future | None = None
-        self.lines: list[pa.Table] = []
-        self.cursors: list[SourceAppended] = []
+        self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-hash")
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-commit")
+        self.inflight: deque[Future] = deque()
+        self.items: list[pa.Table | Event] = []  # line tables and events, in recording order
+        self.pending_lines = 0
         self.pending_bytes = 0
 
     def add(self, lines: pa.Table, cursor: SourceAppended, size: int) -> None:
-        self.lines.append(lines)
-        self.cursors.append(cursor)
+        self.items += (lines, cursor)
+        self.pending_lines += lines.num_rows
+        self.record([], size)
+
+    def record(self, events: list[Event], size: int = 0) -> None:
+        self.items += events
         self.pending_bytes += size
         if self.pending_bytes >= self.chunk_bytes:
             self.flush()
 
     def flush(self) -> None:
-        if not self.cursors:
+        if not self.items:
             return
-        lines, cursors = self.lines, self.cursors
-        small = sum(t.num_rows for t in lines) < BULK_LINES and self.pending_bytes < BULK_BYTES
-        self.lines, self.cursors, self.pending_bytes = [], [], 0
-        self.wait()
-        self.inflight = self.pool.submit(self._commit, lines, cursors, small)
+        items = self.items
+        small = self.pending_lines < BULK_LINES and self.pending_bytes < BULK_BYTES
+        self.items, self.pending_lines, self.pending_bytes = [], 0, 0
+        while len(self.inflight) >= self.DEPTH:
+            self.inflight.popleft().result()
+        prepared = self.hasher.submit(self._prepare, items, small)
+        previous = self.inflight[-1] if self.inflight else None
+        self.inflight.append(self.writer.submit(self._commit, prepared, previous))
 
-    def _commit(self, lines: list[pa.Table], cursors: list[SourceAppended], small: bool) -> None:
-        table = pa.concat_tables(lines)
+    @staticmethod
+    def _prepare(items: list[pa.Table | Event], small: bool) -> PreparedTables | list[Event]:
+        """A small batch as events for the WAL, in order; a large one as tables for
+        a segment: other events first (so a file's ``source.seen`` precedes its
+        lines), then the lines, then their cursors."""
         if small:
-            events: list[Event] = [SessionLine(**row) for row in table.to_pylist()]
-            self.log.append([*events, *cursors], dedupe=False)
+            events: list[Event] = []
+            for item in items:
+                if isinstance(item, pa.Table):
+                    events += (SessionLine(**row) for row in item.to_pylist())
+                else:
+                    events.append(item)
+            return events
+        by_type: dict[str, list[Event]] = {}
+        for item in items:
+            if not isinstance(item, pa.Table):
+                by_type.setdefault(item.type_name(), []).append(item)
+        cursors = by_type.pop(SourceAppended.type_name(), [])
+        tables = {name: codec.events_to_table(events) for name, events in by_type.items()}
+        if cursors:  # each cursor came with its lines
+            tables[SessionLine.type_name()] = pa.concat_tables([i for i in items if isinstance(i, pa.Table)])
+            tables[SourceAppended.type_name()] = codec.events_to_table(cursors)
+        return prepare_tables(tables)
+
+    def _commit(self, prepared: Future, previous: Future | None) -> None:
+        if previous is not None:
+            previous.result()  # raises if the batch before this one failed
+        batch = prepared.result()
+        if isinstance(batch, list):
+            self.log.append(batch, dedupe=False)
         else:
-            self.log.append_tables({"session.line": table, "source.appended": codec.events_to_table(cursors)}, dedupe=False)
+            self.log.append_prepared(batch, dedupe=False)
 
     def wait(self) -> None:
-        if self.inflight is not None:
-            inflight, self.inflight = self.inflight, None
-            inflight.result()
+        while self.inflight:
+            self.inflight.popleft().result()
 
     def close(self) -> None:
         try:
             self.flush()
             self.wait()
         finally:
-            self.pool.shutdown(wait=True)
+            self.hasher.shutdown(wait=True)
+            self.writer.shutdown(wait=True)
             self.log.close()
 
 
@@ -210,13 +252,17 @@ class SessionIngester:
 
     # ------------------------------------------------------------------ helpers
 
+    def _record(self, events: list[Event], size: int = 0) -> None:
+        assert self._committer is not None
+        self._committer.record(events, size)
+
     def _problem(self, f: SourceFile, message: str, summary: Summary) -> None:
         """Record a problem with a file as ``source.error``, once per (file, message)."""
         path = str(f.path)
         eid = f"E{transcript_lines.path_key(path)}:{_sha(message.encode())[:12]}"
         if eid in self._known_errors:
             return
-        self.log.append([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message)], dedupe=False)
+        self._record([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message)])
         self._known_errors.add(eid)
         summary.errors += 1
         summary.problems.append(f"{path}: {message}")
@@ -245,7 +291,7 @@ class SessionIngester:
             summary.changed_files += 1
         events.append(SessionMeta(stream=f"source:{path}", event_id=f"M{transcript_lines.path_key(path)}:{n}",
                                   path=path, kind=f.kind, sha256=sha, raw=raw))
-        self.log.append(events, dedupe=False)
+        self._record(events, len(raw))
         summary.bytes += len(raw)
         self.on_bytes(len(raw), f.path.name)
 
@@ -257,7 +303,7 @@ class SessionIngester:
             st = os.fstat(fh.fileno())
             size = st.st_size
             if cur is None:
-                self.log.append([self._seen(f, size, 0)], dedupe=False)
+                self._record([self._seen(f, size, 0)])
                 cur = Cursor(0, 0, 0, _EMPTY_SHA)
                 summary.new_files += 1
                 if size == 0:
@@ -266,12 +312,12 @@ class SessionIngester:
                 reason = self._rewrite_reason(fh, cur, size)
                 if reason:
                     gen = cur.generation + 1
-                    self.log.append([
+                    self._record([
                         SourceRewritten(stream=f"source:{path}",
                                         event_id=f"R{transcript_lines.path_key(path)}:{gen}",
                                         path=path, old_generation=cur.generation, new_generation=gen, reason=reason),
                         self._seen(f, size, gen),
-                    ], dedupe=False)
+                    ])
                     cur = Cursor(gen, 0, 0, _EMPTY_SHA)
                     summary.rewritten += 1
                 elif size > cur.end:

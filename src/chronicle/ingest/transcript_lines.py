@@ -1,18 +1,17 @@
 """Transcript bytes -> ``session.line`` columns, one row per line.
 
-The fast path decodes every line of a chunk in one msgspec call into a small
-header Struct (everything else in the record is skipped by the C parser) and
-builds the ``raw`` column as Arrow buffers over the chunk itself. A chunk with
-any problem (invalid UTF-8, a line that is not a JSON object, a field of an
-unexpected type) falls back to line-by-line decoding for that chunk, where
-each bad line gets its own ``error`` and keeps its bytes.
+Each line is decoded by msgspec straight from a view of the chunk into a
+small header Struct (everything else in the record is skipped by the C
+parser), and the ``raw`` column is built as Arrow buffers over the chunk
+itself. A line that fails (not JSON, not an object, a field of an unexpected
+type) is decoded again on its own to name the problem in its ``error``; it
+keeps its bytes. A chunk that is not all UTF-8 is checked line by line.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -164,14 +163,18 @@ def _line_error(line: bytes) -> tuple[tuple, str | None]:
         return _EMPTY, f"unexpected field type: {exc}{note}"
 
 
-def _check_utf8(data: bytes, piece: int = 1 << 20) -> None:
-    """Raise UnicodeDecodeError unless ``data`` is UTF-8, holding at most one
-    decoded piece at a time (decoding a whole chunk would allocate up to 4x it)."""
+def _is_utf8(data: bytes, piece: int = 1 << 20) -> bool:
+    """Whether ``data`` is UTF-8, holding at most one decoded piece at a time
+    (decoding a whole chunk would allocate up to 4x it)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     view = memoryview(data)
-    for i in range(0, len(data), piece):
-        decoder.decode(view[i : i + piece])
-    decoder.decode(b"", final=True)
+    try:
+        for i in range(0, len(data), piece):
+            decoder.decode(view[i : i + piece])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def line_event_id(path_key: str, generation: int, offset: int) -> str:
@@ -182,38 +185,48 @@ def path_key(path: str) -> str:
     return hashlib.sha256(path.encode()).hexdigest()[:20]
 
 
+def line_spans(data: bytes) -> list[int]:
+    """Offsets of the line starts in ``data``, and its length last: line i is
+    ``data[spans[i]:spans[i + 1]]`` (the last one may lack its newline)."""
+    spans = [0]
+    find = data.find
+    end = len(data)
+    pos = find(b"\n") + 1
+    while 0 < pos < end:
+        spans.append(pos)
+        pos = find(b"\n", pos) + 1
+    if end:
+        spans.append(end)
+    return spans
+
+
 def table(path: str, generation: int, offset: int, line_no: int, data: bytes) -> pa.Table:
     """``session.line`` rows for ``data``: whole lines starting at byte
-    ``offset`` (line number ``line_no``) of the file; the last may lack a newline."""
-    parts = data.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()
-        lengths = [len(p) + 1 for p in parts]
-    else:
-        lengths = [len(p) + 1 for p in parts]
-        lengths[-1] -= 1  # an unterminated last line
-    n = len(parts)
-    rows: list[tuple] | None = None
+    ``offset`` (line number ``line_no``) of the file; the last may lack a newline.
+
+    Lines are decoded from views of ``data`` and ``raw`` is built over its
+    buffer, so the chunk is never copied."""
+    spans = line_spans(data)
+    n = len(spans) - 1
+    view = memoryview(data)
     errors: list[str | None] = [None] * n
-    blank = [not p.strip() for p in parts]
-    try:
-        if any(blank):
-            raise ValueError("blank lines")
-        if not data.isascii():
-            _check_utf8(data)
-        headers = _HEADERS.decode(b"[" + b",".join(parts) + b"]")
-        if len(headers) != n:  # a line like `{..},{..}` splits into two elements
-            raise ValueError("line count")
-        rows = [_row(h) for h in headers]
-    except (ValueError, msgspec.DecodeError):
-        rows = []
-        for i, p in enumerate(parts):
-            r, errors[i] = _line_error(p)
-            rows.append(r)
-    offsets = [0, *accumulate(lengths)]
-    raw = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.array(offsets, pa.int64()).buffers()[1],
+    rows: list[tuple] = []
+    add = rows.append
+    if data.isascii() or _is_utf8(data):
+        decode = _HEADER.decode
+        for i in range(n):
+            try:
+                add(_row(decode(view[spans[i] : spans[i + 1]])))
+            except msgspec.DecodeError:  # a ValidationError is one too
+                row, errors[i] = _line_error(data[spans[i] : spans[i + 1]])
+                add(row)
+    else:  # some line is not UTF-8: find which, line by line
+        for i in range(n):
+            row, errors[i] = _line_error(data[spans[i] : spans[i + 1]])
+            add(row)
+    raw = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.array(spans, pa.int64()).buffers()[1],
                                                        pa.py_buffer(data)])
-    starts = [offset + o for o in offsets[:-1]]
+    starts = [offset + o for o in spans[:-1]]
     key = path_key(path)
     columns: dict[str, Any] = {
         "stream": [f"source:{path}"] * n,

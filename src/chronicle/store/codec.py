@@ -206,8 +206,10 @@ def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:
     are sorted; the runs of ordinary columns between blob (large binary)
     columns are encoded for all rows in one call as flat arrays ``[k1, v1,
     ...]``, whose bodies are exactly those map entries. Blobs are hashed
-    straight from the Arrow buffer (msgpack bin header, then the bytes), never
-    copied into Python objects: for transcript lines they are most of the data.
+    straight from the Arrow buffer, never copied into Python objects: for
+    transcript lines they are most of the data. Each row's encoding is thus
+    a few byte strings (map header, run bodies, blob key and bin header joined
+    between blobs) and the blobs, hashed with one update each.
     """
     keys = sorted(c for c in table.column_names if c not in ("seq", "recorded_at", "content_hash", "size"))
     n_rows = table.num_rows
@@ -215,8 +217,9 @@ def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:
         return [], []
     n = len(keys)
     header = bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")
-    # pieces: ("run", per-row bodies) or ("blob", key bytes, data view, offsets, validity)
-    pieces: list[tuple] = []
+    # segments: per-row byte strings, alternating "between blobs" and "blob"
+    segments: list[list] = []
+    between: list[list] = [[header] * n_rows]
     run: list[str] = []
 
     def flush_run() -> None:
@@ -224,48 +227,58 @@ def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:
             cols = [table.column(k).to_pylist() for k in run]
             rows = list(zip(*[x for k, col in zip(run, cols) for x in (repeat(k), col)]))
             skip = 1 if 2 * len(run) < 16 else 3
-            bodies = [memoryview(r)[skip:] for i in range(0, n_rows, _ENCODE_ROWS)
-                      for r in _RAW_LIST.decode(_PLAIN.encode(rows[i : i + _ENCODE_ROWS]))]
-            pieces.append(("run", bodies))
+            between.append([memoryview(r)[skip:] for i in range(0, n_rows, _ENCODE_ROWS)
+                            for r in _RAW_LIST.decode(_PLAIN.encode(rows[i : i + _ENCODE_ROWS]))])
             run.clear()
 
     for k in keys:
         if pa.types.is_large_binary(table.schema.field(k).type):
             flush_run()
-            arr = table.column(k).combine_chunks()
-            buffers = arr.buffers()
-            data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
-            offsets = pa.Array.from_buffers(pa.int64(), len(arr) + 1, [None, buffers[1]], offset=arr.offset)
-            pieces.append(("blob", _PLAIN.encode(k), data, offsets.to_pylist(), arr.is_valid().to_pylist()))
+            key = _PLAIN.encode(k)
+            views = _blob_views(table.column(k))
+            between.append([key + (b"\xc0" if v is None else _bin_header(len(v))) for v in views])
+            segments.append([b"".join(parts) for parts in zip(*between)])
+            segments.append([b"" if v is None else v for v in views])
+            between = []
         else:
             run.append(k)
     flush_run()
-    start = hashlib.sha256(header)
+    if between:
+        segments.append([b"".join(parts) for parts in zip(*between)])
+    sha256 = hashlib.sha256
+    if len(segments) == 3:  # one blob column (transcript lines, sidecars, responses)
+        hashes = []
+        for head, blob, tail in zip(*segments):
+            h = sha256(head)
+            h.update(blob)
+            h.update(tail)
+            hashes.append(h.digest())
+        sizes = [len(a) + len(b) + len(c) for a, b, c in zip(*segments)]
+        return hashes, sizes
     hashes, sizes = [], []
-    for i in range(n_rows):
-        h = start.copy()
-        size = len(header)
-        for piece in pieces:
-            if piece[0] == "run":
-                body = piece[1][i]
-                h.update(body)
-                size += len(body)
-            else:
-                _, key, data, offsets, valid = piece
-                h.update(key)
-                size += len(key)
-                if not valid[i]:
-                    h.update(b"\xc0")
-                    size += 1
-                    continue
-                lo, hi = offsets[i], offsets[i + 1]
-                head = _bin_header(hi - lo)
-                h.update(head)
-                h.update(data[lo:hi])
-                size += len(head) + hi - lo
+    for row in zip(*segments):
+        h = sha256()
+        for piece in row:
+            h.update(piece)
         hashes.append(h.digest())
-        sizes.append(size)
+        sizes.append(sum(map(len, row)))
     return hashes, sizes
+
+
+def _blob_views(column: pa.ChunkedArray) -> list[memoryview | None]:
+    """Each value of a large_binary column as a view of its Arrow buffer (None
+    for null), chunk by chunk: combining the chunks would copy every blob."""
+    views: list[memoryview | None] = []
+    for arr in column.chunks:
+        buffers = arr.buffers()
+        data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
+        offsets = pa.Array.from_buffers(pa.int64(), len(arr) + 1, [None, buffers[1]], offset=arr.offset).to_pylist()
+        if arr.null_count:
+            valid = arr.is_valid().to_pylist()
+            views.extend(data[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr)))
+        else:
+            views.extend(data[offsets[i] : offsets[i + 1]] for i in range(len(arr)))
+    return views
 
 
 def _bin_header(length: int) -> bytes:

@@ -4,7 +4,8 @@ segments, bulk loads straight to segments, and consistent snapshots.
 On disk (``data/log``)::
 
     wal/<first seq>.wal     one frame per appended batch (see framing, batch); the newest is active
-    segments/*.parquet      sealed events, one file per (type, version) per seal
+    segments/*.parquet      sealed events, one file per (type, version) per commit; a large
+                            table as several (.p0, .p1, ...: row ranges in seq order)
     MANIFEST                hash-chained JSON lines; the commit point of a seal
     LOCK                    held briefly by every append (seq assignment + write)
     SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
@@ -32,6 +33,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from datetime import datetime, timezone
 from pathlib import Path
@@ -530,10 +532,17 @@ class EventLog:
     def _commit_tables(self, tables: dict[tuple[str, int], pa.Table], m: manifest.ManifestLines) -> manifest.ManifestEntry:
         seqs, times, leaves = codec.leaves_by_seq(list(tables.values()))
         first, last = seqs[0], seqs[-1]
-        files = []
+        jobs = []
         for (type_name, v), table in sorted(tables.items()):
-            fname = f"seg-{first:012d}-{last:012d}.{type_name}.v{v}.parquet"
-            files.append(self._write_segment_file(fname, type_name, v, table))
+            parts = _split_rows(table, max(1, min(WRITERS, table.nbytes // SPLIT_BYTES)))
+            for k, part in enumerate(parts):
+                suffix = f".p{k}" if len(parts) > 1 else ""
+                fname = f"seg-{first:012d}-{last:012d}.{type_name}.v{v}{suffix}.parquet"
+                jobs.append((fname, type_name, v, part))
+        if len(jobs) == 1:
+            files = [self._write_segment_file(*jobs[0])]
+        else:  # compression and hashing release the GIL: big commits use every core
+            files = list(_segment_writers().map(lambda job: self._write_segment_file(*job), jobs))
         fsync_dir(self.segment_dir)
         chain = bytes.fromhex(m.entries[-1].chain) if m.entries else bytes(32)
         for leaf in leaves:
@@ -556,38 +565,31 @@ class EventLog:
         return entry
 
     def _write_segment_file(self, fname: str, type_name: str, v: int, table: pa.Table) -> manifest.SegmentFile:
-        """Encode the file in memory (so it is hashed without reading it back),
-        then write it under a temp name, fsync and rename."""
+        """Write the file under a temp name (Arrow writes it without the GIL), hash it
+        block by block from the page cache, fsync and rename.
+
+        Encoding into memory first cost more than reading back: the growing buffer
+        is copied on every doubling and its fresh pages zeroed."""
         final = self.segment_dir / fname
         tmp = self.segment_dir / (fname + ".tmp")
-        sink = pa.BufferOutputStream()
         # Dictionary-encoding unique blobs (transcript lines, responses), or min/max
         # statistics over them, only costs time;
         # zstd level 1 compresses this text about as well as the default level, faster.
         not_blobs = [f.name for f in table.schema if not pa.types.is_large_binary(f.type)]
-        pq.write_table(table, sink, compression="zstd", compression_level=1, row_group_size=256 * 1024,
-                       use_dictionary=not_blobs, write_statistics=not_blobs)
-        data = memoryview(sink.getvalue())
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                pwrite_all(fd, data, 0)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with pa.OSFile(str(tmp), "wb") as sink:
+                pq.write_table(table, sink, compression="zstd", compression_level=1, row_group_size=256 * 1024,
+                               use_dictionary=not_blobs, write_statistics=not_blobs)
+            size, whole, blocks = _hash_and_sync(tmp)
             os.replace(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if is_full(exc):
                 raise full_error(final, exc) from None
             raise
-        blocks = [
-            hashlib.sha256(data[i : i + manifest.BLOCK_SIZE]).hexdigest()
-            for i in range(0, max(len(data), 1), manifest.BLOCK_SIZE)
-        ]
         return manifest.SegmentFile(
-            name=fname, type=type_name, v=v, rows=table.num_rows, bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), block_sha256=blocks,
+            name=fname, type=type_name, v=v, rows=table.num_rows, bytes=size,
+            sha256=whole, block_sha256=blocks,
         )
 
     # --------------------------------------------------------- bulk load
@@ -609,19 +611,17 @@ class EventLog:
         are new, e.g. they derive from a cursor committed in the same call
         under a lock the caller holds.
         """
-        parts = []
-        for type_name, table in tables.items():
-            if table.num_rows == 0:
-                continue
-            cls = event_class(type_name)
-            schema = codec.arrow_schema(cls)
-            content = self._content_table(cls, schema, table)
-            part_hashes, sizes = codec.content_hashes_from_table(content)
-            parts.append((cls, schema, content, sizes, part_hashes, "event_id" in table.column_names))
+        return self.append_prepared(prepare_tables(tables), dedupe=dedupe)
+
+    def append_prepared(self, prepared: PreparedTables, *, dedupe: bool = True) -> list[Ack]:
+        """:meth:`append_tables` for tables already validated and hashed by
+        :func:`prepare_tables` (which a pipeline runs on another thread while
+        this commits the previous batch)."""
+        parts = prepared.parts
         if not parts:
             return []
-        ids = [eid for p in parts for eid in p[2].column("event_id").to_pylist()]
-        hashes = [h for p in parts for h in p[4]]
+        ids = [eid for p in parts for eid in p.content.column("event_id").to_pylist()]
+        hashes = [h for p in parts for h in p.hashes]
         n = len(ids)
         with self._seal_lock, self._lock:
             for name in self._rotate():
@@ -629,7 +629,7 @@ class EventLog:
                 self._drop_wal_file(name)
             self._manifest = None
             self._sync_tail()
-            given = dedupe and any(p[5] for p in parts)
+            given = dedupe and any(p.ids_given for p in parts)
             existing = self._existing(ids, hashes.__getitem__) if given else {}
             aliases = self._aliases(ids, hashes.__getitem__) if given else {}
             seq = self._head_seq
@@ -671,41 +671,6 @@ class EventLog:
             assert len(acks) == n
             return acks
 
-    @staticmethod
-    def _content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Table:
-        n = table.num_rows
-        cols = set(table.column_names)
-        missing = [f.name for f in schema if f.name not in codec.ENVELOPE_COLUMNS and not f.nullable and f.name not in cols]
-        if "stream" not in cols:
-            missing.insert(0, "stream")
-        if missing:
-            raise InvalidEvent(f"{cls.type_name()}: missing column(s) {', '.join(missing)}", field=missing[0])
-        unknown = cols - set(schema.names)
-        if unknown:
-            raise InvalidEvent(f"{cls.type_name()}: unknown column(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
-        arrays = {
-            "event_id": table.column("event_id") if "event_id" in cols else pa.array([new_event_id() for _ in range(n)], pa.string()),
-            "type": pa.array([cls.type_name()] * n, pa.string()),
-            "v": pa.array([cls.VERSION] * n, pa.int32()),
-            "stream": table.column("stream"),
-        }
-        for f in schema:
-            if f.name in codec.ENVELOPE_COLUMNS:
-                continue
-            arrays[f.name] = table.column(f.name) if f.name in cols else pa.nulls(n, f.type)
-        names = [f.name for f in schema if f.name not in ("seq", "recorded_at", "content_hash", "size")]
-        target = pa.schema([schema.field(nm) for nm in names])
-        try:
-            out = pa.table([arrays[nm] for nm in names], names=names).cast(target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise InvalidEvent(f"{cls.type_name()}: {exc}") from None
-        for f in target:
-            if not f.nullable and out.column(f.name).null_count:
-                raise InvalidEvent(f"{cls.type_name()}: column {f.name!r} has nulls", field=f.name)
-        if pc.any(pc.equal(out.column("stream"), "")).as_py():
-            raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
-        return out
-
     # ----------------------------------------------------------- reading
 
     def read_wal(self) -> tuple[manifest.ManifestLines, list[WalRecord]]:
@@ -738,3 +703,108 @@ class EventLog:
 
         m, records = self.read_wal()
         return Snapshot(self, m.entries, records)
+
+
+class PreparedPart(NamedTuple):
+    cls: type[Event]
+    schema: pa.Schema
+    content: pa.Table
+    sizes: list[int]
+    hashes: list[bytes]
+    ids_given: bool
+
+
+class PreparedTables(NamedTuple):
+    """Tables validated and content-hashed for :meth:`EventLog.append_prepared`."""
+
+    parts: list[PreparedPart]
+
+
+def prepare_tables(tables: dict[str, pa.Table]) -> PreparedTables:
+    """Validate and hash tables for a bulk load. Takes no lock and touches no file,
+    so it can run beside a commit (hashing releases the GIL)."""
+    parts = []
+    for type_name, table in tables.items():
+        if table.num_rows == 0:
+            continue
+        cls = event_class(type_name)
+        schema = codec.arrow_schema(cls)
+        content = content_table(cls, schema, table)
+        hashes, sizes = codec.content_hashes_from_table(content)
+        parts.append(PreparedPart(cls, schema, content, sizes, hashes, "event_id" in table.column_names))
+    return PreparedTables(parts)
+
+
+def content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Table:
+    """``table`` checked against ``cls`` and completed to its content columns
+    (envelope without seq, recorded_at, content_hash, size); InvalidEvent if not."""
+    n = table.num_rows
+    cols = set(table.column_names)
+    missing = [f.name for f in schema if f.name not in codec.ENVELOPE_COLUMNS and not f.nullable and f.name not in cols]
+    if "stream" not in cols:
+        missing.insert(0, "stream")
+    if missing:
+        raise InvalidEvent(f"{cls.type_name()}: missing column(s) {', '.join(missing)}", field=missing[0])
+    unknown = cols - set(schema.names)
+    if unknown:
+        raise InvalidEvent(f"{cls.type_name()}: unknown column(s) {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    arrays = {
+        "event_id": table.column("event_id") if "event_id" in cols else pa.array([new_event_id() for _ in range(n)], pa.string()),
+        "type": pa.array([cls.type_name()] * n, pa.string()),
+        "v": pa.array([cls.VERSION] * n, pa.int32()),
+        "stream": table.column("stream"),
+    }
+    for f in schema:
+        if f.name in codec.ENVELOPE_COLUMNS:
+            continue
+        arrays[f.name] = table.column(f.name) if f.name in cols else pa.nulls(n, f.type)
+    names = [f.name for f in schema if f.name not in ("seq", "recorded_at", "content_hash", "size")]
+    target = pa.schema([schema.field(nm) for nm in names])
+    try:
+        out = pa.table([arrays[nm] for nm in names], names=names).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidEvent(f"{cls.type_name()}: {exc}") from None
+    for f in target:
+        if not f.nullable and out.column(f.name).null_count:
+            raise InvalidEvent(f"{cls.type_name()}: column {f.name!r} has nulls", field=f.name)
+    if pc.any(pc.equal(out.column("stream"), "")).as_py():
+        raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
+    return out
+
+
+#: A table larger than this is written as several files (in seq order) at once.
+SPLIT_BYTES = 8 << 20
+WRITERS = max(2, min(4, os.cpu_count() or 1))
+_writers: ThreadPoolExecutor | None = None
+
+
+def _segment_writers() -> ThreadPoolExecutor:
+    global _writers
+    if _writers is None:
+        _writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="chronicle-segment")
+    return _writers
+
+
+def _split_rows(table: pa.Table, parts: int) -> list[pa.Table]:
+    """``table`` as up to ``parts`` consecutive row ranges (zero-copy slices)."""
+    step = -(-table.num_rows // parts)
+    return [table.slice(i, step) for i in range(0, table.num_rows, step)] or [table]
+
+
+def _hash_and_sync(path: Path) -> tuple[int, str, list[str]]:
+    """(size, sha256, sha256 of each manifest block) of a file, in one read; then fsync it."""
+    whole = hashlib.sha256()
+    blocks = []
+    size = 0
+    buf = bytearray(manifest.BLOCK_SIZE)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            block = view[:n]
+            whole.update(block)
+            blocks.append(hashlib.sha256(block).hexdigest())
+            size += n
+        os.fsync(fh.fileno())
+    if not blocks:
+        blocks.append(hashlib.sha256(b"").hexdigest())
+    return size, whole.hexdigest(), blocks
