@@ -280,5 +280,7 @@ def test_sigkill_mid_run_then_resume_sends_nothing_twice(tmp_path: Path) -> None
         assert not {r["prompt_sha256"] for r in after} & done_before, "a prompt with an ok response was sent again"
         ok = _one_ok_per_key(ws)
         assert ok.height == 84
+        # The provider's concurrency bounds the calls in flight (prompts are recorded ahead, calls are not).
+        assert max(r["in_flight"] for r in after) == 4
     finally:
         server.stop()

@@ -20,6 +20,7 @@ import msgspec
 from chronicle.experiment.providers import Provider
 
 _ERROR_BODY_CHARS = 4000
+_JSON = msgspec.json.Encoder()
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +46,10 @@ def _retry_after(value: str | None) -> float | None:
         return None if when is None else max(0.0, when.timestamp() - time.time())
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 class OpenAIClient:
     """POST {base_url}/chat/completions over one shared aiohttp session."""
 
@@ -53,6 +58,10 @@ class OpenAIClient:
         self.session = session
         self.url = (base_url or provider.base_url or "").rstrip("/") + "/chat/completions"
         self._key = provider.api_key()
+        self._headers = {"Content-Type": "application/json"}
+        if self._key:
+            self._headers["Authorization"] = f"Bearer {self._key}"
+        self._timeout = aiohttp.ClientTimeout(total=provider.timeout_seconds)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "[redacted]") if self._key else text
@@ -69,11 +78,10 @@ class OpenAIClient:
             body["max_tokens"] = self.provider.max_tokens
         if self.provider.temperature is not None:
             body["temperature"] = self.provider.temperature
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         started = time.monotonic()
-        timeout = aiohttp.ClientTimeout(total=self.provider.timeout_seconds)
         try:
-            async with self.session.post(self.url, json=body, headers=headers, timeout=timeout) as resp:
+            async with self.session.post(self.url, data=_JSON.encode(body), headers=self._headers,
+                                         timeout=self._timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
                 request_id = resp.headers.get("x-request-id") or resp.headers.get("openai-request-id")
@@ -82,20 +90,20 @@ class OpenAIClient:
             return self._fail(started, f"timeout after {self.provider.timeout_seconds:g}s", retryable=True)
         except aiohttp.ClientError as exc:
             return self._fail(started, f"{type(exc).__name__}: {exc}", retryable=True)
-        text = raw.decode("utf-8", "replace")
         if status != 200:
-            return self._fail(started, f"HTTP {status}: {text}", http_status=status, request_id=request_id,
-                              retryable=status == 429 or status >= 500 or status == 408, retry_after=retry_after)
-        return self._from_body(started, text, request_id)
+            return self._fail(started, f"HTTP {status}: {_text(raw)}", http_status=status,
+                              request_id=request_id, retryable=status == 429 or status >= 500 or status == 408,
+                              retry_after=retry_after)
+        return self._from_body(started, raw, request_id)
 
-    def _from_body(self, started: float, text: str, request_id: str | None) -> Attempt:
+    def _from_body(self, started: float, raw: bytes, request_id: str | None) -> Attempt:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return self._fail(started, f"HTTP 200 body is not JSON ({exc}): {text}", http_status=200,
+            data = msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            return self._fail(started, f"HTTP 200 body is not JSON ({exc}): {_text(raw)}", http_status=200,
                               retryable=True, request_id=request_id)
         if not isinstance(data, dict):
-            return self._fail(started, f"HTTP 200 body is not an object: {text}", http_status=200, retryable=True)
+            return self._fail(started, f"HTTP 200 body is not an object: {_text(raw)}", http_status=200, retryable=True)
         request_id = request_id or data.get("id")
         if data.get("error"):
             return self._fail(started, f"HTTP 200 with an error body: {json.dumps(data['error'])}", http_status=200,
@@ -104,7 +112,7 @@ class OpenAIClient:
             choice = data["choices"][0]
             content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            return self._fail(started, f"HTTP 200 without choices[0].message.content: {text}", http_status=200,
+            return self._fail(started, f"HTTP 200 without choices[0].message.content: {_text(raw)}", http_status=200,
                               retryable=True, request_id=request_id)
         finish = choice.get("finish_reason")
         usage = data.get("usage")

@@ -236,7 +236,12 @@ class Runner:
             status = "interrupted"
             try:
                 async with open_client(self.provider, concurrency) as client:
-                    sem = asyncio.Semaphore(concurrency)
+                    calls = asyncio.Semaphore(concurrency)
+                    # Keys past their prompt but waiting for a call slot: each slot has its next
+                    # prompt recorded while its current call runs, and the durable recording of
+                    # prompts and responses never holds a slot. It stays bounded so a prompt is
+                    # recorded only shortly before it is sent.
+                    window = asyncio.Semaphore(2 * concurrency)
                     limiter = _RateLimiter(self.provider.requests_per_minute)
                     budget = self.options.limit
                     for stage in self.stages():
@@ -244,7 +249,7 @@ class Runner:
                         if budget is not None:
                             todo, budget = todo[:budget], budget - len(todo[:budget])
                         self.summary.to_do[stage] = len(todo)
-                        await asyncio.gather(*(self._key(m, client, rec, sem, limiter) for m in todo))
+                        await asyncio.gather(*(self._key(m, client, rec, window, calls, limiter) for m in todo))
                 status = "finished"
             finally:
                 self.summary.seconds = time.monotonic() - started
@@ -263,12 +268,13 @@ class Runner:
                 "provider": self.provider.name if m.generator == "llm" else "copy", "model": model,
                 "max_tokens": self.provider.max_tokens, "temperature": self.provider.temperature}
 
-    async def _key(self, m: Member, client, rec: Recorder, sem: asyncio.Semaphore, limiter: _RateLimiter) -> None:
+    async def _key(self, m: Member, client, rec: Recorder, window: asyncio.Semaphore, calls: asyncio.Semaphore,
+                   limiter: _RateLimiter) -> None:
         st = self.states[m.logical_key_id]
         parent_doc = self.states[m.parent_key].ok_doc if m.parent_key else None
         params = self.params(m)
         t = self.d.templates[(m.stage, m.template_id)]
-        async with sem:
+        async with window:
             pending = st.pending_prompt if st.pending_provider == params["provider"] else None
             try:
                 prompt = pending if pending is not None else self._prompt_for(m)
@@ -292,14 +298,15 @@ class Runner:
                 if t.generator == "copy":
                     attempt = Attempt(status="ok", text=prompt, finish_reason="copy", latency_ms=0.0)
                 else:
-                    await limiter.wait()
-                    self.inflight += 1
-                    self.summary.calls += 1
-                    self.on_progress(self.summary, self.inflight)
-                    try:
-                        attempt = await client.complete(params["model"], prompt)
-                    finally:
-                        self.inflight -= 1
+                    async with calls:
+                        await limiter.wait()
+                        self.inflight += 1
+                        self.summary.calls += 1
+                        self.on_progress(self.summary, self.inflight)
+                        try:
+                            attempt = await client.complete(params["model"], prompt)
+                        finally:
+                            self.inflight -= 1
                 usage = usage_fields(attempt.usage_json)
                 events: list = [LlmResponse(
                     stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,

@@ -17,7 +17,8 @@ finishes. Kinds:
 - ``truncate``: ``finish_reason: "length"`` with half a reply
 - ``slow``: answers after ``--slow-ms`` (longer than a client's timeout)
 
-``GET /_requests`` lists every request seen (prompt sha256, model, fault).
+``GET /_requests`` lists every request seen (prompt sha256, model, fault, and
+``in_flight``: how many requests were being answered when it arrived, itself included).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Behaviour:
         self.seen: dict[str, int] = {}
         self.faulted = 0
         self.requests: list[dict] = []
+        self.in_flight = 0
 
     def fault_for(self, prompt_sha: str) -> str | None:
         n = self.seen.get(prompt_sha, 0) + 1
@@ -63,6 +65,14 @@ class Behaviour:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     b: Behaviour = request.app["behaviour"]
+    b.in_flight += 1
+    try:
+        return await _complete(request, b)
+    finally:
+        b.in_flight -= 1
+
+
+async def _complete(request: web.Request, b: Behaviour) -> web.StreamResponse:
     auth = request.headers.get("Authorization", "")
     if b.args.require_key and auth != f"Bearer {b.args.require_key}":
         return web.json_response({"error": {"message": "invalid api key", "code": 401}}, status=401)
@@ -71,7 +81,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     prompt = "".join(m.get("content", "") for m in body.get("messages", []))
     sha = hashlib.sha256(prompt.encode()).hexdigest()
     fault = b.fault_for(sha)
-    b.requests.append({"prompt_sha256": sha, "model": model, "fault": fault, "auth": bool(auth)})
+    b.requests.append({"prompt_sha256": sha, "model": model, "fault": fault, "auth": bool(auth),
+                       "in_flight": b.in_flight})
     await asyncio.sleep(b.args.latency_ms / 1000)
     if fault == "429":
         return web.json_response({"error": {"message": "rate limited", "code": 429}}, status=429,
