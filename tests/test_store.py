@@ -184,6 +184,30 @@ def test_a_large_bulk_load_is_written_as_several_files_in_seq_order(log: EventLo
     assert problems and problems[0].path == str(seg)
 
 
+def test_a_forked_child_writes_split_segments_with_its_own_threads(log: EventLog, monkeypatch) -> None:
+    """The segment writer pool's threads do not survive fork; a child that inherited
+    the pool object would wait forever for them."""
+    import os
+    import signal
+
+    from chronicle.store import log as log_module
+
+    monkeypatch.setattr(log_module, "SPLIT_BYTES", 20_000)
+    table = pa.table({"stream": ["doc:f"] * 2000, "target": ["t"] * 2000, "key": ["k"] * 2000,
+                      "value": ["v" * 60] * 2000, "author": ["a"] * 2000})
+    log.append_table("annotation", table)  # the parent's pool now exists
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        try:
+            EventLog(log.path).append_table("annotation", table)
+        finally:
+            os._exit(0 if EventLog(log.path).snapshot().head == 4000 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(log.read_manifest().entries[-1].files) > 1
+
+
 def test_bulk_load_validates_columns(log: EventLog) -> None:
     with pytest.raises(InvalidEvent, match="missing column.*author"):
         log.append_table("annotation", pa.table({"stream": ["s"], "target": ["t"], "key": ["k"], "value": ["v"]}))

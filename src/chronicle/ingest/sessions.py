@@ -143,8 +143,8 @@ class _Committer:
     GIL, so the next file is read and parsed meanwhile. At most ``DEPTH``
     batches are in flight, which bounds memory. A failed commit fails every
     later one (a cursor must never pass lines that were not committed); the
-    error surfaces on the next call. The threads share one EventLog of their
-    own (instances are not shared with the caller's thread).
+    error surfaces on the next call. The commit thread has an EventLog of its
+    own (instances are not shared across threads).
     """
 
     DEPTH = 2

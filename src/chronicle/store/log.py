@@ -706,6 +706,8 @@ class EventLog:
 
 
 class PreparedPart(NamedTuple):
+    """One event type's rows of a prepared bulk load."""
+
     cls: type[Event]
     schema: pa.Schema
     content: pa.Table
@@ -783,6 +785,15 @@ def _segment_writers() -> ThreadPoolExecutor:
     if _writers is None:
         _writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="chronicle-segment")
     return _writers
+
+
+def _forget_writers() -> None:
+    """A forked child has none of the parent's threads: it starts its own pool."""
+    global _writers
+    _writers = None
+
+
+os.register_at_fork(after_in_child=_forget_writers)
 
 
 def _split_rows(table: pa.Table, parts: int) -> list[pa.Table]:
