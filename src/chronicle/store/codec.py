@@ -245,19 +245,9 @@ def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:
     flush_run()
     if between:
         segments.append([b"".join(parts) for parts in zip(*between)])
-    sha256 = hashlib.sha256
-    if len(segments) == 3:  # one blob column (transcript lines, sidecars, responses)
-        hashes = []
-        for head, blob, tail in zip(*segments):
-            h = sha256(head)
-            h.update(blob)
-            h.update(tail)
-            hashes.append(h.digest())
-        sizes = [len(a) + len(b) + len(c) for a, b, c in zip(*segments)]
-        return hashes, sizes
     hashes, sizes = [], []
     for row in zip(*segments):
-        h = sha256()
+        h = hashlib.sha256()
         for piece in row:
             h.update(piece)
         hashes.append(h.digest())
