@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,41 @@ def test_a_writer_follows_a_rotation_made_by_another(log: EventLog) -> None:
     assert log.append([note(4)])[0].seq == 5
     assert envelope(log)["seq"].to_list() == [1, 2, 3, 4, 5]
     assert verify(log).problems == []
+
+
+def test_a_synced_mark_covers_only_writes_of_its_own_epoch(log: EventLog, monkeypatch) -> None:
+    """A writer below the SYNCED mark skips its fdatasync; a mark left from
+    before a cut (another epoch) must not let a write into the cut range skip it."""
+    from chronicle.store import log as log_module
+    from chronicle.store.marks import Mark, MarkFile
+
+    syncs = []
+    real = os.fdatasync
+    monkeypatch.setattr(log_module.os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
+    log.append([note(0)])
+    written = MarkFile(log.path / "WRITTEN").read()
+    assert written is not None and written.head_seq == 1
+    synced = MarkFile(log.path / "SYNCED")
+    synced.write(Mark(written.wal, 1 << 30, written.epoch))  # as if a sync covered far ahead
+    log.append([note(1)])
+    assert len(syncs) == 1
+    synced.write(Mark(written.wal, 1 << 30, written.epoch ^ 1))  # from before a cut
+    log.append([note(2)])
+    assert len(syncs) == 2
+    assert envelope(log)["seq"].to_list() == [1, 2, 3]
+
+
+def test_a_cut_starts_a_new_epoch(log: EventLog) -> None:
+    from chronicle.store.marks import MarkFile
+
+    log.append([note(0)])
+    before = MarkFile(log.path / "WRITTEN").read()
+    wal = _active_wal(log)
+    with open(wal, "r+b") as fh:  # a torn frame past the last whole one
+        fh.seek(_frames_end(wal))
+        fh.write(encode_frame(b"x" * 100)[:37])
+    other = EventLog(log.path)
+    assert other.append([note(1)])[0].seq == 2
+    after = MarkFile(log.path / "WRITTEN").read()
+    assert before is not None and after is not None
+    assert after.epoch != before.epoch and after.head_seq == 2

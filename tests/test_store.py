@@ -42,6 +42,25 @@ def test_same_event_id_with_other_content_is_refused_and_nothing_is_written(log:
         log.append([note(0, value="changed again")])
 
 
+def test_ids_other_writers_recorded_are_found_with_or_without_decoding_their_frames(log: EventLog, monkeypatch) -> None:
+    """A writer indexes others' event_ids before it takes LOCK; under LOCK it
+    only searches the frames written meanwhile for each id's encoded bytes."""
+    mine, other = EventLog(log.path), EventLog(log.path)
+    mine.append([note(0, event_id="a-0")])  # loads mine's id index
+    other.append([note(1, event_id="w-10"), note(2, event_id="w-1x")])
+    with monkeypatch.context() as m:  # as if other wrote while mine waited for LOCK
+        m.setattr(mine, "_prefetch_ids", lambda: None)
+        # "w-1" occurs inside both of other's ids, but not as an id of its own
+        assert [(a.seq, a.duplicate) for a in mine.append([note(3, event_id="w-1")])] == [(4, False)]
+        assert [(a.seq, a.duplicate) for a in mine.append([note(1, event_id="w-10")])] == [(2, True)]
+        other.append([note(5, event_id="b-5")])
+        with pytest.raises(ConflictingEvent, match="'b-5' already exists at seq 5"):
+            mine.append([note(6, event_id="b-5")])
+    other.append([note(7, event_id="b-7")])
+    assert mine.append([note(7, event_id="b-7"), note(8, event_id="a-8")])[0].duplicate  # indexed before LOCK
+    assert envelope(log)["event_id"].to_list() == ["a-0", "w-10", "w-1x", "w-1", "b-5", "b-7", "a-8"]
+
+
 def test_duplicate_inside_one_batch(log: EventLog) -> None:
     acks = log.append([note(0), note(0)])
     assert [(a.seq, a.duplicate) for a in acks] == [(1, False), (1, True)]
