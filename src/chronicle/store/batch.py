@@ -14,7 +14,7 @@ event's canonical encoding (see :mod:`codec`) from its map: drop ``seq`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import NamedTuple
 
@@ -119,11 +119,11 @@ def span(data: bytes | memoryview) -> tuple[int, int, int]:
     return first, len(versions), rec
 
 
-def event_ids(data: bytes | memoryview) -> tuple[int, list[str]]:
-    """(first seq, the events' ids): a writer's catch-up on others' frames, so
+def id_seqs(data: bytes | memoryview) -> Iterator[tuple[str, int]]:
+    """(event_id, seq) of each event: a writer's catch-up on others' frames, so
     typed (about 2x faster than plain maps for one event, 4x for a thousand)."""
     first, _, _, events = _HEAD_IDS.decode(data)
-    return first, [ev.event_id for ev in events]
+    return zip([ev.event_id for ev in events], range(first, first + len(events)))
 
 
 def records(data: bytes | memoryview) -> list[WalRecord]:

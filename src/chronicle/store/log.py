@@ -346,8 +346,7 @@ class EventLog:
         for name in self.wal_names():
             data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
             for p in framing.scan(data).payloads:
-                first, events = batch.event_ids(p)
-                ids.update(zip(events, range(first, first + len(events))))
+                ids.update(batch.id_seqs(p))
         return ids
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
@@ -394,8 +393,7 @@ class EventLog:
                 continue
             scan = framing.scan(data)
             for p in scan.payloads:
-                first, events = batch.event_ids(p)
-                self._ids.update(zip(events, range(first, first + len(events))))
+                self._ids.update(batch.id_seqs(p))
             self._indexed = (n, start + scan.end)
 
     def _prefetch_ids(self) -> None:
