@@ -24,11 +24,15 @@ ENVELOPE_FIELDS = ("seq", "event_id", "type", "v", "stream", "recorded_at")
 #: encoding, so it could not be hashed the same way twice.
 UtcDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 
+#: Every event belongs to a stream. The constraint lives in the type so the
+#: store's one typed decode per batch checks it along with everything else.
+StreamName = Annotated[str, msgspec.Meta(min_length=1)]
+
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every event: the envelope. Subclasses add typed fields."""
 
-    stream: str
+    stream: StreamName
     event_id: str = ""
     seq: int = 0
     recorded_at: UtcDatetime | None = None

@@ -178,7 +178,7 @@ def test_a_frame_past_the_written_mark_is_kept(log: EventLog) -> None:
     log.append([note(0)])
     wal = _active_wal(log)
     end = _frames_end(wal)
-    frame = encode_frame(batch.payload(2, 0, batch.encode_events([note(1)])))
+    frame = encode_frame(batch.payload(2, 0, batch.encode_events([note(1)], {type(note(1))})))
     with open(wal, "r+b") as fh:
         fh.seek(end)
         fh.write(frame)

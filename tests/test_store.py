@@ -75,6 +75,10 @@ def test_invalid_event_names_the_field_and_writes_nothing(log: EventLog) -> None
         log.append([note(0), bad])
     with pytest.raises(InvalidEvent, match="stream"):
         log.append([Annotation(stream="", target="t", key="k", value="v", author="a")])
+    line = SessionLine(stream="s", path="p", generation=0, line_no=1, offset=0, raw=b"")
+    with pytest.raises(InvalidEvent, match=r"event 2: field 'stream' is empty") as info:
+        log.append([note(0), line, Annotation(stream="", target="t", key="k", value="v", author="a")])
+    assert (info.value.index, info.value.field) == (2, "stream")
     assert envelope(log).height == 0
 
 

@@ -74,24 +74,24 @@ def _first_bad(events: Sequence[Event]) -> InvalidEvent:
     return InvalidEvent("batch failed validation, but no single event did")
 
 
-def check_types(events: Sequence[object]) -> None:
-    for cls in {type(ev) for ev in events}:
+def check_types(events: Sequence[object]) -> set[type[Event]]:
+    """The batch's event classes; raises InvalidEvent naming the first non-Event."""
+    classes = {type(ev) for ev in events}
+    for cls in classes:
         if not issubclass(cls, Event):
             i = next(i for i, ev in enumerate(events) if type(ev) is cls)
             raise InvalidEvent(f"event {i}: not an Event ({cls.__name__})", index=i)
+    return classes  # type: ignore[return-value]
 
 
-def encode_events(events: Sequence[Event]) -> EncodedBatch:
+def encode_events(events: Sequence[Event], classes: set[type[Event]]) -> EncodedBatch:
     """Validate ``events`` against their classes and encode them as a batch.
 
     Struct constructors do not check types, so the encoding is decoded back
-    through each class's typed decoder: anything that reaches the WAL loads
-    into its class and its columns later. Call :func:`check_types` first.
+    through each class's typed decoder (which also rejects an empty
+    ``stream``): anything that reaches the WAL loads into its class and its
+    columns later. ``classes`` is what :func:`check_types` returned for them.
     """
-    classes = {type(ev) for ev in events}
-    if not all(ev.stream for ev in events):
-        i = next(i for i, ev in enumerate(events) if not ev.stream)
-        raise InvalidEvent(f"event {i}: field 'stream' is empty", index=i, field="stream")
     try:
         blob = _ENC.encode(events if isinstance(events, list) else list(events))
         if len(classes) == 1:
