@@ -139,13 +139,16 @@ CHILD = textwrap.dedent("""
     for ev in evs:
         write(ev)
     print(start, time.time(), flush=True)
+    sys.stdin.read()  # exit only once every writer is done: an exit's clean-up is not free CPU
 """)
 
 
 def concurrent(writers: int, total: int, repeats: int) -> dict:
     """Durable single-event appends from ``writers`` processes at once: events
     over the span from the first writer's first append to the last writer's
-    last ack (process start-up and exit are not appends, for either side)."""
+    last ack. Process start-up and exit are not appends, for either side: the
+    writers start together once all are ready and exit together once all are
+    done (an interpreter's exit takes CPU the others would be using)."""
     per = max(1, total // writers)
 
     def run(kind: str) -> Callable[[Path], float]:
@@ -163,10 +166,9 @@ def concurrent(writers: int, total: int, repeats: int) -> dict:
             for p in procs:
                 p.stdin.write("go\n")  # type: ignore[union-attr]
                 p.stdin.flush()  # type: ignore[union-attr]
-            spans = []
+            spans = [[float(x) for x in p.stdout.readline().split()] for p in procs]  # type: ignore[union-attr]
             for p in procs:
                 p.stdin.close()  # type: ignore[union-attr]
-                spans.append([float(x) for x in p.stdout.readline().split()])  # type: ignore[union-attr]
                 assert p.wait() == 0
             return max(end for _, end in spans) - min(start for start, _ in spans)
         return fn
