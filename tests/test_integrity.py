@@ -251,3 +251,51 @@ def test_a_cut_starts_a_new_epoch(log: EventLog) -> None:
     after = MarkFile(log.path / "WRITTEN").read()
     assert before is not None and after is not None
     assert after.epoch != before.epoch and after.head_seq == 2
+
+
+def test_a_sync_in_flight_keeps_its_file_open_across_a_rotation_in_another_thread(log: EventLog, monkeypatch) -> None:
+    """Thread A has written its frame and is about to fdatasync it (outside LOCK)
+    when this thread seals (a rotation) and appends to the new file. A's
+    descriptor must still name the file A wrote: closed, it could be reused for
+    another file, and A would acknowledge an event it never made durable."""
+    import threading
+
+    log.append([note(0)])
+    old_wal = _active_wal(log)
+    real = os.fdatasync
+    in_sync, go_on = threading.Event(), threading.Event()
+    seen: list[str] = []
+    a_thread: list[threading.Thread] = []
+
+    def fdatasync(fd: int) -> None:
+        if a_thread and threading.current_thread() is a_thread[0] and not seen:
+            in_sync.set()
+            go_on.wait(10)
+            try:
+                seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError as exc:
+                seen.append(f"error: {exc}")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    errors: list[BaseException] = []
+
+    def append_a() -> None:
+        try:
+            log.append([note(1)])
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    a_thread.append(threading.Thread(target=append_a))
+    a_thread[0].start()
+    assert in_sync.wait(10)
+    log.seal()
+    log.append([note(2)])  # switches this process to the new WAL file
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(4)]  # would take a freed descriptor number
+    go_on.set()
+    a_thread[0].join(10)
+    for fd in spare:
+        os.close(fd)
+    assert not errors
+    assert seen and seen[0].startswith(str(old_wal)), seen
+    assert envelope(log)["event_id"].to_list() == ["e0", "e1", "e2"]

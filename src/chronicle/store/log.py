@@ -142,6 +142,12 @@ class EventLog:
         self._epoch = 0  # of the active WAL file, as of this process's last look (see marks)
         self._fd: int | None = None
         self._fd_name: str | None = None
+        # Descriptors whose writes await their fdatasync (outside LOCK) -> how many; one of them
+        # replaced meanwhile as the active file is closed only once the last of those syncs ends,
+        # since a descriptor number closed early could be reused and the sync made on another file.
+        self._fd_guard = threading.Lock()
+        self._syncs_due: dict[int, int] = {}
+        self._retired: set[int] = set()
         # WAL file name -> size it was zero-filled to, as this process last saw it.
         self._allocated: dict[str, int] = {}
 
@@ -161,7 +167,7 @@ class EventLog:
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            self._retire(self._fd)
             self._fd = None
             self._fd_name = None
         for held in (self._lock, self._seal_lock, self._written, self._synced):
@@ -302,10 +308,32 @@ class EventLog:
     def _active_fd(self, name: str) -> int:
         if self._fd_name != name:
             if self._fd is not None:
-                os.close(self._fd)
+                self._retire(self._fd)
             self._fd = os.open(self.wal_dir / name, os.O_RDWR | os.O_CLOEXEC)
             self._fd_name = name
         return self._fd
+
+    def _retire(self, fd: int) -> None:
+        """Close a descriptor that is no longer the active file's, once no sync awaits it."""
+        with self._fd_guard:
+            if self._syncs_due.get(fd):
+                self._retired.add(fd)
+            else:
+                os.close(fd)
+
+    def _sync_due(self, fd: int) -> None:
+        """Under LOCK, after a write through ``fd``: keep it open until _sync_done."""
+        with self._fd_guard:
+            self._syncs_due[fd] = self._syncs_due.get(fd, 0) + 1
+
+    def _sync_done(self, fd: int) -> None:
+        with self._fd_guard:
+            left = self._syncs_due.pop(fd) - 1
+            if left:
+                self._syncs_due[fd] = left
+            elif fd in self._retired:
+                self._retired.discard(fd)
+                os.close(fd)
 
     def _preallocate(self, fd: int, name: str, end: int) -> None:
         """Zero-fill the active file a step past ``end`` (see the module doc).
@@ -535,7 +563,11 @@ class EventLog:
                 self._ids.update(zip(fresh_ids, range(first, first + len(fresh))))
                 if self._indexed == (name, offset):
                     self._indexed = (name, offset + len(frame))
-        self._group_sync(fd, name, offset + len(frame), epoch)
+            self._sync_due(fd)
+        try:
+            self._group_sync(fd, name, offset + len(frame), epoch)
+        finally:
+            self._sync_done(fd)
         if not existing and not aliases:
             # tuple.__new__ is NamedTuple._make without the per-call overhead.
             return list(map(tuple.__new__, repeat(Ack), zip(range(first, first + len(ids)), ids, repeat(False))))
