@@ -36,16 +36,29 @@ RESULTS = Path(__file__).with_name("results")
 _ENC = msgspec.msgpack.Encoder()
 
 
+def _timed(fn: Callable[[Path], float]) -> float:
+    """``fn``'s own timing, in a fresh directory."""
+    tmp = Path(tempfile.mkdtemp(prefix="chronicle-bench-"))
+    try:
+        return fn(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def median_time(fn: Callable[[Path], float], repeats: int) -> float:
-    """Median of ``fn``'s own timings; each repeat gets a fresh directory."""
-    times = []
-    for _ in range(repeats):
-        tmp = Path(tempfile.mkdtemp(prefix="chronicle-bench-"))
-        try:
-            times.append(fn(tmp))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return statistics.median(times)
+    return statistics.median(_timed(fn) for _ in range(repeats))
+
+
+def side_by_side(fns: dict[str, Callable[[Path], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each contender. Every repeat runs all of them in turn,
+    starting one further along each time, so a slow spell of this (noisy)
+    machine falls on all sides alike instead of on whoever ran then."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(_timed(fns[name]))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def events(n: int, tag: str = "b") -> list[Annotation]:
@@ -106,10 +119,8 @@ def batched(n: int, batch: int, repeats: int) -> dict:
                                     for ev in c])
         return time.perf_counter() - t
 
-    out = {}
-    for name, fn in (("chronicle", chronicle), ("sqlite", sqlite), ("eventsourcing", eventsourcing)):
-        out[name] = n / median_time(fn, repeats)
-    return out
+    secs = side_by_side({"chronicle": chronicle, "sqlite": sqlite, "eventsourcing": eventsourcing}, repeats)
+    return {name: n / t for name, t in secs.items()}
 
 
 # ---------------------------------------------------- concurrent durable appends
@@ -173,7 +184,8 @@ def concurrent(writers: int, total: int, repeats: int) -> dict:
             return max(end for _, end in spans) - min(start for start, _ in spans)
         return fn
 
-    return {kind: writers * per / median_time(run(kind), repeats) for kind in ("chronicle", "sqlite")}
+    secs = side_by_side({kind: run(kind) for kind in ("chronicle", "sqlite")}, repeats)
+    return {kind: writers * per / t for kind, t in secs.items()}
 
 
 # ------------------------------------------------------------------ seal
@@ -309,11 +321,12 @@ def main() -> None:
         ratios = "  ".join(f"{ours / v:5.2f}x {k}" for k, v in peers.items())
         print(f"{label:<34} {ours:>12,.0f} {unit:<9} {ratios}", flush=True)
 
-    b = batched(int(100_000 * scale), 1000, reps)
+    # The store's parts are quick and the noisiest: more repeats.
+    b = batched(int(100_000 * scale), 1000, 2 * reps + 1)
     report["batched_append"] = b
     line("batched append (1000/batch)", b["chronicle"], {k: v for k, v in b.items() if k != "chronicle"})
     for w in (1, 4, 16):
-        c = concurrent(w, int(3_000 * scale) or 100, reps)
+        c = concurrent(w, int(3_000 * scale) or 100, 2 * reps + 1)
         report[f"concurrent_{w}"] = c
         line(f"durable single appends, {w:>2} writers", c["chronicle"], {"sqlite": c["sqlite"]})
     s = seal(int(100_000 * scale), reps)
@@ -358,7 +371,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))
-    print(f"\nmedians of {reps} repeats; ratios are chronicle / peer; written to {out}")
+    print(f"\nmedians of {reps} repeats ({2 * reps + 1} for appends, taking turns with the peers); "
+          f"ratios are chronicle / peer; written to {out}")
 
 
 if __name__ == "__main__":
