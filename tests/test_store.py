@@ -61,6 +61,22 @@ def test_ids_other_writers_recorded_are_found_with_or_without_decoding_their_fra
     assert envelope(log)["event_id"].to_list() == ["a-0", "w-10", "w-1x", "w-1", "b-5", "b-7", "a-8"]
 
 
+def test_ids_of_many_frames_and_of_batches_among_them_are_indexed_with_their_seqs(log: EventLog) -> None:
+    """Others' frames are decoded for their ids in chunks (see batch.id_seqs): one
+    frame per event here, more than a chunk, and a many-event batch between."""
+    mine, other = EventLog(log.path), EventLog(log.path)
+    mine.append([note(0, event_id="a-0")])  # loads mine's id index
+    for i in range(1, 300):
+        other.append([note(i, event_id=f"w-{i}")])
+    other.append([note(i, event_id=f"w-{i}") for i in range(300, 310)])
+    for i in range(310, 600):
+        other.append([note(i, event_id=f"w-{i}")])
+    again = [note(i, event_id=f"w-{i}") for i in (1, 255, 256, 257, 300, 309, 310, 599)]
+    assert [(a.seq, a.duplicate) for a in mine.append(again)] == [
+        (1 + i, True) for i in (1, 255, 256, 257, 300, 309, 310, 599)]
+    assert envelope(log).height == 600
+
+
 def test_duplicate_inside_one_batch(log: EventLog) -> None:
     acks = log.append([note(0), note(0)])
     assert [(a.seq, a.duplicate) for a in acks] == [(1, False), (1, True)]

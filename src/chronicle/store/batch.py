@@ -36,7 +36,9 @@ class _EventId(msgspec.Struct):
     event_id: str
 
 
-_HEAD_IDS = msgspec.msgpack.Decoder(tuple[int, int, bytes, list[_EventId]])
+_FRAMES_IDS = msgspec.msgpack.Decoder(list[tuple[int, int, bytes, list[_EventId]]])
+#: Payloads decoded together by id_seqs: enough to share the call, few enough to copy.
+_IDS_CHUNK = 256
 
 
 class WalRecord(NamedTuple):
@@ -119,11 +121,19 @@ def span(data: bytes | memoryview) -> tuple[int, int, int]:
     return first, len(versions), rec
 
 
-def id_seqs(data: bytes | memoryview) -> Iterator[tuple[str, int]]:
-    """(event_id, seq) of each event: a writer's catch-up on others' frames, so
-    typed (about 2x faster than plain maps for one event, 4x for a thousand)."""
-    first, _, _, events = _HEAD_IDS.decode(data)
-    return zip([ev.event_id for ev in events], range(first, first + len(events)))
+def id_seqs(payloads: Sequence[bytes]) -> Iterator[tuple[str, int]]:
+    """(event_id, seq) of each event in ``payloads``: a writer's catch-up on others' frames.
+
+    Typed, to read only the ids (about 2x faster than plain maps for one event,
+    4x for a thousand), and one decode per chunk of payloads, not per payload:
+    payloads behind a msgpack array header form one array (3x faster for the
+    fifteen one-event frames a writer among sixteen meets per append).
+    """
+    for i in range(0, len(payloads), _IDS_CHUNK):
+        chunk = payloads[i : i + _IDS_CHUNK]
+        blob = b"\xdd" + len(chunk).to_bytes(4, "big") + b"".join(chunk)  # array 32
+        for first, _, _, events in _FRAMES_IDS.decode(blob):
+            yield from zip([ev.event_id for ev in events], range(first, first + len(events)))
 
 
 def records(data: bytes | memoryview) -> list[WalRecord]:

@@ -378,8 +378,7 @@ class EventLog:
         ids = {}
         for name in self.wal_names():
             data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
-            for p in framing.scan(data).payloads:
-                ids.update(batch.id_seqs(p))
+            ids.update(batch.id_seqs(framing.scan(data).payloads))
         return ids
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
@@ -425,8 +424,7 @@ class EventLog:
             except FileNotFoundError:  # sealed meanwhile: _load_ids reads its ids from the segments
                 continue
             scan = framing.scan(data)
-            for p in scan.payloads:
-                self._ids.update(batch.id_seqs(p))
+            self._ids.update(batch.id_seqs(scan.payloads))
             self._indexed = (n, start + scan.end)
 
     def _prefetch_ids(self) -> None:
