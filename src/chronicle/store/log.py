@@ -534,7 +534,7 @@ class EventLog:
                     self._group_sync(fd, name, self._scanned.get(name, 0), self._epoch)
                     return [Ack(existing[aliases.get(i, i)], eid, True) for i, eid in enumerate(ids)]
                 fresh_events = [events[i] for i in fresh]
-                encoded = batch.encode_events(fresh_events, {type(ev) for ev in fresh_events})
+                encoded = batch.encode_events(fresh_events, batch.check_types(fresh_events))
             name = self._fd_name
             fd = self._fd
             assert name is not None and fd is not None  # set by _sync_tail
