@@ -591,12 +591,10 @@ class EventLog:
         are hints for in-flight writers only, and a stale one costs an fsync.
         """
         synced = self._synced.read()
-        if synced is not None and synced.wal == name and synced.epoch == epoch and synced.offset >= end:
+        if synced is not None and synced.reaches(name, epoch, end):
             return
         written = self._written.read()
-        covered = end
-        if written is not None and written.wal == name and written.epoch == epoch and written.offset > end:
-            covered = written.offset
+        covered = written.offset if written is not None and written.reaches(name, epoch, end) else end
         os.fdatasync(fd)
         self._synced.write(Mark(name, covered, epoch))
 

@@ -33,6 +33,10 @@ class Mark(NamedTuple):
     head_seq: int = 0  # WRITTEN only: the last seq in frames below ``offset``
     head_time_us: int = 0  # WRITTEN only: the latest recorded_at among them
 
+    def reaches(self, wal: str, epoch: int, end: int) -> bool:
+        """Whether this mark counts bytes [0, end) of ``wal`` as written (or synced) in ``epoch``."""
+        return self.wal == wal and self.epoch == epoch and self.offset >= end
+
 
 class MarkFile(KeptOpenFile):
     """One mark in a small file, its descriptor kept open."""
