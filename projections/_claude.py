@@ -12,7 +12,7 @@ backup.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import polars as pl
@@ -35,6 +35,19 @@ def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def best_copy_first(copies: Frame) -> Frame:
+    """Each call's copies together, best first: most tokens, the subagent's own record, the latest."""
+    return copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
+                       descending=[False, False, True, False, True], nulls_last=True)
+
+
+def in_call_order(calls: Frame) -> Frame:
+    return calls.sort(["time", "message_id", "request_id"], nulls_last=True)
+
+
 def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
     """One row per API call (NOTES.md): a call is a (message.id, requestId)
     pair; among its copies (one per content block, plus subagent copies inside
@@ -50,9 +63,8 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
                 & (pl.col("model").fill_null("") != "<synthetic>"))
         .with_columns(total.alias("total_tokens"), pl.col("embedded").fill_null(False))
     )
-    return (
-        copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
-                    descending=[False, False, True, False, True], nulls_last=True)
+    return in_call_order(
+        best_copy_first(copies)
         .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True)
         .select(
             "message_id", "request_id", "model", "session_id",
@@ -64,7 +76,6 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("cache_1h_input_tokens").cast(pl.Int64).alias("cache_creation_1h_tokens"),
             "total_tokens", "path", "line_no", "seq",
         )
-        .sort(["time", "message_id", "request_id"], nulls_last=True)
     )
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from chronicle.projections._claude import TOKEN_COLUMNS, api_calls
+from chronicle.projection import NeedsRebuild
+from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copy_first, in_call_order
 
 INPUTS = ["session.line"]
 OUTPUTS = ["api_calls", "usage_daily", "usage_by_session"]
@@ -53,7 +54,30 @@ def _priced(daily: pl.DataFrame) -> pl.DataFrame:
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    calls = api_calls(inputs["session.line"]).collect()
+    return _tables(api_calls(inputs["session.line"]).collect())
+
+
+def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """Merge the new lines' calls into ``api_calls``, then re-sum the small tables.
+
+    ``api_calls`` keeps each call's best copy under a total order (``best_copy_first``),
+    so the best of the old best and the new copies is the best of all copies.
+    A rewritten file (a new generation starts at offset 0) withdraws its earlier
+    lines, and with them copies that lost to them and are no longer kept: that
+    needs every line, so it is a full build."""
+    lines = delta["session.line"]
+    rewritten = lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").collect()
+    if rewritten.height:
+        raise NeedsRebuild(f"{rewritten['path'][0]} was rewritten")
+    new = api_calls(lines).collect()
+    if not new.height:
+        return previous
+    merged = in_call_order(best_copy_first(pl.concat([previous["api_calls"], new]))
+                           .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True))
+    return _tables(merged)
+
+
+def _tables(calls: pl.DataFrame) -> dict[str, pl.DataFrame]:
     daily = (
         calls.with_columns(pl.col("time").dt.date().alias("day"))
         .group_by("day", "model", "project")
@@ -72,7 +96,8 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
         .group_by("session_id", "day", "model")
         .agg(pl.len().cast(pl.Int64).alias("calls"), *[pl.col(c).fill_null(0).sum() for c in TOKEN_COLUMNS],
              pl.col("cache_creation_5m_tokens").fill_null(0).sum(), pl.col("cache_creation_1h_tokens").fill_null(0).sum(),
-             pl.col("total_tokens").sum()))
+             pl.col("total_tokens").sum())).sort("session_id", "day", "model", nulls_last=True)
+    # sorted first: the float sum of a session's costs then adds in one order, build or update
     by_session = (per_session.group_by("session_id")
                   .agg(pl.col("calls").sum(), pl.col("total_tokens").sum(), pl.col("input_tokens").sum(),
                        pl.col("output_tokens").sum(),

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from chronicle.events import SessionLine
 from chronicle.export import ExportError, safe_target
 from chronicle.ingest.sessions import SessionIngester
 from chronicle.projection import Engine, discover
@@ -206,6 +207,57 @@ def test_projections_on_the_example_tree(ws: Workspace) -> None:
     assert s["project"] == "/home/ana/repo" and s["human_messages"] == 3 and s["subagents"] == 1
     humans = t["messages"].filter(pl.col("is_human") & (pl.col("session_id") == SESSION))["uuid"].to_list()
     assert humans == ["u1", "u6", "u10"]  # not the isMeta caveat, not the compact summary, not tool results
+
+
+USAGE_TABLES = ("api_calls", "usage_daily", "usage_by_session")
+
+
+def test_usage_kept_up_line_by_line_equals_a_full_build(ws: Workspace, tmp_path: Path) -> None:
+    # The example tree written one line per file per pass, as a watched tree grows: msg_01's
+    # 40-token copy comes after its 1-token one, and the parent's progress copy of msg_sub1
+    # long after the subagent's own record (which must still win the tie).
+    tree = tmp_path / "tree"
+    files = {f: f.read_bytes().splitlines(keepends=True) for f in EXAMPLES.rglob("*.jsonl")}
+    engine = Engine(tmp_path / "inc", discover())
+    actions = []
+    for i in range(max(len(v) for v in files.values())):
+        for f, content in files.items():
+            out = tree / f.relative_to(EXAMPLES)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "ab") as fh:
+                fh.write(b"".join(content[i:i + 1]))
+        ingest(ws, tree)
+        actions += [o.action for o in engine.run(ws.open_log().snapshot(), ["usage"])]
+    assert actions[0] == "built" and set(actions[1:]) == {"updated"}
+    full = tables(ws)
+    for t in USAGE_TABLES:
+        assert pl.read_parquet(tmp_path / "inc" / f"{t}.parquet").equals(full[t]), t
+    calls = full["api_calls"]
+    assert calls.filter(pl.col("message_id") == "msg_01")["output_tokens"][0] == 40
+    assert calls.filter(pl.col("message_id") == "msg_sub1")["subagent_id"][0] == "ab12cd34"
+    # A rewritten file withdraws its earlier lines' calls: the merge cannot, a full build does.
+    parent = tree / "-home-ana-repo" / f"{SESSION}.jsonl"
+    parent.write_bytes(b"".join(files[EXAMPLES / parent.relative_to(tree)][:3]))  # msg_01's 1-token copy only
+    ingest(ws, tree)
+    assert [o.action for o in engine.run(ws.open_log().snapshot(), ["usage"])] == ["built"]
+    full = tables(ws)
+    assert full["api_calls"].filter(pl.col("message_id") == "msg_01")["output_tokens"][0] == 1
+    for t in USAGE_TABLES:
+        assert pl.read_parquet(tmp_path / "inc" / f"{t}.parquet").equals(full[t]), t
+
+
+def test_a_projection_with_no_new_inputs_is_left_as_it_is(ws: Workspace, tmp_path: Path) -> None:
+    ingest(ws, EXAMPLES)
+    engine = Engine(tmp_path / "t", discover())
+    engine.run(ws.open_log().snapshot())
+    before = (tmp_path / "t" / "documents.parquet").stat().st_mtime_ns
+    ws.open_log().append([SessionLine(stream="session:s", path="p.jsonl", generation=0, line_no=1, offset=0,
+                                      raw=b"{", error="invalid JSON")])
+    outcomes = {o.name: o for o in engine.run(ws.open_log().snapshot())}
+    assert outcomes["experiments"].action == "current" and outcomes["usage"].action == "updated"
+    assert outcomes["experiments"].seq == ws.open_log().snapshot().head
+    assert Engine(tmp_path / "t", discover()).checkpoints()["experiments"]["seq"] == outcomes["experiments"].seq
+    assert (tmp_path / "t" / "documents.parquet").stat().st_mtime_ns == before
 
 
 # ------------------------------------------------------------------ export

@@ -9,7 +9,9 @@ A projection is a module that declares::
 and optionally ``NO_CSV = [table, ...]`` (tables written as Parquet only) and
 ``update(previous, delta)`` with the same shapes, where
 ``delta`` holds only events after the checkpoint; the engine uses it for
-incremental runs. ``build`` must be pure and its output order deterministic.
+incremental runs, and builds in full when it raises ``NeedsRebuild``. A
+projection whose input types got no new events is left as it is (``build``
+is pure, so its tables still stand). ``build`` must be pure and its output order deterministic.
 
 Built-in projections live in ``chronicle.projections``; a workspace adds its
 own with ``[projections] paths = ["my_projections"]`` in chronicle.toml.
@@ -51,6 +53,12 @@ CHECKPOINTS = "_checkpoints.json"
 
 class ProjectionError(Exception):
     """A projection failed or is malformed; no table of it was replaced."""
+
+
+class NeedsRebuild(Exception):
+    """Raised by a projection's ``update`` when the new events cannot be merged
+    into its previous tables (they withdraw rows it no longer has): the engine
+    builds from every event instead."""
 
 
 @dataclass(frozen=True)
@@ -187,12 +195,20 @@ class Engine:
                     and cp["seq"] <= snap.head and all((target / f"{t}.parquet").exists() for t in p.outputs))
         if reusable and cp["seq"] == snap.head:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
+        if reusable and ALL_EVENTS not in p.inputs and not snap.has_events(p.inputs, cp["seq"]):
+            # build is pure over its inputs and none arrived: the tables stand as they are.
+            self._checkpoint(p, target, snap.head, cp.get("rows", {}))
+            return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         try:
+            result = None
             if reusable and p.update is not None:
                 delta = self._inputs(p, snap, after=cp["seq"])
                 previous = {t: pl.read_parquet(target / f"{t}.parquet") for t in p.outputs}
-                result, action = p.update(previous, delta), "updated"
-            else:
+                try:
+                    result, action = p.update(previous, delta), "updated"
+                except NeedsRebuild:
+                    pass
+            if result is None:
                 result, action = p.build(self._inputs(p, snap)), "built"
             self._check(p, result)
         except ProjectionError:
@@ -201,11 +217,14 @@ class Engine:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
         self._swap(p, result, target)
         rows = {t: result[t].height for t in p.outputs}
+        self._checkpoint(p, target, snap.head, rows)
+        return Outcome(p.name, action, snap.head, rows)
+
+    def _checkpoint(self, p: Projection, target: Path, seq: int, rows: dict[str, int]) -> None:
         with locked(target / "_checkpoints.lock"):  # other projections' entries may have changed meanwhile
             checkpoints = self.checkpoints(target)
-            checkpoints[p.name] = {"seq": snap.head, "code": p.code_version, "rows": rows}
+            checkpoints[p.name] = {"seq": seq, "code": p.code_version, "rows": rows}
             write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
-        return Outcome(p.name, action, snap.head, rows)
 
     @staticmethod
     def _inputs(p: Projection, snap: Snapshot, after: int | None = None) -> dict[str, pl.LazyFrame]:

@@ -73,6 +73,17 @@ class Snapshot:
         seen.update(t for t, _ in self._wal_contents)
         return sorted(seen)
 
+    def has_events(self, types: Iterable[str], after: int) -> bool:
+        """Whether an event of one of ``types`` has a seq in (``after``, head].
+        A segment that straddles ``after`` counts as having one (it may)."""
+        wanted = set(types)
+        if after >= self.head:
+            return False
+        for e in self.entries:
+            if e.last_seq > after and e.first_seq <= self.head and any(f.type in wanted for f in e.files):
+                return True
+        return any(t in wanted and rows[-1]["seq"] > after for (t, _), rows in self._wal_contents.items())
+
     def frame(self, type_name: str, columns: Iterable[str] | None = None) -> pl.LazyFrame:
         """All events of ``type_name`` up to the snapshot's head, current version, by seq."""
         cls = event_class(type_name)
