@@ -176,6 +176,30 @@ def test_one_daemon_per_workspace_and_once(setup) -> None:
     assert status["running"] is True and status["pid"] == d.proc.pid
 
 
+NICENESS = """
+import os
+import polars as pl
+INPUTS = ["session.line"]
+OUTPUTS = ["niceness"]
+def build(inputs):
+    return {"niceness": pl.DataFrame({"nice": [os.nice(0)]})}
+"""
+
+
+def test_slow_rebuilds_run_at_background_priority(setup) -> None:
+    # A new line must not wait behind a full rebuild: the slow projections' child runs niced.
+    projects, ws, d = setup
+    (ws / "mine").mkdir()
+    (ws / "mine" / "niceness.py").write_text(NICENESS)
+    config = ws / "chronicle.toml"
+    config.write_text(config.read_text().replace("slow_projection_seconds", 'slow_projections = ["niceness"]\n'
+                                                 "slow_projection_seconds") + '[projections]\npaths = ["mine"]\n')
+    d.start()
+    table = ws / "data" / "tables" / "niceness.parquet"
+    d.wait_for(lambda _state: table.exists())
+    assert read_table(table)["nice"].to_list() == [min(19, os.nice(0) + 10)]
+
+
 def _cohort_events(ws: Path) -> pl.DataFrame:
     snap = EventLog(ws / "data" / "log").snapshot()
     if "cohort.defined" not in snap.types():

@@ -57,6 +57,17 @@ LOCK_NAME = "watch.lock"
 STATE_NAME = "watch.json"
 
 
+#: How much the slow rebuild child yields to the daemon when both want the CPU (nice 10:
+#: about a tenth of the weight), so a new line is not kept waiting behind a full rebuild.
+SLOW_NICE = 10
+
+
+def _background_priority() -> None:
+    """Runs in the slow rebuild child between fork and exec (a syscall, no locks taken);
+    its threads, all started later, inherit the lower priority."""
+    os.nice(SLOW_NICE)
+
+
 class AlreadyRunning(Exception):
     """Another daemon holds this workspace."""
 
@@ -281,7 +292,8 @@ class Watcher:
         self.last_slow = time.monotonic()
         env = {**os.environ, "CHRONICLE_ROOT": str(self.ws.root)}
         self.slow_proc = subprocess.Popen([sys.executable, "-m", "chronicle", "rebuild", *slow], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          preexec_fn=_background_priority)
         _info(self.logger, "rebuilding", projections=slow, pid=self.slow_proc.pid)
 
     def _slow_done(self) -> bool:
