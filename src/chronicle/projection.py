@@ -9,9 +9,9 @@ A projection is a module that declares::
 and optionally ``NO_CSV = [table, ...]`` (tables written as Parquet only) and
 ``update(previous, delta)`` with the same shapes, where
 ``delta`` holds only events after the checkpoint; the engine uses it for
-incremental runs, and builds in full when it raises ``NeedsRebuild``. A
-projection whose input types got no new events is left as it is (``build``
-is pure, so its tables still stand). ``build`` must be pure and its output order deterministic.
+incremental runs, and builds in full when it raises ``NeedsRebuild``.
+``build`` must be pure and its output order deterministic; so a projection
+whose input types got no new events is left as it is.
 
 Built-in projections live in ``chronicle.projections``; a workspace adds its
 own with ``[projections] paths = ["my_projections"]`` in chronicle.toml.
