@@ -18,7 +18,7 @@ import json
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -205,14 +205,20 @@ class Runner:
     def stages(self) -> list[str]:
         return [self.options.stage] if self.options.stage else list(STAGES)
 
-    def dry_run(self) -> RunSummary:
-        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+    def _work(self) -> Iterator[list[Member]]:
+        """Each stage's keys to take on, within ``--limit`` over all stages. A stage is
+        selected only once the previous one is done (its keys' parents are then known)."""
         budget = self.options.limit
         for stage in self.stages():
             todo = self._select(stage)
             if budget is not None:
                 todo, budget = todo[:budget], budget - len(todo[:budget])
             self.summary.to_do[stage] = len(todo)
+            yield todo
+
+    def dry_run(self) -> RunSummary:
+        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+        for todo in self._work():
             for m in todo:  # assume success, so the next stage counts their children
                 self.states[m.logical_key_id] = KeyState(ok_doc="(dry run)", parsed="(dry run)")
         return self.summary
@@ -243,12 +249,7 @@ class Runner:
                     # recorded only shortly before it is sent.
                     window = asyncio.Semaphore(2 * concurrency)
                     limiter = _RateLimiter(self.provider.requests_per_minute)
-                    budget = self.options.limit
-                    for stage in self.stages():
-                        todo = self._select(stage)
-                        if budget is not None:
-                            todo, budget = todo[:budget], budget - len(todo[:budget])
-                        self.summary.to_do[stage] = len(todo)
+                    for todo in self._work():
                         await asyncio.gather(*(self._key(m, client, rec, window, calls, limiter) for m in todo))
                 status = "finished"
             finally:
