@@ -246,11 +246,12 @@ def test_usage_kept_up_line_by_line_equals_a_full_build(ws: Workspace, tmp_path:
         assert pl.read_parquet(tmp_path / "inc" / f"{t}.parquet").equals(full[t]), t
 
 
-def test_a_projection_with_no_new_inputs_is_left_as_it_is(ws: Workspace, tmp_path: Path) -> None:
+def test_a_projection_with_no_new_inputs_or_no_change_is_left_as_it_is(ws: Workspace, tmp_path: Path) -> None:
     ingest(ws, EXAMPLES)
     engine = Engine(tmp_path / "t", discover())
     engine.run(ws.open_log().snapshot())
     before = (tmp_path / "t" / "documents.parquet").stat().st_mtime_ns
+    calls_before = (tmp_path / "t" / "api_calls.parquet").stat().st_mtime_ns
     ws.open_log().append([SessionLine(stream="session:s", path="p.jsonl", generation=0, line_no=1, offset=0,
                                       raw=b"{", error="invalid JSON")])
     outcomes = {o.name: o for o in engine.run(ws.open_log().snapshot())}
@@ -258,6 +259,8 @@ def test_a_projection_with_no_new_inputs_is_left_as_it_is(ws: Workspace, tmp_pat
     assert outcomes["experiments"].seq == ws.open_log().snapshot().head
     assert Engine(tmp_path / "t", discover()).checkpoints()["experiments"]["seq"] == outcomes["experiments"].seq
     assert (tmp_path / "t" / "documents.parquet").stat().st_mtime_ns == before
+    # usage ran, found no API call among the new lines, and so rewrote nothing
+    assert (tmp_path / "t" / "api_calls.parquet").stat().st_mtime_ns == calls_before
 
 
 # ------------------------------------------------------------------ export

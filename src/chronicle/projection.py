@@ -9,7 +9,8 @@ A projection is a module that declares::
 and optionally ``NO_CSV = [table, ...]`` (tables written as Parquet only) and
 ``update(previous, delta)`` with the same shapes, where
 ``delta`` holds only events after the checkpoint; the engine uses it for
-incremental runs, and builds in full when it raises ``NeedsRebuild``.
+incremental runs, and builds in full when it raises ``NeedsRebuild``;
+returning ``previous`` itself says nothing changed (no table is rewritten).
 ``build`` must be pure and its output order deterministic; so a projection
 whose input types got no new events is left as it is.
 
@@ -215,8 +216,9 @@ class Engine:
             raise
         except Exception as exc:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
-        self._swap(p, result, target)
         rows = {t: result[t].height for t in p.outputs}
+        if not (action == "updated" and result is previous):  # an update that changed nothing rewrites nothing
+            self._swap(p, result, target)
         self._checkpoint(p, target, snap.head, rows)
         return Outcome(p.name, action, snap.head, rows)
 
