@@ -22,4 +22,6 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
 
 def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     new = _errors(delta).sort("seq").collect()
+    if not new.height:
+        return previous
     return {"ingest_errors": pl.concat([previous["ingest_errors"], new], how="vertical_relaxed")}

@@ -55,6 +55,11 @@ def test_incremental_update_equals_full_rebuild(log: EventLog, tmp_path: Path) -
         assert pl.read_parquet(tmp_path / "inc" / f"{t}.parquet").equals(pl.read_parquet(tmp_path / "full" / f"{t}.parquet"))
     assert pl.read_parquet(tmp_path / "inc" / "ingest_errors.parquet")["line_no"].to_list() == [1, 2, 3]
     assert {o.action for o in inc.run(log.snapshot())} == {"current"}
+    errors = tmp_path / "inc" / "ingest_errors.parquet"
+    before = errors.stat().st_mtime_ns
+    _fill(log, 60, 1)  # a note, no error: the update finds nothing to add and rewrites nothing
+    assert {o.name: o.action for o in inc.run(log.snapshot())}["ingest_errors"] == "updated"
+    assert errors.stat().st_mtime_ns == before
 
 
 def test_ingest_errors_lists_every_error_event_with_location(log: EventLog, tmp_path: Path) -> None:
