@@ -138,9 +138,24 @@ def id_seqs(payloads: Sequence[bytes]) -> Iterator[tuple[str, int]]:
 
 def records(data: bytes | memoryview) -> list[WalRecord]:
     first, rec, versions, raw = _HEAD.decode(data)
+    return [WalRecord(first + i, rec, codec.canonical(m)) for i, m in enumerate(_contents(raw, versions))]
+
+
+def segment_rows(data: bytes | memoryview) -> list[dict]:
+    """The segment rows of a payload's events (``WalRecord.row`` of each of its
+    records), each decoded once: what a seal writes."""
+    first, rec, versions, raw = _HEAD.decode(data)
     out = []
-    for i, (m, v) in enumerate(zip(_PLAIN.decode(raw), versions)):
+    for i, m in enumerate(_contents(raw, versions)):
+        canonical = codec.canonical(m)
+        m.update(seq=first + i, recorded_at=rec, content_hash=codec.content_hash(canonical), size=len(canonical))
+        out.append(m)
+    return out
+
+
+def _contents(raw: bytes, versions: bytes) -> Iterator[dict]:
+    """Each event's content map, as its canonical encoding has it."""
+    for m, v in zip(_PLAIN.decode(raw), versions):
         del m["seq"], m["recorded_at"]
         m["v"] = v
-        out.append(WalRecord(first + i, rec, codec.canonical(m)))
-    return out
+        yield m

@@ -194,9 +194,7 @@ def events_to_table(events: list[Event]) -> pa.Table:
 def rows_to_table(cls: type[Event], rows: list[dict]) -> pa.Table:
     """Arrow table for content dicts of one (type, version), each with seq,
     recorded_at (µs), content_hash and size added."""
-    schema = arrow_schema(cls)
-    columns = {name: [r.get(name) for r in rows] for name in schema.names}
-    return pa.table(columns, schema=schema)
+    return pa.Table.from_pylist(rows, schema=arrow_schema(cls))  # a missing key is a null
 
 
 def content_hashes_from_table(table: pa.Table) -> tuple[list[bytes], list[int]]:

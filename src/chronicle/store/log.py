@@ -660,12 +660,12 @@ class EventLog:
             raise CorruptionError(str(path), result.bad_at, result.resumes_at, "bad frame in a rotated WAL file")
         m = self.read_manifest()
         head = m.entries[-1].last_seq if m.entries else 0
-        records = [r for r in decode_records(result.payloads) if r.seq > head]
+        rows = [row for p in result.payloads for row in batch.segment_rows(p) if row["seq"] > head]
         entry = None
-        if records:
-            if records[0].seq != head + 1:
-                raise CorruptionError(str(path), 0, None, f"WAL starts at seq {records[0].seq}, log head is {head}")
-            entry = self._commit_segment([r.row() for r in records], m)
+        if rows:
+            if rows[0]["seq"] != head + 1:
+                raise CorruptionError(str(path), 0, None, f"WAL starts at seq {rows[0]['seq']}, log head is {head}")
+            entry = self._commit_segment(rows, m)
         return entry
 
     def _commit_segment(self, rows: list[dict], m: manifest.ManifestLines) -> manifest.ManifestEntry:
