@@ -64,6 +64,18 @@ def test_incremental_update_equals_full_rebuild(log: EventLog, tmp_path: Path) -
     assert errors.stat().st_mtime_ns == before
 
 
+def test_a_damaged_table_is_rebuilt_not_merged_into(log: EventLog, tmp_path: Path) -> None:
+    _fill(log, 0, 10)
+    engine = Engine(tmp_path / "inc", discover())
+    engine.run(log.snapshot(), ["events_by_type"])
+    (tmp_path / "inc" / "events_by_type.parquet").write_bytes(b"not parquet at all")
+    _fill(log, 10, 5)
+    assert [o.action for o in engine.run(log.snapshot(), ["events_by_type"])] == ["built"]
+    Engine(tmp_path / "full", discover()).run(log.snapshot(), ["events_by_type"], full=True)
+    assert pl.read_parquet(tmp_path / "inc" / "events_by_type.parquet").equals(
+        pl.read_parquet(tmp_path / "full" / "events_by_type.parquet"))
+
+
 def test_ingest_errors_lists_every_error_event_with_location(log: EventLog, tmp_path: Path) -> None:
     log.append([
         SessionLine(stream="session:s", path="a.jsonl", generation=0, line_no=1, offset=0, raw=b"{}\n", record_type="user"),

@@ -202,11 +202,10 @@ class Engine:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         try:
             result = None
-            if reusable and p.update is not None:
-                delta = self._inputs(p, snap, after=cp["seq"])
-                previous = {t: pl.read_parquet(target / f"{t}.parquet") for t in p.outputs}
+            previous = self._previous(p, target) if reusable and p.update is not None else None
+            if previous is not None:
                 try:
-                    result, action = p.update(previous, delta), "updated"
+                    result, action = p.update(previous, self._inputs(p, snap, after=cp["seq"])), "updated"
                 except NeedsRebuild:
                     pass
             if result is None:
@@ -227,6 +226,15 @@ class Engine:
             checkpoints = self.checkpoints(target)
             checkpoints[p.name] = {"seq": seq, "code": p.code_version, "rows": rows}
             write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
+
+    @staticmethod
+    def _previous(p: Projection, target: Path) -> dict[str, pl.DataFrame] | None:
+        """The tables an update merges into; None when one cannot be read (a damaged
+        table is rebuilt from the log, never merged into)."""
+        try:
+            return {t: pl.read_parquet(target / f"{t}.parquet") for t in p.outputs}
+        except (OSError, pl.exceptions.PolarsError):
+            return None
 
     @staticmethod
     def _inputs(p: Projection, snap: Snapshot, after: int | None = None) -> dict[str, pl.LazyFrame]:
