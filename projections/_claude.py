@@ -38,10 +38,12 @@ def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
-def best_copy_first(copies: Frame) -> Frame:
-    """Each call's copies together, best first: most tokens, the subagent's own record, the latest."""
-    return copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
-                       descending=[False, False, True, False, True], nulls_last=True)
+def best_copies(copies: Frame) -> Frame:
+    """Each call's best copy (most tokens, then the subagent's own record, then the
+    latest): a total order, so the best of best copies is the best of all copies."""
+    return (copies.sort(["message_id", "request_id", "total_tokens", "embedded", "seq"],
+                        descending=[False, False, True, False, True], nulls_last=True)
+            .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True))
 
 
 def in_call_order(calls: Frame) -> Frame:
@@ -64,8 +66,7 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
         .with_columns(total.alias("total_tokens"), pl.col("embedded").fill_null(False))
     )
     return in_call_order(
-        best_copy_first(copies)
-        .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True)
+        best_copies(copies)
         .select(
             "message_id", "request_id", "model", "session_id",
             pl.col("agent_id").alias("subagent_id"), "is_sidechain", "embedded",

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.projection import NeedsRebuild
-from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copy_first, in_call_order
+from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copies, in_call_order
 
 INPUTS = ["session.line"]
 OUTPUTS = ["api_calls", "usage_daily", "usage_by_session"]
@@ -60,8 +60,8 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
 def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     """Merge the new lines' calls into ``api_calls``, then re-sum the small tables.
 
-    ``api_calls`` keeps each call's best copy under a total order (``best_copy_first``),
-    so the best of the old best and the new copies is the best of all copies.
+    ``api_calls`` holds each call's best copy (``best_copies``), and the best of the
+    old best and the new copies is the best of all copies.
     A rewritten file (a new generation starts at offset 0) withdraws its earlier
     lines, and with them copies that lost to them and are no longer kept: that
     needs every line, so it is a full build."""
@@ -72,9 +72,7 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) ->
     new = api_calls(lines).collect()
     if not new.height:
         return previous
-    merged = in_call_order(best_copy_first(pl.concat([previous["api_calls"], new]))
-                           .unique(subset=["message_id", "request_id"], keep="first", maintain_order=True))
-    return _tables(merged)
+    return _tables(in_call_order(best_copies(pl.concat([previous["api_calls"], new]))))
 
 
 def _tables(calls: pl.DataFrame) -> dict[str, pl.DataFrame]:

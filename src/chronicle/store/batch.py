@@ -50,10 +50,7 @@ class WalRecord(NamedTuple):
 
     def row(self) -> dict:
         """The segment row for this record: its content plus the store's columns."""
-        content = codec.decode_content(self.data)
-        content.update(seq=self.seq, recorded_at=self.recorded_at_us,
-                       content_hash=codec.content_hash(self.data), size=len(self.data))
-        return content
+        return _with_store_columns(codec.decode_content(self.data), self.seq, self.recorded_at_us, self.data)
 
 
 class EncodedBatch(NamedTuple):
@@ -145,12 +142,14 @@ def segment_rows(data: bytes | memoryview) -> list[dict]:
     """The segment rows of a payload's events (``WalRecord.row`` of each of its
     records), each decoded once: what a seal writes."""
     first, rec, versions, raw = _HEAD.decode(data)
-    out = []
-    for i, m in enumerate(_contents(raw, versions)):
-        canonical = codec.canonical(m)
-        m.update(seq=first + i, recorded_at=rec, content_hash=codec.content_hash(canonical), size=len(canonical))
-        out.append(m)
-    return out
+    return [_with_store_columns(m, first + i, rec, codec.canonical(m)) for i, m in enumerate(_contents(raw, versions))]
+
+
+def _with_store_columns(content: dict, seq: int, recorded_at_us: int, canonical: bytes) -> dict:
+    """``content`` (an event's map, as its ``canonical`` encoding has it) plus the
+    columns the store adds: seq, recorded_at µs, content_hash, size."""
+    content.update(seq=seq, recorded_at=recorded_at_us, content_hash=codec.content_hash(canonical), size=len(canonical))
+    return content
 
 
 def _contents(raw: bytes, versions: bytes) -> Iterator[dict]:
