@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from chronicle.events import Annotation, AnnotationV1, SessionLine
-from chronicle.store import ConflictingEvent, EventLog, InvalidEvent, NotAWorkspace
+from chronicle.store import Ack, ConflictingEvent, EventLog, InvalidEvent, NotAWorkspace
 
 from conftest import envelope, note
 
@@ -21,6 +21,22 @@ def test_seqs_are_contiguous_from_one_across_batches_and_seals(log: EventLog) ->
     acks += log.append([note(i) for i in range(5, 12)])
     assert [a.seq for a in acks] == list(range(1, 13))
     assert envelope(log)["seq"].to_list() == list(range(1, 13))
+
+
+def test_the_acks_of_an_all_new_batch_behave_as_the_list_they_stand_for(log: EventLog) -> None:
+    """They are made on access (see FreshAcks), and are no less a list for it."""
+    log.append([note(0)])
+    acks = log.append([note(i) for i in range(1, 4)])
+    expected = [Ack(2, "e1"), Ack(3, "e2"), Ack(4, "e3")]
+    assert acks == expected and expected == acks and list(acks) == expected
+    assert len(acks) == 3 and acks[0] == expected[0] and acks[-1] == expected[-1] and acks[1:] == expected[1:]
+    assert acks != expected[:2] and acks != [*expected[:2], Ack(4, "e3", True)]
+    with pytest.raises(IndexError):
+        acks[3]
+    more = acks
+    more += log.append([note(4)])
+    assert more == [*expected, Ack(5, "e4")]
+    assert [Ack(1, "e0")] + acks == [Ack(1, "e0"), *expected]
 
 
 def test_identical_event_id_is_a_noop_returning_the_first_seq(log: EventLog) -> None:

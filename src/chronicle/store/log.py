@@ -47,7 +47,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -59,6 +58,7 @@ import pyarrow.parquet as pq
 
 from chronicle.events import Event, event_class
 from chronicle.store import batch, codec, framing, manifest
+from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
 from chronicle.store.marks import Mark, MarkFile
 from chronicle.store.errors import (
@@ -81,15 +81,6 @@ GROWS_BY_ITSELF = 64 << 10
 _PROBE = 4096
 #: Bytes x ids a dedupe lookup searches in frames not yet indexed before it indexes them instead.
 _SEARCH_BUDGET = 1 << 18
-
-
-class Ack(NamedTuple):
-    """An acknowledged event: durable at ``seq``. ``duplicate`` means the
-    event_id was already recorded with identical content (nothing new written)."""
-
-    seq: int
-    event_id: str
-    duplicate: bool = False
 
 
 def new_event_id() -> str:
@@ -493,10 +484,11 @@ class EventLog:
 
     # ------------------------------------------------------------ append
 
-    def append(self, events: Sequence[Event], *, dedupe: bool = True) -> list[Ack]:
+    def append(self, events: Sequence[Event], *, dedupe: bool = True) -> Sequence[Ack]:
         """Durably append ``events`` as one batch: all or nothing.
 
-        Returns one Ack per input event, in order, after the batch is on disk.
+        Returns one Ack per input event, in order, after the batch is on disk
+        (a list, or a FreshAcks when every event was new).
         ``dedupe=False`` skips looking up given event_ids in the log (see
         :meth:`append_tables` for when that is safe).
         """
@@ -567,8 +559,7 @@ class EventLog:
         finally:
             self._sync_done(fd)
         if not existing and not aliases:
-            # tuple.__new__ is NamedTuple._make without the per-call overhead.
-            return list(map(tuple.__new__, repeat(Ack), zip(range(first, first + len(ids)), ids, repeat(False))))
+            return FreshAcks(first, ids)
         seq_of = dict(zip(fresh, range(first, first + len(fresh))))
         seq_of.update(existing)
         acks = []
