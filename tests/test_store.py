@@ -78,7 +78,7 @@ def test_ids_other_writers_recorded_are_found_with_or_without_decoding_their_fra
 
 
 def test_ids_of_many_frames_and_of_batches_among_them_are_indexed_with_their_seqs(log: EventLog) -> None:
-    """Others' frames are decoded for their ids in chunks (see batch.id_seqs): one
+    """Others' frames are decoded for their ids in chunks (see batch.frame_ids): one
     frame per event here, more than a chunk, and a many-event batch between."""
     mine, other = EventLog(log.path), EventLog(log.path)
     mine.append([note(0, event_id="a-0")])  # loads mine's id index
@@ -91,6 +91,32 @@ def test_ids_of_many_frames_and_of_batches_among_them_are_indexed_with_their_seq
     assert [(a.seq, a.duplicate) for a in mine.append(again)] == [
         (1 + i, True) for i in (1, 255, 256, 257, 300, 309, 310, 599)]
     assert envelope(log).height == 600
+
+
+def test_a_writer_keeps_seqs_from_its_first_duplicate_on_and_keeps_them_current(log: EventLog) -> None:
+    """A writer's id index holds only ids until it meets a duplicate (see
+    EventIds); then it reads them again with their seqs, and every later
+    append, its own or another's, sealed or not, bulk or not, adds its seqs."""
+    mine, other = EventLog(log.path), EventLog(log.path)
+    mine.append([note(0, event_id="a-0")])
+    other.append([note(1, event_id="b-1")])
+    log.seal()
+    other.append([note(2, event_id="b-2")])
+    assert mine._ids is not None and mine._ids.seq_of is None
+    assert [(a.seq, a.duplicate) for a in mine.append([note(2, event_id="b-2"), note(1, event_id="b-1")])] == [
+        (3, True), (2, True)]
+    assert mine._ids.seq_of is not None
+    mine.append([note(4, event_id="a-4")])  # seq 4
+    other.append([note(5, event_id="b-5")])  # 5: found by mine's catch-up
+    assert [(a.seq, a.duplicate) for a in mine.append([note(5, event_id="b-5"), note(4, event_id="a-4")])] == [
+        (5, True), (4, True)]
+    other.append_table("annotation", pa.table({"stream": ["doc:1"], "event_id": ["t-6"], "target": ["doc:1"],
+                                               "key": ["k"], "value": ["6"], "author": ["test"]}))  # 6, a segment
+    other.append([note(7, event_id="b-7")])  # 7
+    again = [note(i, event_id=eid) for i, eid in ((7, "b-7"), (4, "a-4"), (5, "b-5"), (0, "a-0"), (1, "b-1"))]
+    assert [(a.seq, a.duplicate) for a in mine.append(again)] == [(7, True), (4, True), (5, True), (1, True), (2, True)]
+    assert mine.append([note(6, event_id="t-6")])[0] == (6, "t-6", True)
+    assert envelope(log)["event_id"].to_list() == ["a-0", "b-1", "b-2", "a-4", "b-5", "t-6", "b-7"]
 
 
 def test_duplicate_inside_one_batch(log: EventLog) -> None:

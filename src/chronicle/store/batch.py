@@ -37,7 +37,7 @@ class _EventId(msgspec.Struct):
 
 
 _FRAMES_IDS = msgspec.msgpack.Decoder(list[tuple[int, int, bytes, list[_EventId]]])
-#: Payloads decoded together by id_seqs: enough to share the call, few enough to copy.
+#: Payloads decoded together by frame_ids: enough to share the call, few enough to copy.
 _IDS_CHUNK = 256
 
 
@@ -122,21 +122,23 @@ def span(data: bytes | memoryview) -> tuple[int, int, int]:
     return first, len(versions), rec
 
 
-def id_seqs(payloads: Sequence[bytes]) -> Iterator[tuple[str, int]]:
-    """(event_id, seq) of each event in ``payloads``: a writer's catch-up on others' frames.
+def frame_ids(payloads: Sequence[bytes]) -> tuple[list[str], list[int]]:
+    """The event_ids in ``payloads`` and their seqs: a writer's catch-up on others' frames.
 
     Typed, to read only the ids (about 2x faster than plain maps for one event,
     4x for a thousand), and one decode per chunk of payloads, not per payload:
     payloads behind a msgpack array header form one array (3x faster for the
     fifteen one-event frames a writer among sixteen meets per append).
     """
+    ids: list[str] = []
+    seqs: list[int] = []
     for i in range(0, len(payloads), _IDS_CHUNK):
         chunk = payloads[i : i + _IDS_CHUNK]
         frames = _FRAMES_IDS.decode(b"\xdd" + len(chunk).to_bytes(4, "big") + b"".join(chunk))  # array 32
-        # Flat comprehensions, not a generator per frame: most frames hold one event.
-        ids = [ev.event_id for _, _, _, events in frames for ev in events]
-        seqs = [first + k for first, _, _, events in frames for k in range(len(events))]
-        yield from zip(ids, seqs)
+        # Flat comprehensions, not a loop per frame: most frames hold one event.
+        ids += [ev.event_id for _, _, _, events in frames for ev in events]
+        seqs += [first + k for first, _, _, events in frames for k in range(len(events))]
+    return ids, seqs
 
 
 def records(data: bytes | memoryview) -> list[WalRecord]:

@@ -60,6 +60,7 @@ from chronicle.events import Event, event_class
 from chronicle.store import batch, codec, framing, manifest
 from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
+from chronicle.store.ids import EventIds
 from chronicle.store.marks import Mark, MarkFile
 from chronicle.store.errors import (
     ConflictingEvent,
@@ -123,7 +124,8 @@ class EventLog:
         self._scanned: dict[str, int] = {}
         self._head_seq = 0
         self._head_time_us = 0
-        self._ids: dict[str, int] | None = None
+        self._ids: EventIds | None = None
+        self._keep_seqs = False  # from this process's first duplicate on (see EventIds)
         self._ids_entries = 0
         # _ids holds the event_ids of WAL frames up to here: (file, offset). _ids, _indexed and the
         # active descriptor are also used outside LOCK (see _prefetch_ids): taken with LOCK, and
@@ -349,8 +351,8 @@ class EventLog:
 
     # ------------------------------------------------------------- dedup
 
-    def _load_ids(self) -> dict[str, int]:
-        """event_id -> seq for the whole log (loaded once, then kept current)."""
+    def _load_ids(self) -> EventIds:
+        """The event_ids of the whole log (loaded once, then kept current)."""
         m = self._manifest
         assert m is not None
         if self._ids is None:
@@ -358,18 +360,19 @@ class EventLog:
             self._ids_entries = 0
             if self._fd_name is not None:
                 self._indexed = (self._fd_name, self._scanned.get(self._fd_name, 0))
+        columns = ["event_id", "seq"] if self._ids.seq_of is not None else ["event_id"]
         for entry in m.entries[self._ids_entries :]:
             for f in entry.files:
-                t = pq.read_table(self.segment_dir / f.name, columns=["event_id", "seq"])
-                self._ids.update(zip(t.column("event_id").to_pylist(), t.column("seq").to_pylist()))
+                t = pq.read_table(self.segment_dir / f.name, columns=columns)
+                self._ids.add(t.column("event_id").to_pylist(), t.column("seq").to_pylist() if "seq" in columns else ())
         self._ids_entries = len(m.entries)
         return self._ids
 
-    def _wal_ids(self) -> dict[str, int]:
-        ids = {}
+    def _wal_ids(self) -> EventIds:
+        ids = EventIds(keep_seqs=self._keep_seqs)
         for name in self.wal_names():
             data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
-            ids.update(batch.id_seqs(framing.scan(data).payloads))
+            ids.add(*batch.frame_ids(framing.scan(data).payloads))
         return ids
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
@@ -415,7 +418,7 @@ class EventLog:
             except FileNotFoundError:  # sealed meanwhile: _load_ids reads its ids from the segments
                 continue
             scan = framing.scan(data)
-            self._ids.update(batch.id_seqs(scan.payloads))
+            self._ids.add(*batch.frame_ids(scan.payloads))
             self._indexed = (n, start + scan.end)
 
     def _prefetch_ids(self) -> None:
@@ -457,10 +460,15 @@ class EventLog:
         LOCK and _ids_lock."""
         index = self._load_ids()
         self._search_unindexed(ids)
-        if index.keys().isdisjoint(ids):  # the common case, without building a set
+        if index.isdisjoint(ids):  # the common case, without building a set
             return {}
-        known = index.keys() & ids
-        hits = {i: index[eid] for i, eid in enumerate(ids) if eid in known}
+        if index.seq_of is None:  # this process's first duplicate: read the ids again, with their seqs
+            self._keep_seqs = True
+            self._ids = None
+            index = self._load_ids()
+        assert index.seq_of is not None
+        known = index.seq_of.keys() & ids
+        hits = {i: index.seq_of[eid] for i, eid in enumerate(ids) if eid in known}
         stored = self._content_hashes(set(hits.values()))
         for i, seq in hits.items():
             if stored.get(seq) != content_hash(i):
@@ -550,7 +558,7 @@ class EventLog:
             self._written.write(Mark(name, offset + len(frame), epoch, self._head_seq, now))
             if self._ids is not None:
                 fresh_ids = ids if len(fresh) == len(ids) else [ids[i] for i in fresh]
-                self._ids.update(zip(fresh_ids, range(first, first + len(fresh))))
+                self._ids.add(fresh_ids, range(first, first + len(fresh)))
                 if self._indexed == (name, offset):
                     self._indexed = (name, offset + len(frame))
             self._sync_due(fd)
@@ -806,7 +814,7 @@ class EventLog:
                 self._head_seq = seq
                 self._head_time_us = now
                 if self._ids is not None:
-                    self._ids.update((ids[i], acks[i].seq) for i in fresh)
+                    self._ids.add([ids[i] for i in fresh], [acks[i].seq for i in fresh])
             assert len(acks) == n
             return acks
 
