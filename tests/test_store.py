@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -65,7 +66,7 @@ def test_ids_other_writers_recorded_are_found_with_or_without_decoding_their_fra
     mine.append([note(0, event_id="a-0")])  # loads mine's id index
     other.append([note(1, event_id="w-10"), note(2, event_id="w-1x")])
     with monkeypatch.context() as m:  # as if other wrote while mine waited for LOCK
-        m.setattr(mine, "_prefetch_ids", lambda: None)
+        m.setattr(mine, "_prefetch_ids", lambda ids: None)
         # "w-1" occurs inside both of other's ids, but not as an id of its own
         assert [(a.seq, a.duplicate) for a in mine.append([note(3, event_id="w-1")])] == [(4, False)]
         assert [(a.seq, a.duplicate) for a in mine.append([note(1, event_id="w-10")])] == [(2, True)]
@@ -117,6 +118,27 @@ def test_a_writer_keeps_seqs_from_its_first_duplicate_on_and_keeps_them_current(
     assert [(a.seq, a.duplicate) for a in mine.append(again)] == [(7, True), (4, True), (5, True), (1, True), (2, True)]
     assert mine.append([note(6, event_id="t-6")])[0] == (6, "t-6", True)
     assert envelope(log)["event_id"].to_list() == ["a-0", "b-1", "b-2", "a-4", "b-5", "t-6", "b-7"]
+
+
+def test_a_writer_reads_the_log_for_its_id_index_before_it_takes_the_lock(log: EventLog) -> None:
+    """Indexing a large log takes seconds, which every other writer would
+    wait out under LOCK: a writer's first append indexes before taking it."""
+    log.append([note(i) for i in range(3)])
+    log.seal()
+    log.append([note(3)])
+    mine, holder = EventLog(log.path), EventLog(log.path)
+    done: list = []
+    with holder._lock:  # another writer holds LOCK throughout
+        worker = threading.Thread(target=lambda: done.append(mine.append([note(1), note(9)])))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while (mine._ids is None or mine._ids.seq_of is None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mine._ids is not None and mine._ids.seq_of is not None  # e1 is recorded: built with seqs at once
+        assert mine._ids.isdisjoint(["e9"]) and not mine._ids.isdisjoint(["e0"]) and not mine._ids.isdisjoint(["e3"])
+        assert not done
+    worker.join(10)
+    assert [(a.seq, a.duplicate) for a in done[0]] == [(2, True), (5, False)]
 
 
 def test_duplicate_inside_one_batch(log: EventLog) -> None:

@@ -19,7 +19,9 @@ a writer learns what others appended from the WRITTEN mark (offset, last seq,
 its time), not by reading their frames; their event_ids are read only when a
 dedupe lookup needs them, and then mostly before taking LOCK (see
 ``_prefetch_ids`` and ``_search_unindexed``). Reading every other
-writer's frames under LOCK made each append cost O(writers) there.
+writer's frames under LOCK made each append cost O(writers) there; reading
+the whole log for a new writer's id index under it stalled every other writer
+for as long (about a second per two million events).
 
 Group commit: a writer assigns seqs and writes its frames under LOCK, releases
 it, then makes them durable in ``_group_sync``: one fdatasync covers every byte
@@ -127,9 +129,10 @@ class EventLog:
         self._ids: EventIds | None = None
         self._keep_seqs = False  # from this process's first duplicate on (see EventIds)
         self._ids_entries = 0
-        # _ids holds the event_ids of WAL frames up to here: (file, offset). _ids, _indexed and the
-        # active descriptor are also used outside LOCK (see _prefetch_ids): taken with LOCK, and
-        # alone there, _ids_lock keeps this process's threads apart.
+        # _ids holds the event_ids of WAL frames up to here: (file, offset), and of the MANIFEST's
+        # first _ids_entries entries. _ids, _ids_entries, _indexed and the active descriptor are
+        # also used outside LOCK (see _prefetch_ids): taken with LOCK, and alone there, _ids_lock
+        # keeps this process's threads apart.
         self._indexed: tuple[str, int] = ("", 0)
         self._ids_lock = threading.Lock()
         self._epoch = 0  # of the active WAL file, as of this process's last look (see marks)
@@ -352,7 +355,9 @@ class EventLog:
     # ------------------------------------------------------------- dedup
 
     def _load_ids(self) -> EventIds:
-        """The event_ids of the whole log (loaded once, then kept current)."""
+        """Under LOCK: the event_ids of the whole log, up to the MANIFEST
+        entries and WAL frames ``_ids_entries`` and ``_indexed`` name (built
+        before LOCK by _prefetch_ids, or here when that did not run)."""
         m = self._manifest
         assert m is not None
         if self._ids is None:
@@ -360,13 +365,18 @@ class EventLog:
             self._ids_entries = 0
             if self._fd_name is not None:
                 self._indexed = (self._fd_name, self._scanned.get(self._fd_name, 0))
+        self._add_sealed_ids(m)
+        return self._ids
+
+    def _add_sealed_ids(self, m: manifest.ManifestLines) -> None:
+        """Add to ``_ids`` those of the segments of MANIFEST entries it lacks."""
+        assert self._ids is not None
         columns = ["event_id", "seq"] if self._ids.seq_of is not None else ["event_id"]
         for entry in m.entries[self._ids_entries :]:
             for f in entry.files:
                 t = pq.read_table(self.segment_dir / f.name, columns=columns)
                 self._ids.add(t.column("event_id").to_pylist(), t.column("seq").to_pylist() if "seq" in columns else ())
-        self._ids_entries = len(m.entries)
-        return self._ids
+        self._ids_entries = max(self._ids_entries, len(m.entries))
 
     def _wal_ids(self) -> EventIds:
         ids = EventIds(keep_seqs=self._keep_seqs)
@@ -421,16 +431,36 @@ class EventLog:
             self._ids.add(*batch.frame_ids(scan.payloads))
             self._indexed = (n, start + scan.end)
 
-    def _prefetch_ids(self) -> None:
+    def _prefetch_ids(self, ids: list[str]) -> None:
         """Before taking LOCK: index the frames others appended since this
         process last looked, so that under LOCK only the few written while it
-        waited remain (see _search_unindexed)."""
-        if self._ids is None:  # loaded on first use, under LOCK
-            return
+        waited remain (see _search_unindexed); on first use, index the whole log.
+
+        The whole log is read here, not under LOCK, because for a large log
+        that takes seconds, which every other writer would wait out. What is
+        sealed or written meanwhile is caught up with under LOCK (_load_ids,
+        _search_unindexed).
+        """
         mark = self._written.read()
-        if mark is not None and mark.wal >= self._indexed[0]:
-            with self._ids_lock:
+        with self._ids_lock:
+            if self._ids is None:
+                self._build_ids(mark)
+                assert self._ids is not None
+                if self._ids.seq_of is None and not self._ids.isdisjoint(ids):
+                    self._keep_seqs = True  # a duplicate already: read with seqs (see EventIds), still before LOCK
+                    self._build_ids(mark)
+                mark = self._written.read()  # and what others wrote meanwhile
+            if mark is not None and mark.wal >= self._indexed[0]:
                 self._index_upto(mark.wal, mark.offset)
+
+    def _build_ids(self, mark: Mark | None) -> None:
+        """Index every sealed event and the WAL frames below ``mark``. Holding _ids_lock."""
+        self._ids = EventIds(keep_seqs=self._keep_seqs)
+        self._ids_entries = 0
+        self._indexed = ("", 0)
+        self._add_sealed_ids(self.read_manifest())  # before the WAL: a file sealed meanwhile is in a later entry
+        if mark is not None:
+            self._index_upto(mark.wal, mark.offset)
 
     def _search_unindexed(self, ids: list[str]) -> None:
         """Under LOCK: make ``_ids`` hold every one of ``ids`` that is in the log.
@@ -520,7 +550,7 @@ class EventLog:
         aliases = self._aliases(ids, content_hash)
         lookup = any_given and dedupe
         if lookup:
-            self._prefetch_ids()
+            self._prefetch_ids(ids)
         with self._lock, self._ids_lock:
             self._sync_tail()
             existing = self._existing(ids, content_hash) if lookup else {}
