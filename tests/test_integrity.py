@@ -199,6 +199,22 @@ def test_a_damaged_written_mark_only_costs_a_rescan(log: EventLog) -> None:
     assert envelope(log)["seq"].to_list() == [1, 2, 3, 4]
 
 
+def test_a_writer_sees_seals_made_into_a_manifest_replaced_under_it(log: EventLog) -> None:
+    """Writers watch MANIFEST through a descriptor they keep open; a file put
+    in its place from outside (a restore, an editor's save) is opened afresh,
+    or a writer would miss what is sealed into it and reuse seqs."""
+    other = EventLog(log.path)
+    log.append([note(0)])
+    other.append([note(1)])
+    copy = log.path / "MANIFEST.copy"
+    copy.write_bytes((log.path / "MANIFEST").read_bytes())
+    os.replace(copy, log.path / "MANIFEST")
+    other.seal()  # events 1 and 2, committed into the new file
+    assert log.append([note(2)])[0].seq == 3
+    assert envelope(log)["seq"].to_list() == [1, 2, 3]
+    assert verify(log).problems == []
+
+
 def test_a_writer_follows_a_rotation_made_by_another(log: EventLog) -> None:
     other = EventLog(log.path)
     other.append([note(0)])
