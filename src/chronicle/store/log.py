@@ -383,11 +383,10 @@ class EventLog:
         m = self._manifest
         assert m is not None
         if self._ids is None:
-            self._ids = self._wal_ids()
-            self._ids_entries = 0
-            if self._fd_name is not None:
-                self._indexed = (self._fd_name, self._scanned.get(self._fd_name, 0))
-        self._add_sealed_ids(m)
+            self._build_ids(m, self._fd_name, self._scanned.get(self._fd_name or "", 0))
+        else:
+            self._add_sealed_ids(m)
+        assert self._ids is not None
         return self._ids
 
     def _add_sealed_ids(self, m: manifest.ManifestLines) -> None:
@@ -399,13 +398,6 @@ class EventLog:
                 t = pq.read_table(self.segment_dir / f.name, columns=columns)
                 self._ids.add(t.column("event_id").to_pylist(), t.column("seq").to_pylist() if "seq" in columns else ())
         self._ids_entries = max(self._ids_entries, len(m.entries))
-
-    def _wal_ids(self) -> EventIds:
-        ids = EventIds(keep_seqs=self._keep_seqs)
-        for name in self.wal_names():
-            data = (self.wal_dir / name).read_bytes()[: self._scanned.get(name, 0)]
-            ids.add(*batch.frame_ids(framing.scan(data).payloads))
-        return ids
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
         """content_hash of each of ``seqs`` (sealed from segments, unsealed from the WAL)."""
@@ -466,23 +458,26 @@ class EventLog:
         mark = self._written.read()
         with self._ids_lock:
             if self._ids is None:
-                self._build_ids(mark)
+                # The MANIFEST before the WAL: a file sealed meanwhile is in a later entry, read under LOCK.
+                wal, end = (mark.wal, mark.offset) if mark is not None else (None, 0)
+                self._build_ids(self.read_manifest(), wal, end)
                 assert self._ids is not None
                 if self._ids.seq_of is None and not self._ids.isdisjoint(ids):
                     self._keep_seqs = True  # a duplicate already: read with seqs (see EventIds), still before LOCK
-                    self._build_ids(mark)
+                    self._build_ids(self.read_manifest(), wal, end)
                 mark = self._written.read()  # and what others wrote meanwhile
             if mark is not None and mark.wal >= self._indexed[0]:
                 self._index_upto(mark.wal, mark.offset)
 
-    def _build_ids(self, mark: Mark | None) -> None:
-        """Index every sealed event and the WAL frames below ``mark``. Holding _ids_lock."""
+    def _build_ids(self, m: manifest.ManifestLines, wal: str | None, end: int) -> None:
+        """Index the events of ``m``'s segments and of the WAL frames up to
+        offset ``end`` of file ``wal`` (none if None). Holding _ids_lock."""
         self._ids = EventIds(keep_seqs=self._keep_seqs)
         self._ids_entries = 0
         self._indexed = ("", 0)
-        self._add_sealed_ids(self.read_manifest())  # before the WAL: a file sealed meanwhile is in a later entry
-        if mark is not None:
-            self._index_upto(mark.wal, mark.offset)
+        self._add_sealed_ids(m)
+        if wal is not None:
+            self._index_upto(wal, end)
 
     def _search_unindexed(self, ids: list[str]) -> None:
         """Under LOCK: make ``_ids`` hold every one of ``ids`` that is in the log.
