@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set as AbstractSet
 
 
 class EventIds:
@@ -20,17 +20,15 @@ class EventIds:
     def __init__(self, *, keep_seqs: bool):
         #: event_id -> seq, when kept.
         self.seq_of: dict[str, int] | None = {} if keep_seqs else None
-        self._known: set[str] | None = None if keep_seqs else set()
+        # The ids alone: the set, or the keys of seq_of (a live view of them).
+        self._known: AbstractSet[str] = set() if self.seq_of is None else self.seq_of.keys()
 
     def add(self, ids: list[str], seqs: Iterable[int]) -> None:
         """Record ``ids`` (at ``seqs``, in the same order)."""
         if self.seq_of is None:
-            assert self._known is not None
-            self._known.update(ids)
+            self._known.update(ids)  # type: ignore[attr-defined]
         else:
             self.seq_of.update(zip(ids, seqs))
 
     def isdisjoint(self, ids: list[str]) -> bool:
-        known = self.seq_of.keys() if self.seq_of is not None else self._known
-        assert known is not None
-        return known.isdisjoint(ids)
+        return self._known.isdisjoint(ids)
