@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import msgspec
 
 from chronicle.events import Event, UnknownEventType, event_class
-from chronicle.store import InvalidEvent
+from chronicle.store import InvalidEvent, codec
 
 _ASSIGNED = ("seq", "recorded_at")
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$\.(?P<field>[^`\[]+)[^`]*`)?$")
@@ -45,7 +45,12 @@ def parse_line(line: bytes, line_no: int) -> Event:
     if unknown:
         raise InvalidEvent(f"line {line_no}: field '{unknown[0]}': not a field of {cls.type_name()}", field=unknown[0])
     try:
-        return msgspec.convert(obj, cls)
+        msgspec.convert(obj, codec.checked_class(cls))  # integers within int64, as the columns hold them
+        event = msgspec.convert(obj, cls)
+        codec.check_json_fields(event)
+        return event
+    except InvalidEvent as exc:
+        raise InvalidEvent(f"line {line_no}: {exc}", field=exc.field) from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         missing = _MISSING.search(text)

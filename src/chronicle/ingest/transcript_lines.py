@@ -24,16 +24,21 @@ from chronicle.store import codec
 HUGE_LINE = 50 * 1024 * 1024
 
 
+# Token counts are int64 columns: a larger number fails the line's decode, so
+# the line is kept with an error naming the field instead of poisoning the log.
+Int64 = codec.Int64
+
+
 class _CacheCreation(msgspec.Struct):
-    ephemeral_5m_input_tokens: int | None = None
-    ephemeral_1h_input_tokens: int | None = None
+    ephemeral_5m_input_tokens: Int64 | None = None
+    ephemeral_1h_input_tokens: Int64 | None = None
 
 
 class _Usage(msgspec.Struct):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
+    input_tokens: Int64 | None = None
+    output_tokens: Int64 | None = None
+    cache_creation_input_tokens: Int64 | None = None
+    cache_read_input_tokens: Int64 | None = None
     cache_creation: _CacheCreation | None = None
 
 
@@ -94,7 +99,9 @@ def _as_message(value: Any) -> _Message | None:
         return None
     try:
         return msgspec.convert(value, _Message)
-    except msgspec.ValidationError:
+    except msgspec.ValidationError as exc:
+        if "usage" in str(exc):  # token counts that cannot be recorded: the line's error says which
+            raise
         return None
 
 

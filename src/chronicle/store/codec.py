@@ -14,9 +14,13 @@ encoding can be rebuilt from a row and checked (``chronicle verify``).
 from __future__ import annotations
 
 import hashlib
+import re
+import types
+import typing
 from datetime import datetime, timezone
 from functools import cache
 from itertools import repeat
+from typing import Annotated
 
 import msgspec
 import pyarrow as pa
@@ -85,9 +89,63 @@ def arrow_schema(cls: type[Event]) -> pa.Schema:
     return pa.schema(fields)
 
 
+#: Every integer column is int64: a larger value would be accepted by msgpack
+#: and refused by Arrow at seal time, poisoning the log for every reader after.
+Int64 = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
+
+
+def _bounded(tp: object) -> object:
+    """``tp`` with every ``int`` in it replaced by :data:`Int64`."""
+    if tp is int:
+        return Int64
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_bounded(a) for a in typing.get_args(tp))]  # type: ignore[return-value]
+    if origin is list:
+        return list[_bounded(typing.get_args(tp)[0])]  # type: ignore[misc]
+    return tp
+
+
+@cache
+def checked_class(cls: type[Event]) -> type[Event]:
+    """A twin of ``cls`` that validation decodes into: same fields, tag and
+    constraints, integers bounded to int64, and no garbage-collector
+    bookkeeping (the result is only checked and dropped; about 7% faster)."""
+    annotations: dict[str, object] = {}
+    namespace: dict[str, object] = {"__annotations__": annotations}
+    for f in msgspec.structs.fields(cls):
+        bounded = _bounded(f.type)
+        if bounded is f.type:
+            continue
+        annotations[f.name] = bounded
+        if f.default is not msgspec.NODEFAULT:
+            namespace[f.name] = f.default
+        elif f.default_factory is not msgspec.NODEFAULT:
+            namespace[f.name] = msgspec.field(default_factory=f.default_factory)
+    return type(cls.__name__, (cls,), namespace, frozen=True, gc=False)
+
+
+@cache
+def json_fields(cls: type[Event]) -> tuple[str, ...]:
+    """Fields that hold a JSON document as text (by the ``_json`` naming rule)."""
+    return tuple(f for f in cls.payload_fields() if f.endswith("_json"))
+
+
+def check_json_fields(event: Event) -> None:
+    """InvalidEvent naming the field when a ``*_json`` field is not valid JSON."""
+    for name in json_fields(type(event)):
+        value = getattr(event, name)
+        if value is None:
+            continue
+        try:
+            msgspec.json.decode(value)
+        except (msgspec.DecodeError, TypeError, RecursionError) as exc:
+            raise InvalidEvent(f"{type(event).type_name()}: field {name!r} is not valid JSON: {exc}", field=name) from None
+
+
 @cache
 def _decoder(cls: type[Event]) -> msgspec.msgpack.Decoder:
-    return msgspec.msgpack.Decoder(cls)
+    return msgspec.msgpack.Decoder(checked_class(cls))
 
 
 def content_of(event: Event) -> dict:
@@ -117,9 +175,25 @@ def encode(event: Event) -> bytes:
     try:
         data = canonical(content_of(event))
         _decoder(cls).decode(data)
-    except (msgspec.ValidationError, TypeError) as exc:
-        raise InvalidEvent(f"{cls.type_name()}: {exc}") from None
+    except (msgspec.ValidationError, TypeError, OverflowError) as exc:
+        raise InvalidEvent(f"{cls.type_name()}: {_field_message(exc)}", field=_field_of(exc)) from None
+    check_json_fields(event)
     return data
+
+
+_AT = re.compile(r" - at `\$(?:\[\d+\])?\.(?P<field>[A-Za-z_0-9]+)[^`]*`$")
+
+
+def _field_of(exc: Exception) -> str | None:
+    m = _AT.search(str(exc))
+    return m["field"] if m else None
+
+
+def _field_message(exc: Exception) -> str:
+    """msgspec's message with its location said as a field name."""
+    text = str(exc)
+    m = _AT.search(text)
+    return f"field {m['field']!r}: {text[: m.start()]}" if m else text
 
 
 def decode_content(data: bytes) -> dict:

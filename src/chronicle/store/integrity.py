@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from chronicle.store import codec, framing, manifest
 from chronicle.store.errors import CorruptionError
 from chronicle.store.log import EventLog, decode_records
+from chronicle.store.marks import Mark
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
     file rewritten together with its recorded hashes is caught only so)."""
     report = Report()
     chain = _Chain(at_seq)
+    synced = log.synced_mark()  # before the log: what the hints vouch for must be in what is read next
+    acknowledged = log.acknowledged_head(synced)
     try:
         m = log.read_manifest()
     except CorruptionError as exc:
@@ -103,7 +106,12 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
             report.problems.append(Problem(str(log.manifest_path), start, end, f"entry {entry.n}: event hash chain does not match"))
             return report
         report.segments += 1
-    _verify_wal(log, chain, report)
+    _verify_wal(log, chain, report, synced)
+    if report.ok:
+        try:
+            log.check_complete(chain.seq, acknowledged, m.entries[-1].last_seq if m.entries else 0)
+        except CorruptionError as exc:
+            report.problems.append(Problem(exc.path, None, None, exc.reason))
     report.head_seq = chain.seq
     report.head_hash = chain.value.hex()
     report.hash_at = chain.at_value.hex() if chain.at_value is not None else None
@@ -149,7 +157,7 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
     return True
 
 
-def _verify_wal(log: EventLog, chain: _Chain, report: Report) -> None:
+def _verify_wal(log: EventLog, chain: _Chain, report: Report, synced: Mark | None) -> None:
     names = log.wal_names()
     for i, name in enumerate(names):
         path = log.wal_dir / name
@@ -169,6 +177,10 @@ def _verify_wal(log: EventLog, chain: _Chain, report: Report) -> None:
                                            "damaged WAL frame followed by intact frames"))
             return
         if result.torn_tail:
+            if synced is not None and synced.wal == name and synced.offset > result.end:
+                report.problems.append(Problem(str(path), result.bad_at, synced.offset,
+                                               "damaged WAL frame below the acknowledged (fdatasynced) mark"))
+                return
             report.problems.append(Problem(
                 str(path), result.bad_at, len(data),
                 "torn tail (a write cut short, never acknowledged; cut off at the next append)",

@@ -10,7 +10,15 @@ On disk (``data/log``)::
     LOCK                    held briefly by every append (seq assignment + write)
     SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
     WRITTEN                 how far the active WAL file's frames go, and their head (a hint; see marks)
-    SYNCED                  group commit: how far an fdatasync has covered (a hint)
+    SYNCED                  group commit: how far an fdatasync has covered, and its head (a hint)
+    COMMITTED               the head of the last MANIFEST commit (a hint)
+
+SYNCED and COMMITTED are written only after the bytes they vouch for are
+durable, so they give a lower bound of what was acknowledged. A log whose
+MANIFEST and WAL end below it lost acknowledged events (a shortened MANIFEST,
+a damaged or truncated WAL): that is corruption, reported, and no writer
+reuses those seqs. A bad frame below SYNCED's offset is likewise damage, never
+a torn tail to cut off.
 
 Lock order is always SEAL.lock, then LOCK.
 
@@ -120,6 +128,7 @@ class EventLog:
         self._seal_lock = FileLock(self.path / "SEAL.lock")
         self._written = MarkFile(self.path / "WRITTEN")
         self._synced = MarkFile(self.path / "SYNCED")
+        self._committed = MarkFile(self.path / "COMMITTED")
         # Writer-side caches, only read or changed while holding LOCK.
         self._manifest: manifest.ManifestLines | None = None
         self._manifest_stamp: tuple[int, int] | None = None
@@ -170,7 +179,7 @@ class EventLog:
             self._retire(self._fd)
             self._fd = None
             self._fd_name = None
-        for held in (self._lock, self._seal_lock, self._written, self._synced):
+        for held in (self._lock, self._seal_lock, self._written, self._synced, self._committed):
             held.close()
 
     def __enter__(self) -> EventLog:
@@ -244,8 +253,10 @@ class EventLog:
             if self._caught_up_by_mark(mark):
                 return
             names = [mark.wal]
+            every_file = False
         else:
             names = self.wal_names()
+            every_file = True
             self._scanned = {n: off for n, off in self._scanned.items() if n in names}
             if not names:
                 names = [wal_name(self._head_seq + 1)]
@@ -253,6 +264,8 @@ class EventLog:
                 fsync_dir(self.wal_dir)
         # A cut below (_cut_wal) starts a new epoch; so does a mark that cannot be trusted.
         self._epoch = mark.epoch if mark is not None and mark.wal == names[-1] else _new_epoch()
+        synced = self._synced.read()
+        acknowledged = self.acknowledged_head(synced)
         for i, name in enumerate(names):
             start = self._scanned.get(name, 0)
             if i == len(names) - 1:
@@ -285,8 +298,41 @@ class EventLog:
                 if i != len(names) - 1:
                     raise CorruptionError(str(self.wal_dir / name), start + result.end, size,
                                           "bad frame at the end of a rotated WAL file")
+                check_not_synced(self.wal_dir / name, start + result.end, synced)
                 self._cut_wal(self.wal_dir / name, start + result.end)
             self._scanned[name] = start + result.end
+        self._check_complete(self._head_seq, acknowledged, names if every_file else [], sealed_head)
+
+    def synced_mark(self) -> Mark | None:
+        return self._synced.read()
+
+    def check_complete(self, head: int, acknowledged: int, sealed_head: int) -> None:
+        """CorruptionError when acknowledged events are missing from the log whose
+        MANIFEST ends at ``sealed_head`` and whose MANIFEST + WAL end at ``head``."""
+        self._check_complete(head, acknowledged, self.wal_names(), sealed_head)
+
+    def acknowledged_head(self, synced: Mark | None = None) -> int:
+        """The highest seq the SYNCED and COMMITTED hints say was acknowledged
+        (read them before reading the log, so that what they vouch for is there)."""
+        if synced is None:
+            synced = self._synced.read()
+        committed = self._committed.read()
+        return max(synced.head_seq if synced is not None else 0, committed.head_seq if committed is not None else 0)
+
+    def _check_complete(self, head: int, acknowledged: int, names: list[str], sealed_head: int) -> None:
+        """CorruptionError when acknowledged events are missing from MANIFEST + WAL."""
+        if acknowledged > head:
+            raise CorruptionError(
+                str(self.manifest_path), self.read_manifest().committed_size, None,
+                f"seqs {head + 1}..{acknowledged} were acknowledged but are in neither the MANIFEST nor the WAL "
+                "(a MANIFEST entry or WAL frames went missing); writers will not reuse them",
+            )
+        if names and int(names[0][: -len(WAL_SUFFIX)]) > sealed_head + 1:
+            raise CorruptionError(
+                str(self.manifest_path), self.read_manifest().committed_size, None,
+                f"the MANIFEST ends at seq {sealed_head} but the WAL starts at seq {int(names[0][: -len(WAL_SUFFIX)])}: "
+                "committed MANIFEST entries went missing; writers will not reuse their seqs",
+            )
 
     def _caught_up_by_mark(self, mark: Mark) -> bool:
         """Under LOCK: take the head from the WRITTEN mark of the active file
@@ -578,7 +624,7 @@ class EventLog:
                     # They repeat events that may be another writer's, not yet synced (rare: sync under LOCK).
                     name, fd = self._fd_name, self._fd
                     assert name is not None and fd is not None  # set by _sync_tail
-                    self._group_sync(fd, name, self._scanned.get(name, 0), self._epoch)
+                    self._group_sync(fd, name, self._scanned.get(name, 0), self._epoch, self._head_seq)
                     return [Ack(existing[aliases.get(i, i)], eid, True) for i, eid in enumerate(ids)]
                 fresh_events = [events[i] for i in fresh]
                 encoded = batch.encode_events(fresh_events, batch.check_types(fresh_events))
@@ -610,7 +656,7 @@ class EventLog:
                     self._indexed = (name, offset + len(frame))
             self._sync_due(fd)
         try:
-            self._group_sync(fd, name, offset + len(frame), epoch)
+            self._group_sync(fd, name, offset + len(frame), epoch, first + len(fresh) - 1)
         finally:
             self._sync_done(fd)
         if not existing and not aliases:
@@ -625,7 +671,7 @@ class EventLog:
                 acks.append(Ack(seq_of[i], eid, i in existing))
         return acks
 
-    def _group_sync(self, fd: int, name: str, end: int, epoch: int) -> None:
+    def _group_sync(self, fd: int, name: str, end: int, epoch: int, head: int) -> None:
         """Make bytes [0, end) of WAL file ``name`` durable, sharing fsyncs.
 
         Each sync records in SYNCED how far the file was durable after its
@@ -640,9 +686,12 @@ class EventLog:
         if synced is not None and synced.reaches(name, epoch, end):
             return
         written = self._written.read()
-        covered = written.offset if written is not None and written.reaches(name, epoch, end) else end
+        if written is not None and written.reaches(name, epoch, end):
+            covered, head = written.offset, written.head_seq
+        else:
+            covered = end
         os.fdatasync(fd)
-        self._synced.write(Mark(name, covered, epoch))
+        self._synced.write(Mark(name, covered, epoch, head))
 
     def _cut_wal(self, path: Path, end: int) -> None:
         """Under LOCK: cut the active WAL file back to ``end`` (a torn or failed write).
@@ -690,6 +739,9 @@ class EventLog:
         end = self._scanned.get(names[-1], 0)
         if end > 0:
             os.truncate(self.wal_dir / names[-1], end)  # its preallocated zeros
+            # Durable before a file named after the next seq exists: that name
+            # claims every seq below it was written (see _check_complete).
+            os.fdatasync(self._active_fd(names[-1]))
             fresh = wal_name(self._head_seq + 1)
             # before the file exists: see _sync_tail
             self._written.write(Mark(fresh, 0, _new_epoch(), self._head_seq, self._head_time_us))
@@ -756,6 +808,7 @@ class EventLog:
             )
         )
         manifest.append(self.manifest_path, entry, m.committed_size)
+        self._committed.write(Mark("", 0, 0, last, max(times)))
         return entry
 
     def _write_segment_file(self, fname: str, type_name: str, v: int, table: pa.Table) -> manifest.SegmentFile:
@@ -874,21 +927,32 @@ class EventLog:
         result would then have a gap, so it is retried.
         """
         for _ in range(50):
+            synced = self._synced.read()  # before the log: what it vouches for is in what is read next
+            acknowledged = self.acknowledged_head(synced)
             m = self.read_manifest()
             head = m.entries[-1].last_seq if m.entries else 0
             records: list[WalRecord] = []
             try:
-                for name in self.wal_names():
+                names = self.wal_names()
+                for name in names:
                     path = self.wal_dir / name
                     result = framing.scan(path.read_bytes())
                     if result.corrupt:
                         raise CorruptionError(
                             str(path), result.bad_at, result.resumes_at, "damaged WAL frame followed by intact frames"
                         )
+                    if result.torn_tail:
+                        check_not_synced(path, result.end, synced)
                     records.extend(r for r in decode_records(result.payloads) if r.seq > head)
             except FileNotFoundError:
                 continue
             if all(r.seq == head + 1 + i for i, r in enumerate(records)):
+                try:
+                    self._check_complete(records[-1].seq if records else head, acknowledged, names, head)
+                except CorruptionError:
+                    if self.read_manifest().committed_size != m.committed_size:
+                        continue  # a seal committed meanwhile: read again
+                    raise
                 return m, records
         raise StoreError(f"{self.path}: could not read a consistent snapshot; the log is changing too fast")
 
@@ -897,6 +961,14 @@ class EventLog:
 
         m, records = self.read_wal()
         return Snapshot(self, m.entries, records)
+
+
+def check_not_synced(path: Path, bad_at: int, synced: Mark | None) -> None:
+    """A bad frame at ``bad_at`` is a torn tail only if no fdatasync covered it."""
+    if synced is not None and synced.wal == path.name and synced.offset > bad_at:
+        raise CorruptionError(str(path), bad_at, synced.offset,
+                              "damaged WAL frame below the acknowledged (fdatasynced) mark: acknowledged events "
+                              "would be lost by cutting it off; left in place")
 
 
 class PreparedPart(NamedTuple):
