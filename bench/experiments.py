@@ -148,7 +148,7 @@ def _generate(log: EventLog, n: int) -> None:
     for lo in range(0, n, step):
         log.append_tables({"llm.prompt": prompts.slice(lo, step).to_arrow(),
                            "llm.response": responses.slice(lo, step).to_arrow(),
-                           "parse.result": parses.slice(lo, step).to_arrow()}, dedupe=False)
+                           "parse.result": parses.slice(lo, step).to_arrow()})
 
 
 _DOC_COLUMNS = ["doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id", "template_id", "model_id", "run_id",

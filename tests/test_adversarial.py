@@ -166,3 +166,214 @@ def test_a_flipped_byte_in_the_last_acknowledged_wal_frame_is_corruption_never_c
     assert proc.returncode == 3 and "acknowledged" in proc.stderr.decode()
     assert run_cli("log", root=ws).returncode == 3
     assert wal.read_bytes() == bytes(data), "an acknowledged frame must never be cut off"
+
+
+# -------------------------------------------------- 4. readers check segments
+
+
+def test_no_single_byte_flip_of_a_segment_reaches_a_reader(tmp_path: Path) -> None:
+    import random
+
+    from chronicle.store import CorruptionError
+
+    with EventLog.init(tmp_path / "log") as lg:
+        lg.append([note(i, stream=f"doc:{i % 3}") for i in range(40)])
+        lg.seal()
+        segment = next((tmp_path / "log" / "segments").glob("*.parquet"))
+        lg.snapshot().envelope().collect()  # checked once, and remembered in VERIFIED
+    original = segment.read_bytes()
+    rng = random.Random(7)
+    for pos in sorted(rng.sample(range(len(original)), 150)):
+        flipped = bytearray(original)
+        flipped[pos] ^= 1 << rng.randrange(8)
+        segment.write_bytes(bytes(flipped))
+        with EventLog(tmp_path / "log") as lg, pytest.raises(CorruptionError, match=segment.name):
+            list(lg.snapshot().events())
+    segment.write_bytes(original)
+    with EventLog(tmp_path / "log") as lg:
+        assert [e.seq for e in lg.snapshot().events()] == list(range(1, 41))
+
+
+def test_a_damaged_or_deleted_segment_stops_every_reader_with_exit_3(ws: Path) -> None:
+    run_cli("append", root=ws, stdin=_notes(10), check=True)
+    run_cli("seal", root=ws, check=True)
+    run_cli("rebuild", root=ws, check=True)
+    segment = next((ws / "data" / "log" / "segments").glob("*.parquet"))
+    data = bytearray(segment.read_bytes())
+    data[len(data) - 20] ^= 0x40  # in the footer
+    segment.write_bytes(bytes(data))
+    for verb in (("log",), ("rebuild", "--full"), ("append",)):
+        proc = run_cli(*verb, root=ws, stdin=_notes(1, 50))
+        err = proc.stderr.decode()
+        assert proc.returncode == 3 and segment.name in err and "Traceback" not in err, (verb, err)
+        assert len(err.strip().splitlines()) == 1
+    segment.unlink()
+    proc = run_cli("log", root=ws)
+    assert proc.returncode == 3 and "missing" in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
+
+
+# ------------------------------------------------ 12, 13. damage and tracebacks
+
+
+def test_a_damaged_table_is_rebuilt_and_tables_says_damaged(ws: Path) -> None:
+    run_cli("append", root=ws, stdin=_notes(6), check=True)
+    run_cli("rebuild", root=ws, check=True)
+    table = ws / "data" / "tables" / "events_by_type.parquet"
+    good = table.read_bytes()
+    table.write_bytes(good[: len(good) // 2] + bytes(len(good) - len(good) // 2))
+    listed = [json.loads(x) for x in run_cli("tables", "--json", root=ws, check=True).stdout.splitlines()]
+    assert {r["table"]: r["state"] for r in listed}["events_by_type"] == "damaged"
+    proc = run_cli("show", "events_by_type", "--stale", root=ws)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr.decode()
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+    out = run_cli("rebuild", "events_by_type", "--json", root=ws, check=True).stdout
+    assert json.loads(out)["action"] == "built"
+    assert pl.read_parquet(table)["events"].sum() == 6
+    shown = run_cli("show", "events_by_type", "--json", root=ws, check=True).stdout
+    assert json.loads(shown.splitlines()[0])["events"] == 6
+
+
+def test_a_damaged_table_is_rebuilt_by_show(ws: Path) -> None:
+    run_cli("append", root=ws, stdin=_notes(3), check=True)
+    run_cli("rebuild", root=ws, check=True)
+    table = ws / "data" / "tables" / "events_by_type.parquet"
+    data = bytearray(table.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, new mtime: caught by the sha256
+    table.write_bytes(bytes(data))
+    proc = run_cli("show", "events_by_type", "--json", root=ws)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[0])["events"] == 3
+
+
+def test_show_is_current_without_a_rebuild(ws: Path) -> None:
+    run_cli("append", root=ws, stdin=_notes(2), check=True)
+    run_cli("rebuild", root=ws, check=True)
+    run_cli("append", root=ws, stdin=_notes(3, 2), check=True)
+    listed = [json.loads(x) for x in run_cli("tables", "--json", root=ws, check=True).stdout.splitlines()]
+    assert {r["table"]: r["state"] for r in listed}["events_by_type"] == "behind by 3"
+    shown = run_cli("show", "events_by_type", "--json", root=ws, check=True).stdout
+    assert json.loads(shown.splitlines()[0])["events"] == 5
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type":"annotation","stream":"d","target":"t","key":"k","author":"a","value":' + b"[" * 100_000
+    + b"]" * 100_000 + b"}",
+    json.dumps({"type": "git.commit", "stream": "r", "repo": "r", "sha": "a", "parents": [], "author_name": "a",
+                "author_email": "a", "authored_at": "9999-12-31T23:59:59-23:59", "committer_name": "a",
+                "committer_email": "a", "committed_at": "2026-01-01T00:00:00Z", "message": "m",
+                "files_json": "[]"}).encode(),
+], ids=["100k-deep", "time-out-of-range"])
+def test_hostile_append_input_is_one_line_exit_2(ws: Path, line: bytes) -> None:
+    proc = run_cli("append", root=ws, stdin=_notes(1) + line + b"\n")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "line 2" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert run_cli("log", root=ws, check=True).stdout == b""
+
+
+def test_a_wal_that_does_not_follow_the_manifest_is_damage_not_changing_too_fast(ws: Path) -> None:
+    run_cli("append", root=ws, stdin=_notes(3), check=True)
+    run_cli("seal", root=ws, check=True)
+    run_cli("append", root=ws, stdin=_notes(3, 3), check=True)  # seqs 4..6 in the WAL
+    (ws / "data" / "log" / "MANIFEST").write_bytes(b"")  # the entry for 1..3 is gone
+    (ws / "data" / "log" / "COMMITTED").unlink()
+    proc = run_cli("log", root=ws)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and "MANIFEST" in err and "too fast" not in err
+
+
+# ---------------------------------------------- 10, 14. odd files and held locks
+
+
+def test_a_same_length_edit_of_an_earlier_line_is_a_rewrite(ws: Path) -> None:
+    root = ws / "claude"
+    transcript = root / "p" / "a.jsonl"
+    _transcript(transcript, [_call(f"a{i}", None, f"m{i}", 100 + i) for i in range(200)])  # well past 4 KiB
+    run_cli("ingest", "sessions", str(root), root=ws, check=True)
+    again = json.loads(run_cli("ingest", "sessions", str(root), "--json", root=ws, check=True).stdout)
+    assert again["rewritten"] == 0 and again["lines"] == 0
+    data = transcript.read_bytes()
+    edited = data.replace(b'"input_tokens": 100,', b'"input_tokens": 999,', 1)
+    assert len(edited) == len(data) and edited != data
+    transcript.write_bytes(edited)
+    summary = json.loads(run_cli("ingest", "sessions", str(root), "--json", root=ws, check=True).stdout)
+    assert summary["rewritten"] == 1
+    out = ws / "restored"
+    run_cli("export", "sessions", str(out), root=ws, check=True)
+    assert (out / "p" / "a.jsonl").read_bytes() == edited
+
+
+def test_a_fifo_named_like_a_transcript_is_skipped_and_recorded(ws: Path) -> None:
+    root = ws / "claude"
+    _transcript(root / "p" / "a.jsonl", [_call("a1", None, "m1", 5)])
+    os.mkfifo(root / "p" / "b.jsonl")
+    proc = run_cli("ingest", "sessions", str(root), "--json", root=ws)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["lines"] == 1 and any("b.jsonl" in p and "regular file" in p for p in summary["problems"])
+    (ws / "chronicle.toml").write_text(f'[watch]\nclaude_roots = ["{root}"]\ngit_repos = []\n')
+    proc = run_cli("watch", "--once", root=ws)  # the daemon's pass does not hang either
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_held_lock_is_named_and_wait_gives_up(ws: Path) -> None:
+    import fcntl
+    import time
+
+    run_cli("append", root=ws, stdin=_notes(1), check=True)
+    fd = os.open(ws / "data" / "log" / "LOCK", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a process that stopped while holding it
+    try:
+        started = time.monotonic()
+        proc = run_cli("--wait", "2", "append", root=ws, stdin=_notes(1, 1))
+        waited = time.monotonic() - started
+    finally:
+        os.close(fd)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and f"pid {os.getpid()}" in err and "gave up" in err, err
+    assert "waiting for" in err and waited >= 2
+    assert run_cli("append", root=ws, stdin=_notes(1, 1), check=True).stdout.startswith(b"2\t")
+
+
+# --------------------------------------------------------- 5. unique ids
+
+
+def test_an_id_taken_by_append_is_not_reused_by_ingest_and_verify_checks_uniqueness(ws: Path) -> None:
+    from chronicle.ingest.transcript_lines import line_event_id, path_key
+
+    root = ws / "claude"
+    transcript = (root / "p" / "a.jsonl").resolve()
+    _transcript(transcript, [_call("a1", None, "m1", 5), _call("a2", "a1", "m2", 6)])
+    stolen = line_event_id(path_key(str(transcript)), 0, 0)
+    line = {"type": "annotation", "stream": "doc:x", "event_id": stolen, "target": "doc:x", "key": "k",
+            "value": "v", "author": "mallory"}
+    run_cli("append", root=ws, stdin=json.dumps(line).encode() + b"\n", check=True)
+    run_cli("ingest", "sessions", str(root), root=ws, check=True)
+    assert run_cli("verify", "--deep", root=ws).returncode == 0
+    events = [json.loads(x) for x in run_cli("log", "--json", root=ws, check=True).stdout.splitlines()]
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids))
+    lines = [e for e in events if e["type"] == "session.line"]
+    assert len(lines) == 2 and lines[0]["event_id"] == stolen + "~2"
+    out = ws / "restored"
+    run_cli("export", "sessions", str(out), root=ws, check=True)
+    assert (out / "p" / "a.jsonl").read_bytes() == transcript.read_bytes()
+
+
+def test_verify_finds_a_repeated_event_id(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from chronicle.store import integrity
+
+    with EventLog.init(tmp_path / "log") as lg:
+        lg.append([note(1)])
+        lg.seal()
+        # a writer that skipped the check (an older chronicle): the same id again in a bulk load
+        prepared = __import__("chronicle.store.log", fromlist=["prepare_tables"]).prepare_tables(
+            {"annotation": pa.table({"stream": ["s"], "event_id": ["e1"], "target": ["t"], "key": ["k"],
+                                     "value": ["other"], "author": ["a"]})})
+        lg._existing = lambda ids, h: {}  # noqa: SLF001 - simulate the old, unchecked path
+        lg.append_prepared(prepared)
+    with EventLog(tmp_path / "log") as lg:
+        report = integrity.verify(lg)
+    assert not report.ok and "'e1'" in str(report.problems[0]) and "[1, 2]" in str(report.problems[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,9 +23,10 @@ from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
 from chronicle.jsonl import dump, parse_lines
-from chronicle.projection import Engine, ProjectionError, csv_ready, discover, list_tables, read_table
+from chronicle.projection import Engine, ProjectionError, csv_ready, discover, read_table
 from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
 from chronicle.store import integrity
+from chronicle.store.fsutil import LockWaits
 from chronicle.workspace import ConfigError, Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
@@ -205,15 +207,16 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
 def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     engine = _engine(ws)
     checkpoints = engine.checkpoints()
-    present = {name: (rows, size) for name, rows, size in list_tables(ws.tables_dir)}
+    head = ws.open_log().snapshot().head
     rows = []
     for p in engine.projections.values():
-        cp = checkpoints.get(p.name, {})
+        cp = checkpoints.get(p.name)
+        state = engine.state(p, cp, head)
         for t in p.outputs:
-            r, size = present.get(t, (None, None))
-            stale = cp.get("code") not in (None, p.code_version)
-            rows.append({"table": t, "projection": p.name, "rows": r, "bytes": size,
-                         "seq": cp.get("seq"), "state": "missing" if r is None else ("stale code" if stale else "ok")})
+            path = ws.tables_dir / f"{t}.parquet"
+            size = path.stat().st_size if path.exists() else None
+            rows.append({"table": t, "projection": p.name, "rows": (cp or {}).get("rows", {}).get(t) if size else None,
+                         "bytes": size, "seq": (cp or {}).get("seq"), "state": state})
     rows.sort(key=lambda r: r["table"])
     if args.json:
         for r in rows:
@@ -225,11 +228,19 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
-    known = {name for name, _, _ in list_tables(ws.tables_dir)}
+    engine = _engine(ws)
+    known = {t for p in engine.projections.values() for t in p.outputs}
     if args.table not in known:
-        hint = f"known tables: {', '.join(sorted(known))}" if known else "no tables yet: run `chronicle rebuild`"
-        raise UsageError(f"no table named {args.table!r} ({hint})")
-    df = read_table(ws.tables_dir / f"{args.table}.parquet")
+        raise UsageError(f"no table named {args.table!r} (known tables: {', '.join(sorted(known))})")
+    if not args.stale:  # what was recorded is in the very next show: the table is brought up to date first
+        engine.run(ws.open_log().snapshot(), [args.table])
+    path = ws.tables_dir / f"{args.table}.parquet"
+    if not path.exists():
+        raise UsageError(f"table {args.table!r} has not been built yet (run `chronicle rebuild`, or drop --stale)")
+    try:
+        df = read_table(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise StoreError(f"{path}: cannot be read ({type(exc).__name__}); `chronicle show` without --stale rebuilds it") from None
     if args.limit is not None:
         df = df.head(args.limit)
     if args.json:
@@ -311,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--root", help="workspace directory (default: $CHRONICLE_ROOT or the current directory)")
+    parser.add_argument("--wait", type=float, metavar="SECONDS",
+                        help="give up (exit 3) when the log's lock stays held this long (default: wait, saying "
+                             "after a second which process holds it)")
     parser.add_argument("--version", action="version", version=f"chronicle {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
@@ -345,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
     p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
     verb("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
-    p = verb("show", cmd_show, "print a table", "chronicle show events_by_type --csv")
+    p = verb("show", cmd_show, "print a table (brought up to date with the log first)", "chronicle show events_by_type --csv")
     p.add_argument("table")
+    p.add_argument("--stale", action="store_true", help="print the table as it stands, without bringing it up to date")
     p.add_argument("--csv", action="store_true", help="CSV output")
     p.add_argument("--limit", type=int)
     p = verb("verify", cmd_verify, "recompute every hash; exit 1 naming the first bad file and byte range",
@@ -426,6 +441,8 @@ def cmd_serve(ws: Workspace, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    LockWaits.notice = lambda text: print(f"chronicle {args.verb}: {text}", file=sys.stderr, flush=True)
+    LockWaits.give_up_after = args.wait
     try:
         ws = Workspace.at(args.root)
         return args.func(ws, args)
@@ -443,6 +460,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a path given on the command line cannot be read or written
         print(f"chronicle {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # never a traceback: one line, and how to get the details
+        if os.environ.get("CHRONICLE_DEBUG"):
+            raise
+        print(f"chronicle {args.verb}: unexpected {type(exc).__name__}: {_one_line(exc)} "
+              "(the workspace may be damaged: run `chronicle verify`; CHRONICLE_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_STORE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def parse_line(line: bytes, line_no: int) -> Event:
         obj = msgspec.json.decode(line)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"line {line_no}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent(f"line {line_no}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidEvent(f"line {line_no}: expected a JSON object, got {type(obj).__name__}")
     for key in ("type", "stream"):
@@ -47,10 +49,12 @@ def parse_line(line: bytes, line_no: int) -> Event:
     try:
         msgspec.convert(obj, codec.checked_class(cls))  # integers within int64, as the columns hold them
         event = msgspec.convert(obj, cls)
-        codec.check_json_fields(event)
+        codec.encode(event)  # what the log will check: times in range, *_json fields JSON
         return event
     except InvalidEvent as exc:
         raise InvalidEvent(f"line {line_no}: {exc}", field=exc.field) from None
+    except RecursionError:
+        raise InvalidEvent(f"line {line_no}: a value is nested too deeply") from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         missing = _MISSING.search(text)

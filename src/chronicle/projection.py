@@ -40,12 +40,14 @@ from pathlib import Path
 from types import ModuleType
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import chronicle.projections as builtin_projections
 from chronicle.progress import Progress
 from chronicle.store import Snapshot
-from chronicle.store.fsutil import fsync_dir, locked, write_durably
+from chronicle.store.errors import CorruptionError, StorageFull, StoreError
+from chronicle.store.fsutil import fsync_dir, is_full, locked, write_durably
 
 ENGINE_VERSION = "1"
 ALL_EVENTS = "*"
@@ -190,15 +192,33 @@ class Engine:
         with locked(target / f".{p.name}.lock"):
             return self._run_locked(p, snap, self.checkpoints(target), target, full)
 
+    def state(self, p: Projection, cp: dict | None, head: int, target: Path | None = None) -> str:
+        """How a projection's tables stand against a log at ``head``: "ok", "missing",
+        "damaged", "stale code", "ahead of the log" or "behind by N"."""
+        target = target or self.tables_dir
+        if cp is None or not all((target / f"{t}.parquet").exists() for t in p.outputs):
+            return "missing"
+        if not tables_intact(target, p.outputs, cp):
+            return "damaged"
+        if cp["code"] != p.code_version:
+            return "stale code"
+        if cp["seq"] > head:
+            return "ahead of the log"
+        return "ok" if cp["seq"] == head else f"behind by {head - cp['seq']}"
+
     def _run_locked(self, p: Projection, snap: Snapshot, checkpoints: dict, target: Path, full: bool) -> Outcome:
         cp = checkpoints.get(p.name)
-        reusable = (not full and cp is not None and cp["code"] == p.code_version
-                    and cp["seq"] <= snap.head and all((target / f"{t}.parquet").exists() for t in p.outputs))
+        if cp is not None and cp["seq"] > snap.head and target == self.tables_dir and snap.head == snap.full_head:
+            raise CorruptionError(str(target / CHECKPOINTS), 0, None,
+                                  f"projection {p.name} is at seq {cp['seq']}, beyond the log's head {snap.head}: "
+                                  "events it was built from are missing from the log")
+        state = self.state(p, cp, snap.head, target)
+        reusable = not full and (state == "ok" or state.startswith("behind"))
         if reusable and cp["seq"] == snap.head:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         if reusable and ALL_EVENTS not in p.inputs and not snap.has_events(p.inputs, cp["seq"]):
             # build is pure over its inputs and none arrived: the tables stand as they are.
-            self._checkpoint(p, target, snap.head, cp.get("rows", {}))
+            self._checkpoint(p, target, snap.head, cp.get("rows", {}), cp.get("files"))
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         try:
             result = None
@@ -211,20 +231,21 @@ class Engine:
             if result is None:
                 result, action = p.build(self._inputs(p, snap)), "built"
             self._check(p, result)
-        except ProjectionError:
+        except (ProjectionError, StoreError):
             raise
         except Exception as exc:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
         rows = {t: result[t].height for t in p.outputs}
+        files = cp.get("files") if cp is not None else None
         if not (action == "updated" and result is previous):  # an update that changed nothing rewrites nothing
-            self._swap(p, result, target)
-        self._checkpoint(p, target, snap.head, rows)
+            files = self._swap(p, result, target)
+        self._checkpoint(p, target, snap.head, rows, files)
         return Outcome(p.name, action, snap.head, rows)
 
-    def _checkpoint(self, p: Projection, target: Path, seq: int, rows: dict[str, int]) -> None:
+    def _checkpoint(self, p: Projection, target: Path, seq: int, rows: dict[str, int], files: dict | None) -> None:
         with locked(target / "_checkpoints.lock"):  # other projections' entries may have changed meanwhile
             checkpoints = self.checkpoints(target)
-            checkpoints[p.name] = {"seq": seq, "code": p.code_version, "rows": rows}
+            checkpoints[p.name] = {"seq": seq, "code": p.code_version, "rows": rows, "files": files}
             write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
 
     @staticmethod
@@ -254,7 +275,23 @@ class Engine:
                 raise ProjectionError(f"projection {p.name}: table {t} is a {type(df).__name__}, not a polars DataFrame")
 
     @staticmethod
-    def _swap(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> None:
+    def _swap(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> dict[str, list]:
+        """Write the tables and rename them into place; their [bytes, mtime ns, sha256]."""
+        try:
+            return Engine._write_tables(p, result, target)
+        except OSError as exc:
+            if is_full(exc):
+                raise StorageFull(f"{target}: no space to write the tables of {p.name} ({os.strerror(exc.errno or 0)}); "
+                                  "the previous tables are unchanged") from None
+            raise
+        except pl.exceptions.PolarsError as exc:
+            if any(s in str(exc) for s in ("No space left", "File too large", "Disk quota")):
+                raise StorageFull(f"{target}: no space to write the tables of {p.name}; "
+                                  "the previous tables are unchanged") from None
+            raise
+
+    @staticmethod
+    def _write_tables(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> dict[str, list]:
         staging = target / f".staging-{p.name}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -265,14 +302,46 @@ class Engine:
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 for done in [pool.submit(job) for job in jobs]:
                     done.result()
+            digests = {}
             for f in staging.iterdir():
                 with open(f, "rb") as fh:
+                    if f.suffix == ".parquet":
+                        digests[f.stem] = hashlib.file_digest(fh, "sha256").hexdigest()
                     os.fsync(fh.fileno())
             for f in sorted(staging.iterdir()):
                 os.replace(f, target / f.name)
             fsync_dir(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        files = {}
+        for t, digest in digests.items():
+            st = os.stat(target / f"{t}.parquet")
+            files[t] = [st.st_size, st.st_mtime_ns, digest]
+        return files
+
+
+def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
+    """Whether each table file still has the bytes its checkpoint recorded: sizes
+    always; the sha256 when the file's mtime changed since (or none was recorded,
+    by an older engine: then its Parquet footer at least must read)."""
+    files = cp.get("files") or {}
+    for t in tables:
+        path = target / f"{t}.parquet"
+        try:
+            st = os.stat(path)
+            if t not in files:
+                pq.read_metadata(path)
+                continue
+            size, mtime_ns, digest = files[t]
+            if st.st_size != size:
+                return False
+            if st.st_mtime_ns != mtime_ns:
+                with open(path, "rb") as fh:
+                    if hashlib.file_digest(fh, "sha256").hexdigest() != digest:
+                        return False
+        except (OSError, ValueError, pa.ArrowException):
+            return False
+    return True
 
 
 def _write_csv(df: pl.DataFrame, path: Path) -> None:

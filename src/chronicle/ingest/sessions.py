@@ -12,8 +12,9 @@ complete JSON object (a transcript whose last line has no newline).
 
 Each chunk's lines and its ``source.appended`` cursor are committed in one
 atomic append (chunks of small files share one), and passes hold
-``ingest.lock``, so a line is never recorded twice and the (expensive)
-event_id lookup can be skipped.
+``ingest.lock``, so a line is never recorded twice. Ids are still checked
+against the log (they are unique across every write path): an id this
+ingester derives that another writer took first is given a suffix (``~2``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,11 +34,12 @@ from pathlib import Path
 import msgspec
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
 from chronicle.ingest import transcript_lines
 from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
-from chronicle.store import EventLog, Snapshot, codec
+from chronicle.store import ConflictingEvent, EventLog, Snapshot, StoreError, codec
 from chronicle.store.log import PreparedTables, prepare_tables
 from chronicle.store.fsutil import locked
 
@@ -57,6 +60,8 @@ class Cursor:
     end: int
     end_line: int
     tail_sha256: str
+    #: When the cursor was recorded (µs): a file modified after it without growing is checked whole.
+    recorded_at_us: int = 0
 
 
 @dataclass
@@ -101,13 +106,39 @@ _EMPTY_SHA = _sha(b"")
 
 def cursors(snap: Snapshot) -> dict[str, Cursor]:
     """The latest cursor of every source path in the log."""
-    seen = snap.frame("source.seen", ["seq", "path", "generation"]).with_columns(
+    seen = snap.frame("source.seen", ["seq", "recorded_at", "path", "generation"]).with_columns(
         end=pl.lit(0, pl.Int64), end_line=pl.lit(0, pl.Int64), tail_sha256=pl.lit(_EMPTY_SHA))
-    appended = snap.frame("source.appended", ["seq", "path", "generation", "end", "end_line", "tail_sha256"])
+    appended = snap.frame("source.appended",
+                          ["seq", "recorded_at", "path", "generation", "end", "end_line", "tail_sha256"])
     latest = (pl.concat([seen, appended], how="vertical_relaxed")
-              .group_by("path").agg(pl.all().sort_by("seq").last()).collect())
-    return {p: Cursor(g, e, n, t) for p, g, e, n, t in
-            latest.select("path", "generation", "end", "end_line", "tail_sha256").iter_rows()}
+              .group_by("path").agg(pl.all().sort_by("seq").last())
+              .with_columns(pl.col("recorded_at").dt.epoch("us")).collect())
+    return {p: Cursor(g, e, n, t, r) for p, g, e, n, t, r in
+            latest.select("path", "generation", "end", "end_line", "tail_sha256", "recorded_at").iter_rows()}
+
+
+def chunk_hashes(snap: Snapshot, path: str, generation: int) -> list[tuple[int, int, str]]:
+    """(start, end, sha256) of every ingested chunk of one generation of a file, in order."""
+    return (snap.frame("source.appended", ["path", "generation", "start", "end", "sha256"])
+            .filter((pl.col("path") == path) & (pl.col("generation") == generation))
+            .select("start", "end", "sha256").sort("start").collect().rows())
+
+
+def open_regular(path: Path):
+    """``path`` opened for reading, never blocking: a FIFO or device named like a
+    transcript is refused (NotARegularFile) instead of hanging the pass."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(path)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+class NotARegularFile(OSError):
+    def __init__(self, path: Path):
+        super().__init__(f"not a regular file (a FIFO, socket or device): skipped")
+        self.path = path
 
 
 def bytes_behind(files: list[SourceFile], known: dict[str, Cursor]) -> int:
@@ -210,10 +241,16 @@ class _Committer:
         if previous is not None:
             previous.result()  # raises if the batch before this one failed
         batch = prepared.result()
-        if isinstance(batch, list):
-            self.log.append(batch, dedupe=False)
-        else:
-            self.log.append_prepared(batch, dedupe=False)
+        for _ in range(100):
+            try:
+                if isinstance(batch, list):
+                    self.log.append(batch)
+                else:
+                    self.log.append_prepared(batch)
+                return
+            except ConflictingEvent as exc:  # another writer's event holds an id derived here
+                batch = _renamed(batch, exc.event_id)
+        raise StoreError(f"ingest: event ids keep colliding with other writers' events (last: {exc.event_id})")
 
     def wait(self) -> None:
         while self.inflight:
@@ -229,6 +266,21 @@ class _Committer:
             self.log.close()
 
 
+def _renamed(batch: PreparedTables | list[Event], taken: str) -> PreparedTables | list[Event]:
+    """``batch`` with the event id ``taken`` given the next free suffix."""
+    base, _, n = taken.partition("~")
+    fresh = f"{base}~{int(n) + 1 if n.isdigit() else 2}"
+    if isinstance(batch, list):
+        return [msgspec.structs.replace(ev, event_id=fresh) if ev.event_id == taken else ev for ev in batch]
+    tables = {}
+    for part in batch.parts:
+        ids = part.content.column("event_id")
+        renamed = pc.if_else(pc.equal(ids, taken), fresh, ids)
+        content = part.content.set_column(part.content.schema.get_field_index("event_id"), "event_id", renamed)
+        tables[part.cls.type_name()] = content.drop_columns(["type", "v"])
+    return prepare_tables(tables)
+
+
 class SessionIngester:
     def __init__(self, log: EventLog, lock_path: Path, *, quiet_seconds: float = 10.0, chunk_bytes: int = CHUNK,
                  on_bytes: Callable[[int, str], None] | None = None):
@@ -239,6 +291,7 @@ class SessionIngester:
         self.on_bytes = on_bytes or (lambda n, name: None)
         self._committer: _Committer | None = None
         self._known_errors: set[str] = set()
+        self._checked_in_place: dict[str, int] = {}  # path -> mtime (ns) found unchanged
 
     def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
         started = time.monotonic()
@@ -258,6 +311,8 @@ class SessionIngester:
                             self._meta(f, known, metas, summary)
                         else:
                             self._lines(f, known.get(str(f.path)), summary)
+                    except NotARegularFile as exc:
+                        self._problem(f, str(exc), summary)
                     except OSError as exc:
                         self._problem(f, f"cannot read: {exc.strerror or exc}", summary)
             finally:
@@ -296,7 +351,8 @@ class SessionIngester:
     def _meta(self, f: SourceFile, known: dict[str, Cursor], metas: dict[str, tuple[int, str]],
               summary: Summary) -> None:
         path = str(f.path)
-        raw = f.path.read_bytes()
+        with open_regular(f.path) as fh:
+            raw = fh.read()
         sha = _sha(raw)
         n, last = metas.get(path, (0, ""))
         if sha == last:
@@ -317,7 +373,7 @@ class SessionIngester:
 
     def _lines(self, f: SourceFile, cur: Cursor | None, summary: Summary) -> None:
         path = str(f.path)
-        with open(f.path, "rb") as fh:
+        with open_regular(f.path) as fh:
             st = os.fstat(fh.fileno())
             size = st.st_size
             if cur is None:
@@ -328,6 +384,8 @@ class SessionIngester:
                     self._problem(f, "empty file (0 bytes)", summary)
             else:
                 reason = self._rewrite_reason(fh, cur, size)
+                if reason is None and size == cur.end and st.st_mtime_ns // 1000 > cur.recorded_at_us:
+                    reason = self._changed_in_place(fh, path, cur)
                 if reason:
                     gen = cur.generation + 1
                     self._record([
@@ -353,6 +411,20 @@ class SessionIngester:
         fh.seek(start)
         if _sha(fh.read(cur.end - start)) != cur.tail_sha256:
             return f"bytes before offset {cur.end:,} changed"
+        return None
+
+    def _changed_in_place(self, fh, path: str, cur: Cursor) -> str | None:
+        """A file modified since its cursor without growing: an edit of the same
+        length changes no size and may miss the tail, so every ingested chunk is
+        hashed again (once per modification in a process)."""
+        st = os.fstat(fh.fileno())
+        if self._checked_in_place.get(path) == st.st_mtime_ns:
+            return None
+        for start, end, sha in chunk_hashes(self.log.snapshot(), path, cur.generation):
+            fh.seek(start)
+            if _sha(fh.read(end - start)) != sha:
+                return f"bytes {start:,}..{end:,} changed in place (same size)"
+        self._checked_in_place[path] = st.st_mtime_ns
         return None
 
     def _read_from(self, fh, f: SourceFile, cur: Cursor, quiet: bool, summary: Summary) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chronicle.store.errors import StorageFull
+from chronicle.store.errors import StorageFull, StoreError
 
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -73,7 +75,11 @@ class FileLock(KeptOpenFile):
     def __enter__(self) -> None:
         self._threads.acquire()
         try:
-            fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+            fd = self._descriptor()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _wait_for_lock(fd, self.path)
         except BaseException:
             self._threads.release()
             raise
@@ -83,6 +89,63 @@ class FileLock(KeptOpenFile):
             fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[arg-type]
         finally:
             self._threads.release()
+
+
+class LockTimeout(StoreError):
+    """A lock stayed held longer than the caller would wait."""
+
+
+class LockWaits:
+    """What a wait for a lock held by another process does (set once by the CLI):
+    after ``notice_after`` seconds, ``notice`` is called with a sentence naming the
+    holder; after ``give_up_after`` seconds (None: never), LockTimeout is raised.
+    Only the main thread is timed (by SIGALRM); other threads simply wait."""
+
+    notice_after: float = 1.0
+    give_up_after: float | None = None
+    notice: Callable[[str], None] | None = None
+
+
+def _wait_for_lock(fd: int, path: Path) -> None:
+    if LockWaits.notice is None and LockWaits.give_up_after is None or \
+            threading.current_thread() is not threading.main_thread():
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    started = time.monotonic()
+    told = False
+
+    def tick(signum: int, frame: object) -> None:
+        nonlocal told
+        waited = time.monotonic() - started
+        if LockWaits.give_up_after is not None and waited >= LockWaits.give_up_after:
+            raise LockTimeout(f"{path}: still held by {lock_holder(path)} after {waited:.1f}s; gave up (--wait)")
+        if not told and LockWaits.notice is not None:
+            told = True
+            LockWaits.notice(f"waiting for {path}: held by {lock_holder(path)} "
+                             f"(a stopped or busy process; --wait SECONDS gives up)")
+
+    first = LockWaits.notice_after if LockWaits.give_up_after is None else min(LockWaits.notice_after, LockWaits.give_up_after)
+    previous = signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, max(first, 0.001), 0.1)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # retried after each tick (PEP 475) unless it raised
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def lock_holder(path: Path) -> str:
+    """Which process holds an flock on ``path`` (from /proc/locks), as words."""
+    try:
+        ino = os.stat(path).st_ino
+        with open("/proc/locks") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+                    return f"pid {parts[4]}"
+    except OSError:
+        pass
+    return "another process"
 
 
 def fsync_dir(path: Path) -> None:

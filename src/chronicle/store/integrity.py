@@ -18,6 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,6 +52,8 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     #: chain value at the seq asked for with ``verify(at_seq=...)``.
     hash_at: str | None = None
+    #: every event_id read (checked for uniqueness at the end)
+    event_ids: list = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -108,6 +111,8 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
         report.segments += 1
     _verify_wal(log, chain, report, synced)
     if report.ok:
+        _verify_unique_ids(log, report)
+    if report.ok:
         try:
             log.check_complete(chain.seq, acknowledged, m.entries[-1].last_seq if m.entries else 0)
         except CorruptionError as exc:
@@ -142,6 +147,7 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
                 report.problems.append(Problem(str(path), None, None, f"row {i} (seq {seq}): content does not match its hash"))
                 return False
         parts.append(table)
+        report.event_ids.append(table.column("event_id"))
         report.files += 1
     seqs, _, leaves = codec.leaves_by_seq(parts)
     if seqs != list(range(entry.first_seq, entry.last_seq + 1)):
@@ -157,6 +163,25 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
     return True
 
 
+def _verify_unique_ids(log: EventLog, report: Report) -> None:
+    """Every event_id once in the whole log, whichever path wrote it."""
+    if not report.event_ids:
+        return
+    ids = pl.Series("event_id", pa.chunked_array([c for col in report.event_ids for c in col.chunks], pa.string()))
+    repeated = ids.filter(ids.is_duplicated())
+    if len(repeated):
+        first = repeated[0]
+        seqs = _seqs_of(log, first)
+        report.problems.append(Problem(str(log.path), None, None,
+                                       f"event_id {first!r} is recorded more than once (seqs {seqs}); "
+                                       f"{repeated.n_unique()} id(s) repeat"))
+
+
+def _seqs_of(log: EventLog, event_id: str) -> list[int]:
+    env = log.snapshot().envelope().filter(pl.col("event_id") == event_id).select("seq").collect()
+    return env["seq"].to_list()
+
+
 def _verify_wal(log: EventLog, chain: _Chain, report: Report, synced: Mark | None) -> None:
     names = log.wal_names()
     for i, name in enumerate(names):
@@ -170,6 +195,7 @@ def _verify_wal(log: EventLog, chain: _Chain, report: Report, synced: Mark | Non
                 report.problems.append(Problem(str(path), None, None, f"WAL seq {rec.seq} does not follow {chain.seq}"))
                 return
             chain.add(rec.seq, codec.event_hash(rec.seq, rec.recorded_at_us, codec.content_hash(rec.data)))
+            report.event_ids.append(pa.chunked_array([[codec.decode_content(rec.data)["event_id"]]], pa.string()))
             report.events += 1
             report.wal_records += 1
         if result.corrupt:

@@ -12,6 +12,7 @@ On disk (``data/log``)::
     WRITTEN                 how far the active WAL file's frames go, and their head (a hint; see marks)
     SYNCED                  group commit: how far an fdatasync has covered, and its head (a hint)
     COMMITTED               the head of the last MANIFEST commit (a hint)
+    VERIFIED                segments whose sha256 a reader checked (a cache; see segment_checks)
 
 SYNCED and COMMITTED are written only after the bytes they vouch for are
 durable, so they give a lower bound of what was acknowledged. A log whose
@@ -72,6 +73,7 @@ from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
 from chronicle.store.ids import EventIds
 from chronicle.store.marks import Mark, MarkFile
+from chronicle.store.segment_checks import SegmentChecks
 from chronicle.store.errors import (
     ConflictingEvent,
     CorruptionError,
@@ -129,6 +131,8 @@ class EventLog:
         self._written = MarkFile(self.path / "WRITTEN")
         self._synced = MarkFile(self.path / "SYNCED")
         self._committed = MarkFile(self.path / "COMMITTED")
+        #: Readers take a segment's path from here: its bytes checked against the MANIFEST.
+        self.segments = SegmentChecks(self.segment_dir, self.path / "VERIFIED")
         # Writer-side caches, only read or changed while holding LOCK.
         self._manifest: manifest.ManifestLines | None = None
         self._manifest_stamp: tuple[int, int] | None = None
@@ -441,7 +445,7 @@ class EventLog:
         columns = ["event_id", "seq"] if self._ids.seq_of is not None else ["event_id"]
         for entry in m.entries[self._ids_entries :]:
             for f in entry.files:
-                t = pq.read_table(self.segment_dir / f.name, columns=columns)
+                t = pq.read_table(self.segments.path(f, entry.n), columns=columns)
                 self._ids.add(t.column("event_id").to_pylist(), t.column("seq").to_pylist() if "seq" in columns else ())
         self._ids_entries = max(self._ids_entries, len(m.entries))
 
@@ -456,7 +460,7 @@ class EventLog:
             if not wanted:
                 continue
             for f in entry.files:
-                t = pq.read_table(self.segment_dir / f.name, columns=["seq", "content_hash"])
+                t = pq.read_table(self.segments.path(f, entry.n), columns=["seq", "content_hash"])
                 t = t.filter(pc.is_in(t.column("seq"), pa.array(wanted, pa.int64())))
                 found.update(zip(t.column("seq").to_pylist(), t.column("content_hash").to_pylist()))
         if any(s > sealed_head for s in seqs):
@@ -585,13 +589,13 @@ class EventLog:
 
     # ------------------------------------------------------------ append
 
-    def append(self, events: Sequence[Event], *, dedupe: bool = True) -> Sequence[Ack]:
+    def append(self, events: Sequence[Event]) -> Sequence[Ack]:
         """Durably append ``events`` as one batch: all or nothing.
 
         Returns one Ack per input event, in order, after the batch is on disk
-        (a list, or a FreshAcks when every event was new).
-        ``dedupe=False`` skips looking up given event_ids in the log (see
-        :meth:`append_tables` for when that is safe).
+        (a list, or a FreshAcks when every event was new). A given event_id
+        already in the log is a duplicate Ack when the content is the same, and
+        ConflictingEvent when it is not: ids are unique across every write path.
         """
         if not events:
             return []
@@ -611,7 +615,7 @@ class EventLog:
             return hashes[i]
 
         aliases = self._aliases(ids, content_hash)
-        lookup = any_given and dedupe
+        lookup = any_given
         if lookup:
             self._prefetch_ids(ids)
         with self._lock, self._ids_lock:
@@ -841,11 +845,11 @@ class EventLog:
 
     # --------------------------------------------------------- bulk load
 
-    def append_table(self, type_name: str, table: pa.Table, *, dedupe: bool = True) -> list[Ack]:
+    def append_table(self, type_name: str, table: pa.Table) -> list[Ack]:
         """Bulk-load events of one type; see :meth:`append_tables`."""
-        return self.append_tables({type_name: table}, dedupe=dedupe)
+        return self.append_tables({type_name: table})
 
-    def append_tables(self, tables: dict[str, pa.Table], *, dedupe: bool = True) -> list[Ack]:
+    def append_tables(self, tables: dict[str, pa.Table]) -> list[Ack]:
         """Bulk-load events straight into one segment commit (no WAL): all or nothing.
 
         Each table has a ``stream`` column, optionally ``event_id``, and its
@@ -853,14 +857,11 @@ class EventLog:
         and hashing run over Arrow columns; no Event objects are built.
 
         Events whose event_id is already recorded with identical content are
-        skipped (duplicate Acks). ``dedupe=False`` skips that lookup (and the
-        id index it loads); pass it only when the caller guarantees the ids
-        are new, e.g. they derive from a cursor committed in the same call
-        under a lock the caller holds.
+        skipped (duplicate Acks); with other content, ConflictingEvent.
         """
-        return self.append_prepared(prepare_tables(tables), dedupe=dedupe)
+        return self.append_prepared(prepare_tables(tables))
 
-    def append_prepared(self, prepared: PreparedTables, *, dedupe: bool = True) -> list[Ack]:
+    def append_prepared(self, prepared: PreparedTables) -> list[Ack]:
         """:meth:`append_tables` for tables already validated and hashed by
         :func:`prepare_tables` (which a pipeline runs on another thread while
         this commits the previous batch)."""
@@ -870,13 +871,15 @@ class EventLog:
         ids = [eid for p in parts for eid in p.content.column("event_id").to_pylist()]
         hashes = [h for p in parts for h in p.hashes]
         n = len(ids)
+        given = any(p.ids_given for p in parts)
+        if given:
+            self._prefetch_ids(ids)
         with self._seal_lock, self._lock, self._ids_lock:
             for name in self._rotate():
                 self._seal_wal_file(name)
                 self._drop_wal_file(name)
             self._manifest = None
             self._sync_tail()
-            given = dedupe and any(p.ids_given for p in parts)
             existing = self._existing(ids, hashes.__getitem__) if given else {}
             aliases = self._aliases(ids, hashes.__getitem__) if given else {}
             seq = self._head_seq
@@ -946,14 +949,17 @@ class EventLog:
                     records.extend(r for r in decode_records(result.payloads) if r.seq > head)
             except FileNotFoundError:
                 continue
-            if all(r.seq == head + 1 + i for i, r in enumerate(records)):
-                try:
-                    self._check_complete(records[-1].seq if records else head, acknowledged, names, head)
-                except CorruptionError:
-                    if self.read_manifest().committed_size != m.committed_size:
-                        continue  # a seal committed meanwhile: read again
-                    raise
-                return m, records
+            try:
+                if not all(r.seq == head + 1 + i for i, r in enumerate(records)):
+                    raise CorruptionError(str(self.manifest_path), m.committed_size, None,
+                                          f"the MANIFEST ends at seq {head} but the WAL goes on from seq "
+                                          f"{records[0].seq}: committed MANIFEST entries went missing")
+                self._check_complete(records[-1].seq if records else head, acknowledged, names, head)
+            except CorruptionError:
+                if self.read_manifest().committed_size != m.committed_size:
+                    continue  # a seal committed meanwhile: read again
+                raise
+            return m, records
         raise StoreError(f"{self.path}: could not read a consistent snapshot; the log is changing too fast")
 
     def snapshot(self):  # -> Snapshot (import cycle avoided)

@@ -30,6 +30,8 @@ class Snapshot:
         self.entries = entries
         self.wal = wal
         full = wal[-1].seq if wal else (entries[-1].last_seq if entries else 0)
+        #: The whole log's head; ``head`` is less for a snapshot cut by as_of.
+        self.full_head = full
         self.head = full if upto is None else min(upto, full)
 
     def as_of(self, seq: int) -> Snapshot:
@@ -94,7 +96,7 @@ class Snapshot:
                 break
             for f in e.files:
                 if f.type == type_name:
-                    by_version.setdefault(f.v, []).append(str(self.log.segment_dir / f.name))
+                    by_version.setdefault(f.v, []).append(str(self.log.segments.path(f, e.n)))
         parts: list[pl.LazyFrame] = []
         for v, paths in sorted(by_version.items()):
             parts.append(upcast(type_name, v, pl.scan_parquet(paths)))

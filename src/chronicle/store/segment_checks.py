@@ -1,0 +1,92 @@
+"""Readers check a segment file against its MANIFEST record before using it.
+
+A flipped byte in a Parquet file can decode into different values without any
+error (a seq printed twice, a row gone), so no reader trusts a segment whose
+sha256 it has not seen match the MANIFEST. Hashing runs at about 1 GB/s, so
+the result is remembered, in the process and in ``data/log/VERIFIED`` (a
+cache, not a record: deleting it costs one re-hash), keyed by the file's
+size, inode, mtime and ctime. A write to the file changes its ctime, which no
+user can set back, so a changed file is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import msgspec
+
+from chronicle.store.errors import CorruptionError
+from chronicle.store.manifest import BLOCK_SIZE, SegmentFile
+
+_Stamp = tuple[int, int, int, int]  # size, inode, mtime ns, ctime ns
+_CACHE = msgspec.json.Decoder(dict[str, tuple[int, int, int, int, str]])
+
+
+class SegmentChecks:
+    """The segments of one log directory that were hashed and found as committed."""
+
+    def __init__(self, segment_dir: Path, cache_path: Path):
+        self.segment_dir = segment_dir
+        self.cache_path = cache_path
+        self._seen: dict[str, tuple[_Stamp, str]] | None = None
+        self._lock = threading.Lock()
+
+    def path(self, f: SegmentFile, entry_n: int) -> Path:
+        """The file's path once its bytes are known to match ``f``; CorruptionError naming it if not."""
+        path = self.segment_dir / f.name
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise CorruptionError(str(path), 0, None, f"missing (listed in MANIFEST entry {entry_n})") from None
+        if st.st_size != f.bytes:
+            raise CorruptionError(str(path), min(st.st_size, f.bytes), max(st.st_size, f.bytes),
+                                  f"{st.st_size} bytes, MANIFEST entry {entry_n} says {f.bytes}")
+        stamp = (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            seen = self._load()
+            if seen.get(f.name) == (stamp, f.sha256):
+                return path
+        _check_bytes(path, f)
+        with self._lock:
+            seen = self._load()
+            seen[f.name] = (stamp, f.sha256)
+            self._save(seen)
+        return path
+
+    def _load(self) -> dict[str, tuple[_Stamp, str]]:
+        if self._seen is None:
+            try:
+                raw = _CACHE.decode(self.cache_path.read_bytes())
+                self._seen = {k: ((a, b, c, d), h) for k, (a, b, c, d, h) in raw.items()}
+            except (OSError, msgspec.DecodeError):
+                self._seen = {}  # no cache yet, or a damaged one: hash again
+        return self._seen
+
+    def _save(self, seen: dict[str, tuple[_Stamp, str]]) -> None:
+        tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(msgspec.json.encode({k: (*stamp, h) for k, (stamp, h) in sorted(seen.items())}))
+            os.replace(tmp, self.cache_path)
+        except OSError:  # a read-only or full disk: only the cache is lost
+            tmp.unlink(missing_ok=True)
+
+
+def _check_bytes(path: Path, f: SegmentFile) -> None:
+    whole = hashlib.sha256()
+    bad: tuple[int, int] | None = None
+    offset = 0
+    with open(path, "rb", buffering=0) as fh:
+        for i, expected in enumerate(f.block_sha256):
+            block = fh.read(BLOCK_SIZE)
+            whole.update(block)
+            if bad is None and hashlib.sha256(block).hexdigest() != expected:
+                bad = (offset, offset + len(block))
+            offset += len(block)
+        rest = fh.read()
+        whole.update(rest)
+    if whole.hexdigest() != f.sha256:
+        lo, hi = bad if bad is not None else (0, f.bytes)
+        raise CorruptionError(str(path), lo, hi, "bytes differ from the sha256 recorded at seal (run `chronicle verify`)")
