@@ -14,6 +14,7 @@ from collections.abc import Callable
 import polars as pl
 
 from .annotation import Annotation, AnnotationV1, upcast_v1_to_v2
+from .clock import ClockStep
 from .cohort import CohortDefined
 from .definitions import DefinitionsSnapshot
 from .envelope import ENVELOPE_FIELDS, Event
@@ -55,6 +56,7 @@ _CURRENT: tuple[type[Event], ...] = (
     ParseResult,
     LegacySource,
     Annotation,
+    ClockStep,
 )
 
 CATALOG: dict[str, type[Event]] = {cls.type_name(): cls for cls in _CURRENT}

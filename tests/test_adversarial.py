@@ -377,3 +377,139 @@ def test_verify_finds_a_repeated_event_id(tmp_path: Path) -> None:
     with EventLog(tmp_path / "log") as lg:
         report = integrity.verify(lg)
     assert not report.ok and "'e1'" in str(report.problems[0]) and "[1, 2]" in str(report.problems[0])
+
+
+# ------------------------------------------------------------- 9. clocks
+
+
+def test_a_wrong_clock_is_recorded_as_it_reads_and_reported_not_carried(tmp_path: Path, monkeypatch) -> None:
+    import time as time_module
+
+    from chronicle.store import log as log_module
+
+    real = time_module.time_ns
+    year_2099 = 4_070_908_800 * 10**9
+    with EventLog.init(tmp_path / "log") as lg:
+        lg.append([note(1)])
+        monkeypatch.setattr(log_module.time, "time_ns", lambda: year_2099)
+        lg.append([note(2)])
+        monkeypatch.setattr(log_module.time, "time_ns", real)
+    with EventLog(tmp_path / "log") as lg:  # another process, with a right clock
+        lg.append([note(3)])
+        lg.append([note(4)])
+        events = list(lg.snapshot().events())
+    notes = {e.value: e for e in events if e.type_name() == "annotation"}
+    assert [e.seq for e in notes.values()] == [1, 2, 3, 5]  # the step is recorded beside note 3
+    assert notes["2"].recorded_at.year == 2099
+    assert notes["3"].recorded_at.year < 2099 and notes["4"].recorded_at.year < 2099
+    steps = [e for e in events if e.type_name() == "clock.step"]
+    assert len(steps) == 1, "reported once, not on every later append"
+    assert steps[0].step_us < 0 and steps[0].latest_recorded_at.year == 2099
+    snap = EventLog(tmp_path / "log").snapshot()
+    assert snap.seq_at(notes["4"].recorded_at) == snap.head  # the 2099 event does not hide later ones
+
+
+# -------------------------------------------------- 11. (session, uuid) keys
+
+
+def test_a_uuid_reused_by_another_session_does_not_take_the_first_sessions_message(ws: Path) -> None:
+    root = ws / "claude"
+
+    def user(session: str, text: str) -> dict:
+        return {"type": "user", "uuid": "same-uuid", "parentUuid": None, "sessionId": session,
+                "timestamp": "2026-01-01T00:00:00Z", "message": {"role": "user", "content": text}}
+
+    _transcript(root / "p" / "s1.jsonl", [user("s1", "first session's words")])
+    _transcript(root / "p" / "s2.jsonl", [user("s2", "second session's words"), user("s2", "a repeat")])
+    run_cli("ingest", "sessions", str(root), root=ws, check=True)
+    rows = [json.loads(x) for x in run_cli("show", "messages", "--json", root=ws, check=True).stdout.splitlines()]
+    by_session = {r["session_id"]: r for r in rows}
+    assert sorted(by_session) == ["s1", "s2"] and len(rows) == 2
+    assert "first session" in by_session["s1"]["text"]
+    assert "second session" in by_session["s2"]["text"], "the first recording of (s2, uuid) counts"
+
+
+# ----------------------------------------- 6, 7. providers that leak or misbehave
+
+
+def _key_forms(secret: str) -> list[bytes]:
+    import base64
+    from urllib.parse import quote
+
+    return [secret.encode(), quote(secret, safe="").encode(), secret[3:15].encode(),
+            base64.b64encode(f"user:{secret}".encode())[8:-8]]
+
+
+def test_a_key_echoed_in_headers_encoded_or_in_pieces_is_written_nowhere(tmp_path: Path) -> None:
+    from experiment_helpers import SECRET, Server, chronicle, make_workspace, provider_toml
+
+    server = Server("--fault-rate", "1.0", "--faults", "leak", "--require-key", SECRET)
+    try:
+        ws = make_workspace(tmp_path, provider_toml(server.url))
+        run = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", root=ws)
+        assert run.returncode == 0, run.stderr
+        assert any(r["fault"] == "leak" for r in server.requests())
+        outputs = run.stdout + run.stderr
+        for verb in (("rebuild",), ("docs",), ("show", "documents", "--json"), ("log", "--json")):
+            done = chronicle(*verb, root=ws)
+            assert done.returncode == 0, (verb, done.stderr)
+            outputs += done.stdout + done.stderr
+    finally:
+        server.stop()
+    forms = _key_forms(SECRET)
+    for form in forms:
+        assert form.decode() not in outputs
+    scanned = 0
+    for path in ws.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            scanned += 1
+            for form in forms:
+                assert form not in data, f"{form!r} written to {path}"
+    assert scanned > 20
+    events = EventLog(ws / "data" / "log").snapshot()  # decoded, not only as compressed bytes
+    for t in events.types():
+        for column, values in events.frame(t).collect().to_dict().items():
+            if values.dtype in (pl.String, pl.Binary):
+                blob = b"\n".join(v if isinstance(v, bytes) else v.encode() for v in values.drop_nulls())
+                for form in forms:
+                    assert form not in blob, f"{form!r} in {t}.{column}"
+    responses = events.frame("llm.response").collect()
+    assert (responses["provider_request_id"] == "[redacted]").any()
+
+
+def test_hostile_response_shapes_are_each_recorded_and_none_costs_another_key(tmp_path: Path) -> None:
+    from experiment_helpers import SECRET, Server, chronicle, frames, make_workspace, provider_toml
+
+    server = Server("--fault-rate", "1.0", "--faults", "oddtypes,parts,number,soon,huge", "--require-key", SECRET)
+    try:
+        ws = make_workspace(tmp_path, provider_toml(server.url))
+        run = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", "--json", root=ws)
+        assert run.returncode == 0, run.stderr
+        sent = len(server.requests())
+        f = frames(ws)
+        prompts, responses = f["llm.prompt"], f["llm.response"]
+        ok = responses.filter(pl.col("status") == "ok")
+        keys = prompts.join(ok.select("doc_id"), on="doc_id")["logical_key_id"]
+        assert keys.n_unique() == prompts["logical_key_id"].n_unique() == json.loads(run.stdout)["ok"]
+        errors = " ".join(responses["error"].drop_nulls().to_list())
+        assert "unexpected shape" in errors and "HTTP 429" in errors
+        assert set(ok["finish_reason"].drop_nulls()) >= {"stop", "7"}
+        assert ok.filter(pl.col("text").str.contains("<essay>")).height == ok.height
+        again = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", root=ws)
+        assert again.returncode == 0 and len(server.requests()) == sent, "paid work is never sent again"
+    finally:
+        server.stop()
+
+
+def test_retry_after_is_capped_with_a_log_line(tmp_path: Path) -> None:
+    from experiment_helpers import SECRET, Server, chronicle, make_workspace, provider_toml
+
+    server = Server("--fault-rate", "1.0", "--faults", "429", "--retry-after", "86400", "--require-key", SECRET)
+    try:
+        ws = make_workspace(tmp_path, provider_toml(server.url, max_retry_after_seconds=0.2))
+        run = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", "--limit", "2", root=ws, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert "86400" in run.stderr and "max_retry_after_seconds" in run.stderr
+    finally:
+        server.stop()

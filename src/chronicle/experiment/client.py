@@ -18,6 +18,7 @@ import aiohttp
 import msgspec
 
 from chronicle.experiment.providers import Provider
+from chronicle.experiment.scrubbing import Scrubber
 
 _ERROR_BODY_CHARS = 4000
 _JSON = msgspec.json.Encoder()
@@ -37,13 +38,38 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait, from delta-seconds or an HTTP date; None for anything else ("soon")."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return None if when is None else max(0.0, when.timestamp() - time.time())
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when.timestamp() - time.time() if when.tzinfo else None
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _content_text(content: object) -> str | None:
+    """The reply's text: a string, or the text parts of a list of content parts; None otherwise."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict)]
+        if texts and all(isinstance(t, str) for t in texts):
+            return "".join(texts)  # type: ignore[arg-type]
+    return None
+
+
+def _as_text(value: object) -> str | None:
+    """A header-like value as text (a provider may send an id or a reason as a number)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _text(raw: bytes) -> str:
@@ -58,19 +84,24 @@ class OpenAIClient:
         self.session = session
         self.url = (base_url or provider.base_url or "").rstrip("/") + "/chat/completions"
         self._key = provider.api_key()
+        self._scrubber = Scrubber(self._key)
         self._headers = {"Content-Type": "application/json"}
         if self._key:
             self._headers["Authorization"] = f"Bearer {self._key}"
         self._timeout = aiohttp.ClientTimeout(total=provider.timeout_seconds)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "[redacted]") if self._key else text
+        return self._scrubber.text(text)
 
     def _fail(self, started: float, error: str, *, http_status: int | None = None, retryable: bool,
               retry_after: float | None = None, request_id: str | None = None) -> Attempt:
         return Attempt(status="gen_error", error=self._scrub(error)[:_ERROR_BODY_CHARS], http_status=http_status,
                        latency_ms=(time.monotonic() - started) * 1000, retryable=retryable,
-                       retry_after=retry_after, provider_request_id=request_id)
+                       retry_after=retry_after, provider_request_id=self._request_id(request_id))
+
+    def _request_id(self, value: object) -> str | None:
+        text = _as_text(value)
+        return None if text is None else self._scrub(text)[:200]
 
     async def complete(self, model: str, prompt: str) -> Attempt:
         body: dict = {"model": model, "messages": [{"role": "user", "content": prompt}]}
@@ -106,21 +137,27 @@ class OpenAIClient:
             return self._fail(started, f"HTTP 200 body is not an object: {_text(raw)}", http_status=200, retryable=True)
         request_id = request_id or data.get("id")
         if data.get("error"):
-            return self._fail(started, f"HTTP 200 with an error body: {json.dumps(data['error'])}", http_status=200,
-                              retryable=True, request_id=request_id)
+            return self._fail(started, f"HTTP 200 with an error body: {json.dumps(data['error'], default=str)}",
+                              http_status=200, retryable=True, request_id=request_id)
         try:
             choice = data["choices"][0]
             content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
             return self._fail(started, f"HTTP 200 without choices[0].message.content: {_text(raw)}", http_status=200,
                               retryable=True, request_id=request_id)
-        finish = choice.get("finish_reason")
+        text = _content_text(content)
+        if text is None:
+            return self._fail(started, f"HTTP 200 with content of an unexpected shape "
+                                       f"({type(content).__name__}): {_text(raw)}",
+                              http_status=200, retryable=True, request_id=request_id)
+        finish = _as_text(choice.get("finish_reason")) if isinstance(choice, dict) else None
         usage = data.get("usage")
         return Attempt(
             status="truncated" if finish == "length" else "ok",
-            text=self._scrub(content or ""), finish_reason=finish,
-            usage_json=self._scrub(json.dumps(usage, sort_keys=True)) if usage is not None else None,
-            latency_ms=(time.monotonic() - started) * 1000, http_status=200, provider_request_id=request_id,
+            text=self._scrub(text), finish_reason=None if finish is None else self._scrub(finish)[:200],
+            usage_json=self._scrub(json.dumps(usage, sort_keys=True, default=str)) if usage is not None else None,
+            latency_ms=(time.monotonic() - started) * 1000, http_status=200,
+            provider_request_id=self._request_id(request_id),
             error="finish_reason: length (truncated)" if finish == "length" else None,
         )
 

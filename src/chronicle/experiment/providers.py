@@ -41,6 +41,8 @@ class Provider:
     temperature: float | None = None
     max_attempts: int = 4
     backoff_seconds: float = 0.5
+    #: A server's Retry-After longer than this is cut to it (with a log line).
+    max_retry_after_seconds: float = 600.0
 
     def api_key(self) -> str | None:
         """Read at call time, from the environment only; never stored on an event or printed."""
@@ -59,7 +61,7 @@ class Provider:
 
 _FIELDS = {"base_url": str, "api_key_env": str, "requests_per_minute": (int, float), "concurrency": int,
            "timeout_seconds": (int, float), "max_tokens": int, "temperature": (int, float), "max_attempts": int,
-           "backoff_seconds": (int, float)}
+           "backoff_seconds": (int, float), "max_retry_after_seconds": (int, float)}
 
 
 def configured(config: dict) -> dict[str, Provider]:

@@ -13,12 +13,14 @@ import asyncio
 from collections.abc import Sequence
 
 from chronicle.events import Event
-from chronicle.store import EventLog
+from chronicle.experiment.scrubbing import Scrubber
+from chronicle.store import EventLog, InvalidEvent
 
 
 class Recorder:
-    def __init__(self, log: EventLog):
+    def __init__(self, log: EventLog, scrubber: Scrubber | None = None):
         self.log = log
+        self.scrubber = scrubber
         self._pending: list[tuple[Sequence[Event], asyncio.Future]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -36,6 +38,8 @@ class Recorder:
             pass
 
     async def record(self, events: Sequence[Event]) -> None:
+        if self.scrubber is not None:  # the one door every recorded string passes
+            events = [self.scrubber.event(e) for e in events]
         future = asyncio.get_running_loop().create_future()
         self._pending.append((events, future))
         self._wake.set()
@@ -50,6 +54,9 @@ class Recorder:
                 continue
             try:
                 await asyncio.to_thread(self.log.append, [e for events, _ in batch for e in events])
+            except InvalidEvent:  # one caller's events: the others must not pay for them
+                for events, future in batch:
+                    await self._append_alone(events, future)
             except Exception as exc:  # every waiter learns why its events were not recorded
                 for _, future in batch:
                     if not future.done():
@@ -58,3 +65,13 @@ class Recorder:
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def _append_alone(self, events: Sequence[Event], future: asyncio.Future) -> None:
+        try:
+            await asyncio.to_thread(self.log.append, list(events))
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import secrets
 import time
@@ -35,7 +36,10 @@ from chronicle.experiment.definitions import STAGES, Definitions
 from chronicle.experiment.providers import Provider
 from chronicle.experiment.recorder import Recorder
 from chronicle.experiment.render import RenderError, context_for, render, sha256_text
-from chronicle.store import EventLog, Snapshot
+from chronicle.experiment.scrubbing import Scrubber
+from chronicle.store import EventLog, InvalidEvent, Snapshot
+
+log = logging.getLogger("chronicle.runner")
 
 
 @dataclass
@@ -235,7 +239,7 @@ class Runner:
         self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
         concurrency = self.options.concurrency or self.provider.concurrency
         options = {k: v for k, v in vars(self.options).items() if v not in (None, False)}
-        async with Recorder(self.log) as rec:
+        async with Recorder(self.log, Scrubber(self.provider.api_key())) as rec:
             await rec.record([RunStarted(stream=f"run:{self.summary.run_id}", event_id=f"{self.summary.run_id}:started",
                                          run_id=self.summary.run_id, cohort_id=self.plan.cohort_id,
                                          provider=self.provider.name, options_json=json.dumps(options, sort_keys=True))])
@@ -325,7 +329,16 @@ class Runner:
                         parsed=parsed.parsed, score=parsed.score, scale=parsed.scale, reason=parsed.reason,
                         parsed_sha256=sha256_text(parsed.parsed) if parsed.parsed is not None else None,
                         provenance=f"run:{self.summary.run_id}"))
-                await rec.record(events)
+                try:
+                    await rec.record(events)
+                except InvalidEvent as exc:  # a reply no event can hold: its failure is recorded instead
+                    attempt = Attempt(status="gen_error", error=f"response could not be recorded: {exc}"[:4000],
+                                      http_status=attempt.http_status, latency_ms=attempt.latency_ms, retryable=True)
+                    parsed, usage = None, usage_fields(None)
+                    await rec.record([LlmResponse(
+                        stream=f"doc:{doc}", event_id=f"response:{doc}", doc_id=doc, attempt=st.attempts,
+                        status=attempt.status, error=attempt.error, http_status=attempt.http_status,
+                        latency_ms=attempt.latency_ms, supersedes_doc_id=supersedes, **usage)])
                 st.last_doc, st.last_status = doc, attempt.status
                 self.summary.prompt_tokens += usage["prompt_tokens"] or 0  # type: ignore[operator]
                 self.summary.completion_tokens += usage["completion_tokens"] or 0  # type: ignore[operator]
@@ -337,6 +350,11 @@ class Runner:
                     return
                 if not attempt.retryable or i + 1 >= self.provider.max_attempts:
                     break
-                await asyncio.sleep(backoff_delay(i, self.provider.backoff_seconds, attempt.retry_after))
+                retry_after = attempt.retry_after
+                if retry_after is not None and retry_after > self.provider.max_retry_after_seconds:
+                    log.warning("%s asked to retry after %.0f s; waiting %.0f s (max_retry_after_seconds)",
+                                self.provider.name, retry_after, self.provider.max_retry_after_seconds)
+                    retry_after = self.provider.max_retry_after_seconds
+                await asyncio.sleep(backoff_delay(i, self.provider.backoff_seconds, retry_after))
             self.summary.failed += 1
             self.on_progress(self.summary, self.inflight)

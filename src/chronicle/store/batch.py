@@ -100,7 +100,7 @@ def encode_events(events: Sequence[Event], classes: set[type[Event]]) -> Encoded
             raws = _RAWS.decode(blob)
             for cls in classes:
                 _list_decoder(cls).decode(_ENC.encode([r for r, ev in zip(raws, events) if type(ev) is cls]))
-    except (msgspec.ValidationError, TypeError, OverflowError):
+    except (msgspec.ValidationError, TypeError, ValueError, OverflowError):
         raise _first_bad(events) from None
     for cls in classes:
         if codec.json_fields(cls):

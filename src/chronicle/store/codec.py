@@ -175,7 +175,7 @@ def encode(event: Event) -> bytes:
     try:
         data = canonical(content_of(event))
         _decoder(cls).decode(data)
-    except (msgspec.ValidationError, TypeError, OverflowError) as exc:
+    except (msgspec.ValidationError, TypeError, ValueError, OverflowError) as exc:  # ValueError: a lone surrogate
         raise InvalidEvent(f"{cls.type_name()}: {_field_message(exc)}", field=_field_of(exc)) from None
     check_json_fields(event)
     return data

@@ -54,6 +54,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,7 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from chronicle.events import Event, event_class
+from chronicle.events import ClockStep, Event, event_class
 from chronicle.store import batch, codec, framing, manifest
 from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
@@ -94,6 +95,10 @@ GROWS_BY_ITSELF = 64 << 10
 _PROBE = 4096
 #: Bytes x ids a dedupe lookup searches in frames not yet indexed before it indexes them instead.
 _SEARCH_BUDGET = 1 << 18
+
+
+#: A clock this far behind the log's latest time is recorded as a ClockStep.
+CLOCK_SLACK_US = 1_000_000
 
 
 def new_event_id() -> str:
@@ -247,8 +252,8 @@ class EventLog:
         m = self._refresh_manifest()
         sealed_head = m.entries[-1].last_seq if m.entries else 0
         sealed_time = m.entries[-1].max_recorded_at if m.entries else 0
-        self._head_seq = max(self._head_seq, sealed_head)
-        self._head_time_us = max(self._head_time_us, sealed_time)
+        if sealed_head > self._head_seq:
+            self._head_seq, self._head_time_us = sealed_head, sealed_time
         mark = self._written.read()
         if mark is not None and mark.wal == self._fd_name:
             # No rotation since this process last looked: a rotation moves the
@@ -292,7 +297,7 @@ class EventLog:
                     raise CorruptionError(str(self.wal_dir / name), start, None,
                                           f"WAL seq {first} does not follow {self._head_seq}")
                 self._head_seq = first + count - 1
-                self._head_time_us = max(self._head_time_us, rec)
+                self._head_time_us = rec  # the latest event's time, not the greatest: a clock step is not carried
             if result.corrupt:
                 raise CorruptionError(
                     str(self.wal_dir / name), start + result.bad_at, start + result.resumes_at,
@@ -350,7 +355,7 @@ class EventLog:
             return False
         self._scanned[mark.wal] = mark.offset
         self._head_seq = mark.head_seq
-        self._head_time_us = max(self._head_time_us, mark.head_time_us)
+        self._head_time_us = mark.head_time_us
         self._epoch = mark.epoch
         return True
 
@@ -636,9 +641,13 @@ class EventLog:
             fd = self._fd
             assert name is not None and fd is not None  # set by _sync_tail
             offset = self._scanned.get(name, 0)
-            now = max(_now_us(), self._head_time_us)
+            now = _now_us()  # as the clock reads: seqs are the order, times are never carried forward
             first = self._head_seq + 1
             frame = framing.encode_frame(batch.payload(first, now, encoded))
+            last = first + len(fresh) - 1
+            if now < self._head_time_us - CLOCK_SLACK_US:
+                frame += self._clock_step_frame(last + 1, now)
+                last += 1
             if len(frame) < GROWS_BY_ITSELF:
                 self._preallocate(fd, name, offset + len(frame))
             try:
@@ -649,7 +658,7 @@ class EventLog:
                     raise full_error(self.wal_dir / name, exc) from None
                 raise
             self._scanned[name] = offset + len(frame)
-            self._head_seq = first + len(fresh) - 1
+            self._head_seq = last
             self._head_time_us = now
             epoch = self._epoch
             self._written.write(Mark(name, offset + len(frame), epoch, self._head_seq, now))
@@ -660,7 +669,7 @@ class EventLog:
                     self._indexed = (name, offset + len(frame))
             self._sync_due(fd)
         try:
-            self._group_sync(fd, name, offset + len(frame), epoch, first + len(fresh) - 1)
+            self._group_sync(fd, name, offset + len(frame), epoch, last)
         finally:
             self._sync_done(fd)
         if not existing and not aliases:
@@ -674,6 +683,14 @@ class EventLog:
             else:
                 acks.append(Ack(seq_of[i], eid, i in existing))
         return acks
+
+    def _clock_step_frame(self, seq: int, now: int) -> bytes:
+        """A frame holding one ClockStep at ``seq``: this writer's clock reads
+        earlier than the log's latest time (see events/clock.py)."""
+        step = ClockStep(stream="log:clock", event_id=new_event_id(),
+                         latest_recorded_at=codec.from_micros(self._head_time_us), clock_at=codec.from_micros(now),
+                         step_us=now - self._head_time_us, pid=os.getpid(), host=socket.gethostname())
+        return framing.encode_frame(batch.payload(seq, now, batch.encode_events([step], {ClockStep})))
 
     def _group_sync(self, fd: int, name: str, end: int, epoch: int, head: int) -> None:
         """Make bytes [0, end) of WAL file ``name`` durable, sharing fsyncs.
@@ -895,7 +912,7 @@ class EventLog:
                     acks.append(Ack(seq, eid))
                     fresh.append(i)
             if fresh:
-                now = max(_now_us(), self._head_time_us)
+                now = _now_us()
                 out: dict[tuple[str, int], pa.Table] = {}
                 start = 0
                 keep = set(fresh)

@@ -39,22 +39,26 @@ class Snapshot:
         return Snapshot(self.log, self.entries, self.wal, upto=seq)
 
     def seq_at(self, when: datetime) -> int:
-        """The last seq recorded at or before ``when`` (0 if none)."""
+        """The last seq recorded at or before ``when`` (0 if none).
+
+        Times are the writers' clocks as they read, not forced to rise with the
+        seq, so this is the greatest seq whose time is not after ``when``."""
         us = codec.micros(when)
         best = 0
+        straddling = []
         for e in self.entries:
-            if e.min_recorded_at > us:
-                return min(best, self.head)
             if e.max_recorded_at <= us:
-                best = e.last_seq
-                continue
-            env = self.envelope().filter(pl.col("seq").is_between(e.first_seq, e.last_seq)).collect()
-            hit = env.filter(pl.col("recorded_at").dt.epoch("us") <= us)
-            return min(int(hit["seq"].max() or best), self.head)
+                best = max(best, e.last_seq)
+            elif e.min_recorded_at <= us:
+                straddling.append(e)
+        for e in straddling:
+            if e.last_seq > best:
+                env = self.envelope().filter(pl.col("seq").is_between(e.first_seq, e.last_seq)).collect()
+                hit = env.filter(pl.col("recorded_at").dt.epoch("us") <= us)
+                best = max(best, int(hit["seq"].max() or 0))
         for r in self.wal:
-            if r.recorded_at_us > us:
-                break
-            best = r.seq
+            if r.recorded_at_us <= us:
+                best = max(best, r.seq)
         return min(best, self.head)
 
     # ------------------------------------------------------------- tables

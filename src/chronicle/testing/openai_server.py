@@ -17,6 +17,16 @@ finishes. Kinds:
 - ``truncate``: ``finish_reason: "length"`` with half a reply
 - ``slow``: answers after ``--slow-ms`` (longer than a client's timeout)
 
+Kinds only given by name (not in the default ``--faults``), for hostile shapes:
+
+- ``leak``: a good reply that echoes the key in ``x-request-id``, its base64 and
+  URL-encoded forms in the usage object, and a 12-character piece in the text
+- ``oddtypes``: a good reply whose ``id`` and ``finish_reason`` are numbers
+- ``parts``: content as a list of ``{"type": "text", "text": ...}`` parts
+- ``number``: content as a number
+- ``soon``: 429 with ``Retry-After: soon``
+- ``huge``: usage token counts beyond 64 bits
+
 ``GET /_requests`` lists every request seen (prompt sha256, model, fault, and
 ``in_flight``: how many requests were being answered when it arrived, itself included).
 """
@@ -31,6 +41,7 @@ import sys
 from aiohttp import web
 
 FAULTS = ("429", "500", "error200", "drop", "truncate", "slow")
+HOSTILE = ("leak", "oddtypes", "parts", "number", "soon", "huge")
 
 
 def reply_text(model: str, prompt: str) -> str:
@@ -44,9 +55,10 @@ class Behaviour:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.faults = [f for f in args.faults.split(",") if f] if args.faults else []
-        unknown = set(self.faults) - set(FAULTS)
+        unknown = set(self.faults) - set(FAULTS) - set(HOSTILE)
         if unknown:
-            raise SystemExit(f"unknown fault kinds: {', '.join(sorted(unknown))} (known: {', '.join(FAULTS)})")
+            raise SystemExit(f"unknown fault kinds: {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(FAULTS + HOSTILE)})")
         self.seen: dict[str, int] = {}
         self.faulted = 0
         self.requests: list[dict] = []
@@ -97,6 +109,11 @@ async def _complete(request: web.Request, b: Behaviour) -> web.StreamResponse:
         return web.Response(status=500)
     if fault == "slow":
         await asyncio.sleep(b.args.slow_ms / 1000)
+    if fault == "soon":
+        return web.json_response({"error": {"message": "rate limited", "code": 429}}, status=429,
+                                 headers={"Retry-After": "soon"})
+    if fault in HOSTILE:
+        return _hostile(fault, model, prompt, auth.removeprefix("Bearer "), len(b.requests))
     text = reply_text(model, prompt)
     finish = "stop"
     if fault == "truncate":
@@ -108,6 +125,33 @@ async def _complete(request: web.Request, b: Behaviour) -> web.StreamResponse:
                               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                            "finish_reason": finish}], "usage": usage},
                              headers={"x-request-id": f"req-{n}"})
+
+
+def _hostile(fault: str, model: str, prompt: str, key: str, n: int) -> web.Response:
+    import base64
+    from urllib.parse import quote
+
+    text: object = reply_text(model, prompt)
+    usage: dict = {"prompt_tokens": len(prompt) // 4, "completion_tokens": 10}
+    headers = {"x-request-id": f"req-{n}"}
+    body: dict = {"id": f"chatcmpl-{n}", "model": model}
+    finish: object = "stop"
+    if fault == "leak":
+        headers["x-request-id"] = key
+        usage["note"] = f"{base64.b64encode(f'user:{key}'.encode()).decode()} {quote(key, safe='')}"
+        text = f"{text}\nkey piece: {key[3:15]}\n"
+    elif fault == "oddtypes":
+        body["id"], finish = n, 7
+    elif fault == "parts":
+        text = [{"type": "text", "text": part} for part in str(text).split("\n<essay>")[0:1]] + \
+               [{"type": "text", "text": "\n<essay>" + str(text).split("\n<essay>", 1)[1]}]
+    elif fault == "number":
+        text = 42
+    elif fault == "huge":
+        usage = {"prompt_tokens": 2**64 + 5, "completion_tokens": 18446744073709551616}
+    body.update(choices=[{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                usage=usage)
+    return web.json_response(body, headers=headers)
 
 
 async def requests_seen(request: web.Request) -> web.Response:
