@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench local stress clean
+.PHONY: demo test bench local stress wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ local: $(STAMP)
 # The long crash test: many more SIGKILL trials than the suite runs.
 stress: $(STAMP)
 	CHRONICLE_CRASH_TRIALS=500 $(BIN)/pytest -q tests/test_crash.py
+
+# Installed as users install it: a built wheel in a fresh environment, run from outside the checkout.
+wheel-check: $(STAMP)
+	bash .ci/wheel-check
 
 clean:
 	rm -rf $(VENV) demo

@@ -26,9 +26,11 @@ def latest_generation(lines: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
-    """Latest generations, each record once: a record is (session, uuid), and its
-    first recording counts (a resumed session repeats records; another session
-    reusing a uuid keeps its own). Reads ``raw``: for the slow projections."""
+    """Latest generations, each record once: a record is (session, uuid), so another
+    session reusing a uuid keeps its own; of a record's copies (a resumed session
+    repeats records, a renamed file is read again) the latest recording counts, so
+    the tables equal a fresh ingest of the files as they are now. Reads ``raw``:
+    for the slow projections."""
     identity = pl.coalesce(
         pl.col("session_id").fill_null("") + "\x00" + pl.col("uuid"),
         pl.col("raw").hash().cast(pl.String) + ":" + pl.col("raw").bin.size().cast(pl.String),
@@ -36,7 +38,7 @@ def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
     return (
         latest_generation(lines)
         .with_columns(identity.alias("_identity"))
-        .sort("seq").unique("_identity", keep="first", maintain_order=True).drop("_identity")
+        .sort("seq").unique("_identity", keep="last", maintain_order=True).drop("_identity")
     )
 
 

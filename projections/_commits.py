@@ -22,6 +22,8 @@ from datetime import timedelta
 
 import polars as pl
 
+from chronicle.projections._json_fields import readable
+
 _PRINTED = re.compile(rb"\[[^\]\\\n]+? ([0-9a-f]{7,40})\]")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DASH_M = re.compile(r"""(?:^|\s)-[a-zA-Z]*m\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')""", re.S)  # -m, -am, -m"x"
@@ -54,6 +56,7 @@ def commit_message(command: str) -> str | None:
 
 
 def commits_table(commits: pl.DataFrame) -> pl.DataFrame:
+    commits = commits.filter(readable("git.commit", "files_json"))  # others are in ingest_errors
     files = [json.loads(f) for f in commits["files_json"].to_list()]
     return commits.select(
         "repo", "sha", pl.col("sha").str.slice(0, 7).alias("short_sha"), "parents", "author_name", "author_email",

@@ -2,8 +2,8 @@
 what happened in Claude Code sessions, and the git commits they made.
 
 Read from each file's latest generation. A resumed session repeats earlier
-records with the same ``uuid`` in a new file; each uuid counts once (its first
-recording). Lines that could not be read are left out here (they are in
+records with the same ``uuid`` in a new file; each (session, uuid) counts once
+(its latest recording, see ``current_lines``). Lines that could not be read are left out here (they are in
 ``ingest_errors``). Subagent records carry their parent's ``sessionId`` with
 ``isSidechain``; they are counted in their parent session and linked to the
 tool call that spawned them through ``toolUseResult.agentId``.

@@ -34,12 +34,12 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.projections._claude import current_lines
+from chronicle.shipped import TAXONOMIES
 from chronicle.projections.conversations import conversation, messages_and_tools
 
 INPUTS = ["session.line"]
 OUTPUTS = ["episodes"]
 
-TAXONOMIES = Path(__file__).resolve().parents[1] / "data" / "taxonomies"
 DATA_FILES = [TAXONOMIES / "action.v1.json", TAXONOMIES / "reaction.v1.json"]
 CONTEXT_MESSAGES = 4
 CONTEXT_CHARS = 300
@@ -49,7 +49,7 @@ def _load(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"taxonomy {path} is missing (it ships in the repository's data/taxonomies)") from None
+        raise FileNotFoundError(f"taxonomy {path} is missing (it ships as package data: chronicle.data)") from None
 
 
 ACTION = _load(DATA_FILES[0])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from chronicle.projections._json_fields import readable
+
 INPUTS = ["llm.prompt", "llm.response", "parse.result", "cohort.defined"]
 OUTPUTS = ["documents", "evaluation_results", "aggregated_scores", "generation_results",
            "evaluation_scores_by_template_model", "final_results", "perfect_score_paths", "variance_analysis",
@@ -109,7 +111,8 @@ _AGGREGATED = ["gen_id", "parent_gen_id", "evaluation_template", "evaluation_llm
 
 
 def _membership(cohorts: pl.LazyFrame, docs: pl.DataFrame) -> pl.DataFrame:
-    latest = cohorts.sort("seq").group_by("cohort_id").agg(pl.col("membership_json").last(), pl.col("seq").last())
+    latest = (cohorts.filter(readable("cohort.defined", "membership_json"))  # others are in ingest_errors
+              .sort("seq").group_by("cohort_id").agg(pl.col("membership_json").last(), pl.col("seq").last()))
     rows = (latest.select("cohort_id", pl.col("seq").alias("plan_seq"),
                           pl.col("membership_json").str.json_decode(_MEMBER).alias("m"))
             .explode("m").unnest("m").collect())

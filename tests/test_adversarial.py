@@ -420,13 +420,13 @@ def test_a_uuid_reused_by_another_session_does_not_take_the_first_sessions_messa
                 "timestamp": "2026-01-01T00:00:00Z", "message": {"role": "user", "content": text}}
 
     _transcript(root / "p" / "s1.jsonl", [user("s1", "first session's words")])
-    _transcript(root / "p" / "s2.jsonl", [user("s2", "second session's words"), user("s2", "a repeat")])
+    _transcript(root / "p" / "s2.jsonl", [user("s2", "an earlier copy"), user("s2", "second session's words")])
     run_cli("ingest", "sessions", str(root), root=ws, check=True)
     rows = [json.loads(x) for x in run_cli("show", "messages", "--json", root=ws, check=True).stdout.splitlines()]
     by_session = {r["session_id"]: r for r in rows}
     assert sorted(by_session) == ["s1", "s2"] and len(rows) == 2
     assert "first session" in by_session["s1"]["text"]
-    assert "second session" in by_session["s2"]["text"], "the first recording of (s2, uuid) counts"
+    assert "second session" in by_session["s2"]["text"], "the latest recording of (s2, uuid) counts"
 
 
 # ----------------------------------------- 6, 7. providers that leak or misbehave
@@ -513,3 +513,92 @@ def test_retry_after_is_capped_with_a_log_line(tmp_path: Path) -> None:
         assert "86400" in run.stderr and "max_retry_after_seconds" in run.stderr
     finally:
         server.stop()
+
+
+def test_the_bulk_path_refuses_a_json_field_that_is_not_json(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from chronicle.store import InvalidEvent
+
+    with EventLog.init(tmp_path / "log") as lg, pytest.raises(InvalidEvent, match="membership_json"):
+        lg.append_table("cohort.defined", pa.table({"stream": ["c"], "cohort_id": ["c"], "spec_sha256": ["0"],
+                                                    "spec": [""], "membership_json": ["{"]}))
+
+
+def test_json_of_the_wrong_shape_is_an_error_row_and_the_rest_builds(ws: Path) -> None:
+    bad = [
+        {"type": "cohort.defined", "stream": "cohort:x", "cohort_id": "x", "spec_sha256": "0", "spec": "",
+         "membership_json": "5"},
+        {"type": "git.commit", "stream": "repo:r", "repo": "/r", "sha": "a" * 40, "parents": [], "author_name": "a",
+         "author_email": "a", "authored_at": "2026-01-01T00:00:00Z", "committer_name": "a", "committer_email": "a",
+         "committed_at": "2026-01-01T00:00:00Z", "message": "bad", "files_json": '{"not": "a list"}'},
+        {"type": "git.commit", "stream": "repo:r", "repo": "/r", "sha": "b" * 40, "parents": [], "author_name": "a",
+         "author_email": "a", "authored_at": "2026-01-01T00:00:00Z", "committer_name": "a", "committer_email": "a",
+         "committed_at": "2026-01-01T00:00:01Z", "message": "good",
+         "files_json": '[{"path": "x.py", "status": "M", "added": 1, "removed": 0}]'},
+    ]
+    run_cli("append", root=ws, stdin=b"".join(json.dumps(x).encode() + b"\n" for x in bad), check=True)
+    proc = run_cli("rebuild", root=ws)
+    assert proc.returncode == 0, proc.stderr
+    commits = [json.loads(x) for x in run_cli("show", "commits", "--json", root=ws, check=True).stdout.splitlines()]
+    assert [c["subject"] for c in commits] == ["good"]
+    errors = run_cli("show", "ingest_errors", "--json", root=ws, check=True).stdout.decode()
+    assert "membership_json is not a list of members" in errors and "files_json is not a list of files" in errors
+
+
+# ------------------------------------------------------- 16. streaming append
+
+
+def test_append_stream_acknowledges_each_line_as_it_arrives(ws: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CHRONICLE_ROOT": str(ws)}
+    proc = subprocess.Popen([sys.executable, "-m", "chronicle", "append", "--stream"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        for i in range(3):
+            proc.stdin.write(_notes(1, i))
+            proc.stdin.flush()
+            ack = proc.stdout.readline()  # before the producer ends: durable and acknowledged now
+            assert ack.startswith(f"{i + 1}\t".encode()), ack
+            with EventLog(ws / "data" / "log") as lg:
+                assert lg.snapshot().head == i + 1
+        proc.stdin.write(_notes(1, 3) + b"{not json\n" + _notes(1, 4))
+        proc.stdin.close()
+        rest = proc.stdout.read().decode()
+        assert proc.wait(timeout=30) == 2
+    finally:
+        proc.kill()
+    assert rest.startswith("4\t") and len(rest.splitlines()) == 1
+    err = proc.stderr.read().decode()
+    assert "line 5" in err and "not valid JSON" in err
+    with EventLog(ws / "data" / "log") as lg:
+        assert lg.snapshot().head == 4
+
+
+def test_a_full_disk_during_rebuild_is_one_line_exit_3_and_the_tables_stand(ws: Path) -> None:
+    import resource
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "data" / "examples" / "claude-projects", ws / "claude")
+    run_cli("ingest", "sessions", str(ws / "claude"), root=ws, check=True)
+    run_cli("rebuild", "events_by_type", root=ws, check=True)
+    before = (ws / "data" / "tables" / "events_by_type.parquet").read_bytes()
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1500, 1500))
+
+    proc = subprocess.run([sys.executable, "-m", "chronicle", "rebuild", "--full"], capture_output=True,
+                          env={**os.environ, "CHRONICLE_ROOT": str(ws)}, preexec_fn=small_disk, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "disk full" in err
+    assert (ws / "data" / "tables" / "events_by_type.parquet").read_bytes() == before
+    assert run_cli("rebuild", root=ws).returncode == 0  # with room again, it all builds

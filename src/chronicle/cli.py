@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
-from chronicle.jsonl import dump, parse_lines
+from chronicle.jsonl import dump, parse_line, parse_lines
 from chronicle.projection import Engine, ProjectionError, csv_ready, discover, read_table
 from chronicle.store import ConflictingEvent, InvalidEvent, StoreError
 from chronicle.store import integrity
@@ -78,16 +79,60 @@ def cmd_init(ws: Workspace, args: argparse.Namespace) -> int:
 
 def cmd_append(ws: Workspace, args: argparse.Namespace) -> int:
     source = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")
+    if args.stream:
+        with source, ws.open_log() as log:
+            return _append_stream(log, source, args.json)
     with source:
         events = parse_lines(source)
     with ws.open_log() as log:
         acks = log.append(events)
+    _print_acks(acks, args.json)
+    return EXIT_OK
+
+
+def _print_acks(acks, as_json: bool) -> None:
     for ack in acks:
-        if args.json:
+        if as_json:
             _json({"seq": ack.seq, "event_id": ack.event_id, "duplicate": ack.duplicate})
         else:
             _out(f"{ack.seq}\t{ack.event_id}{'	(already recorded)' if ack.duplicate else ''}")
-    return EXIT_OK
+    sys.stdout.flush()
+
+
+def _append_stream(log, source, as_json: bool) -> int:
+    """Commit lines as they arrive: each group of lines that arrives together is one
+    durable append, acknowledged (and flushed) before the next read. A bad line
+    stops the stream (exit 2) after everything before it is acknowledged."""
+    fd = source.fileno()
+    pending, line_no = b"", 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        while chunk and select.select([fd], [], [], 0)[0]:  # what else has arrived already joins this commit
+            more = os.read(fd, 1 << 16)
+            if not more:
+                break
+            chunk += more
+        data = pending + chunk
+        lines = data.split(b"\n")
+        pending = lines.pop() if chunk else b""
+        if not chunk and data:
+            lines = [data]
+        events, error = [], None
+        for line in lines:
+            line_no += 1
+            if not line.strip():
+                continue
+            try:
+                events.append(parse_line(line, line_no))
+            except InvalidEvent as exc:
+                error = exc
+                break
+        if events:
+            _print_acks(log.append(events), as_json)
+        if error is not None:
+            raise error
+        if not chunk:
+            return EXIT_OK
 
 
 def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
@@ -342,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("append", cmd_append, "append events given as JSON Lines (stdin or FILE); all or nothing",
              "chronicle append events.jsonl")
     p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
+    p.add_argument("--stream", action="store_true",
+                   help="commit and acknowledge lines as they arrive (producer | chronicle append --stream); "
+                        "a bad line stops the stream, every earlier line acknowledged")
     p = verb("log", cmd_log, "print events, filtered", "chronicle log --type llm.response --from-seq 100 --json")
     p.add_argument("--type", action="append", help="event type (repeatable)")
     p.add_argument("--stream")

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import polars as pl
 
+from chronicle import shipped
 from chronicle.ingest.cohorts import plan_cohort
 from chronicle.docs_tree import materialize
 from chronicle.events import LlmResponse
@@ -32,15 +32,15 @@ from chronicle.workspace import Workspace
 GENERATED = 5_000
 
 
-#: The example events ship in the repository's data/ (the demo runs from a checkout).
-EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples" / "events.jsonl"
-CLAUDE_PROJECTS = EXAMPLES.parent / "claude-projects"
-EXPERIMENT = EXAMPLES.parent / "experiment"
+#: The example events ship as package data (chronicle.data), in a checkout and in a wheel.
+EXAMPLES = shipped.EXAMPLES / "events.jsonl"
+CLAUDE_PROJECTS = shipped.EXAMPLES / "claude-projects"
+EXPERIMENT = shipped.EXAMPLES / "experiment"
 
 
 def _examples() -> bytes:
     if not EXAMPLES.exists():
-        raise FileNotFoundError(f"{EXAMPLES}: example events missing; run the demo from a chronicle checkout")
+        raise FileNotFoundError(f"{EXAMPLES}: example events missing from this installation (chronicle.data)")
     return EXAMPLES.read_bytes()
 
 

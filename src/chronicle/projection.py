@@ -283,12 +283,12 @@ class Engine:
             if is_full(exc):
                 raise StorageFull(f"{target}: no space to write the tables of {p.name} ({os.strerror(exc.errno or 0)}); "
                                   "the previous tables are unchanged") from None
-            raise
+            raise StorageFull(f"{target}: could not write the tables of {p.name} ({exc}); "
+                              "the previous tables are unchanged") from None
         except pl.exceptions.PolarsError as exc:
-            if any(s in str(exc) for s in ("No space left", "File too large", "Disk quota")):
-                raise StorageFull(f"{target}: no space to write the tables of {p.name}; "
-                                  "the previous tables are unchanged") from None
-            raise
+            # Polars reports a failed write (a full disk, a file-size limit) as a damaged file.
+            raise StorageFull(f"{target}: could not write the tables of {p.name} (is the disk full? "
+                              f"{' '.join(str(exc).split())[:200]}); the previous tables are unchanged") from None
 
     @staticmethod
     def _write_tables(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> dict[str, list]:

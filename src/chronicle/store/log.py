@@ -1060,6 +1060,14 @@ def content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Ta
             raise InvalidEvent(f"{cls.type_name()}: column {f.name!r} has nulls", field=f.name)
     if pc.any(pc.equal(out.column("stream"), "")).as_py():
         raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
+    for name in codec.json_fields(cls):
+        for i, text in enumerate(out.column(name).to_pylist()):
+            try:
+                if text is not None:
+                    msgspec.json.decode(text)
+            except (msgspec.DecodeError, RecursionError) as exc:
+                raise InvalidEvent(f"{cls.type_name()}: row {i}: column {name!r} is not valid JSON: {exc}",
+                                   index=i, field=name) from None
     return out
 
 
