@@ -1,5 +1,3 @@
-import sys
+from chronicle.entry import main
 
-from chronicle.cli import main
-
-sys.exit(main())
+main()

@@ -20,6 +20,7 @@ import polars as pl
 
 from chronicle import __version__
 from chronicle.commands import experiments as experiments_cmd
+from chronicle.commands import search as search_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.export import ExportError
@@ -340,6 +341,13 @@ def cmd_checkpoint(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_search(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        return search_cmd.run(ws, args)
+    except search_cmd.SearchError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_demo(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.demo import run_demo
 
@@ -468,6 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; the viewer has no login)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p = sub.add_parser("search", help=search_cmd.HELP, description=search_cmd.HELP,
+                       epilog=search_cmd.EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    search_cmd.add_arguments(p)
+    p.set_defaults(func=cmd_search)
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser

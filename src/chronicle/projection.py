@@ -45,11 +45,11 @@ import pyarrow.parquet as pq
 
 import chronicle.projections as builtin_projections
 from chronicle.progress import Progress
+from chronicle.projection_code import code_version, shared_source
 from chronicle.store import Snapshot
 from chronicle.store.errors import CorruptionError, StorageFull, StoreError
 from chronicle.store.fsutil import fsync_dir, is_full, locked, write_durably
 
-ENGINE_VERSION = "1"
 ALL_EVENTS = "*"
 CHECKPOINTS = "_checkpoints.json"
 
@@ -92,19 +92,10 @@ class Projection:
             outputs=tuple(module.OUTPUTS),
             build=module.build,
             update=getattr(module, "update", None),
-            code_version=hashlib.sha256(ENGINE_VERSION.encode() + source).hexdigest()[:16],
+            code_version=code_version(source),
             source=module.__file__ or name,
             no_csv=frozenset(getattr(module, "NO_CSV", ())),
         )
-
-
-def shared_source() -> bytes:
-    """Helpers (``_*.py``) and data (``*.json``) of the built-in projections:
-    part of every built-in projection's code version, so editing a price
-    table or a shared helper rebuilds what depends on it."""
-    folder = Path(builtin_projections.__path__[0])
-    files = sorted([*folder.glob("_*.py"), *folder.glob("*.json")])
-    return b"".join(f.name.encode() + b"\0" + f.read_bytes() for f in files)
 
 
 def discover(extra_dirs: list[Path] = ()) -> dict[str, Projection]:

@@ -10,8 +10,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from chronicle.store import EventLog
+if TYPE_CHECKING:
+    from chronicle.store import EventLog
 
 CONFIG_NAME = "chronicle.toml"
 
@@ -59,7 +61,11 @@ class Workspace:
     def init(self) -> EventLog:
         for sub in ("tables", "docs", "1_raw", "cohorts", "taxonomies"):
             (self.data / sub).mkdir(parents=True, exist_ok=True)
+        from chronicle.store import EventLog  # not at import: a light command (search) needs no Arrow
+
         return EventLog.init(self.log_dir)
 
     def open_log(self) -> EventLog:
+        from chronicle.store import EventLog
+
         return EventLog(self.log_dir)

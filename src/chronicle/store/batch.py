@@ -23,6 +23,7 @@ import msgspec
 from chronicle.events import Event
 from chronicle.store import codec
 from chronicle.store.errors import InvalidEvent
+from chronicle.store.head import span
 
 _ENC = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder()
@@ -119,12 +120,6 @@ def encode_events(events: Sequence[Event], classes: set[type[Event]]) -> Encoded
 
 def payload(first_seq: int, recorded_at_us: int, batch: EncodedBatch) -> bytes:
     return _ENC.encode((first_seq, recorded_at_us, batch.versions, msgspec.Raw(batch.events)))
-
-
-def span(data: bytes | memoryview) -> tuple[int, int, int]:
-    """(first seq, number of events, recorded_at µs) without decoding the events."""
-    first, rec, versions, _ = _HEAD.decode(data)
-    return first, len(versions), rec
 
 
 def frame_ids(payloads: Sequence[bytes]) -> tuple[list[str], list[int]]:

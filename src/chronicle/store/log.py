@@ -811,6 +811,7 @@ class EventLog:
         else:  # compression and hashing release the GIL: big commits use every core
             files = list(_segment_writers().map(lambda job: self._write_segment_file(*job), jobs))
         fsync_dir(self.segment_dir)
+        self.segments.written(files)  # hashed as they were written: readers need not hash them again
         chain = bytes.fromhex(m.entries[-1].chain) if m.entries else bytes(32)
         for leaf in leaves:
             chain = hashlib.sha256(chain + leaf).digest()

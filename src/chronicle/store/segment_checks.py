@@ -5,8 +5,9 @@ error (a seq printed twice, a row gone), so no reader trusts a segment whose
 sha256 it has not seen match the MANIFEST. Hashing runs at about 1 GB/s, so
 the result is remembered, in the process and in ``data/log/VERIFIED`` (a
 cache, not a record: deleting it costs one re-hash), keyed by the file's
-size, inode, mtime and ctime. A write to the file changes its ctime, which no
-user can set back, so a changed file is hashed again.
+size, inode, mtime and ctime (JSON lines, appended; the last line for a name
+counts). A write to the file changes its ctime, which no user can set back,
+so a changed file is hashed again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from chronicle.store.errors import CorruptionError
 from chronicle.store.manifest import BLOCK_SIZE, SegmentFile
 
 _Stamp = tuple[int, int, int, int]  # size, inode, mtime ns, ctime ns
-_CACHE = msgspec.json.Decoder(dict[str, tuple[int, int, int, int, str]])
+_LINE = msgspec.json.Decoder(tuple[str, int, int, int, int, str])
 
 
 class SegmentChecks:
@@ -50,28 +51,44 @@ class SegmentChecks:
             if seen.get(f.name) == (stamp, f.sha256):
                 return path
         _check_bytes(path, f)
-        with self._lock:
-            seen = self._load()
-            seen[f.name] = (stamp, f.sha256)
-            self._save(seen)
+        self._remember({f.name: (stamp, f.sha256)})
         return path
+
+    def written(self, files: list[SegmentFile]) -> None:
+        """Remember segment files this process just wrote and hashed (no reader need hash them again)."""
+        found = {}
+        for f in files:
+            st = os.stat(self.segment_dir / f.name)
+            found[f.name] = ((st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns), f.sha256)
+        self._remember(found)
+
+    def _remember(self, found: dict[str, tuple[_Stamp, str]]) -> None:
+        with self._lock:
+            self._load().update(found)
+            lines = b"".join(msgspec.json.encode((name, *stamp, sha)) + b"\n" for name, (stamp, sha) in found.items())
+            try:  # appended in one write: concurrent writers' lines never interleave
+                fd = os.open(self.cache_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    os.write(fd, lines)
+                finally:
+                    os.close(fd)
+            except OSError:  # a read-only or full disk: only the cache is lost
+                pass
 
     def _load(self) -> dict[str, tuple[_Stamp, str]]:
         if self._seen is None:
+            self._seen = {}
             try:
-                raw = _CACHE.decode(self.cache_path.read_bytes())
-                self._seen = {k: ((a, b, c, d), h) for k, (a, b, c, d, h) in raw.items()}
-            except (OSError, msgspec.DecodeError):
-                self._seen = {}  # no cache yet, or a damaged one: hash again
+                data = self.cache_path.read_bytes()
+            except OSError:
+                data = b""
+            for line in data.splitlines():
+                try:
+                    name, size, ino, mtime, ctime, sha = _LINE.decode(line)
+                except msgspec.DecodeError:
+                    continue  # a torn line: that file is hashed again
+                self._seen[name] = ((size, ino, mtime, ctime), sha)
         return self._seen
-
-    def _save(self, seen: dict[str, tuple[_Stamp, str]]) -> None:
-        tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(msgspec.json.encode({k: (*stamp, h) for k, (stamp, h) in sorted(seen.items())}))
-            os.replace(tmp, self.cache_path)
-        except OSError:  # a read-only or full disk: only the cache is lost
-            tmp.unlink(missing_ok=True)
 
 
 def _check_bytes(path: Path, f: SegmentFile) -> None:

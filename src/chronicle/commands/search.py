@@ -1,0 +1,217 @@
+"""`chronicle search QUERY`: where did I do that? Sessions, commits and documents.
+
+The fast path (the index is as current as the log: the usual case) loads
+neither Polars nor Arrow: ``chronicle.entry`` sends a search here before the
+rest of the CLI is imported. Otherwise the ``search`` projection is brought up
+to date and the index synced from it first (see ``chronicle.search``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chronicle import search as index
+from chronicle.projection_code import builtin_code_version
+from chronicle.store.head import log_head
+from chronicle.workspace import Workspace
+
+EXIT_OK, EXIT_USAGE = 0, 2
+PROJECTION = "search"
+HELP = "full-text search of sessions, commits and documents: words, \"phrases\", AND/OR/NOT, prefix*"
+EXAMPLES = """\
+examples:
+  chronicle search "flaky test" --role user
+  chronicle search 'pytest AND (timeout OR hang*)' --project /home/ana/repo --since 2026-11-01
+  chronicle search deprecat* --tool Bash --context 2
+  chronicle search novelty --docs --stage evaluation --model echo_small --sort time --json
+
+A word with punctuation (sk-test, cli.py) is searched as the phrase of its parts.
+--role user is only what a person typed (not tool results, isMeta records, compaction
+summaries or harness notifications).
+"""
+
+
+class SearchError(Exception):
+    """Bad query or options; exit 2."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", metavar="QUERY", help='words, "phrases", AND/OR/NOT, (groups), prefix*')
+    p.add_argument("--role", choices=["user", "assistant", "tool", "thinking", "system", "prompt", "response",
+                                      "parsed", "commit"])
+    p.add_argument("--project", help="a session's working directory (or a commit's repository)")
+    p.add_argument("--session", metavar="ID")
+    p.add_argument("--agent", metavar="ID", help="a subagent's id")
+    p.add_argument("--tool", metavar="NAME", help="tool calls and results of this tool (e.g. Bash)")
+    p.add_argument("--stage", help="documents of this stage (draft, essay, evaluation)")
+    p.add_argument("--template")
+    p.add_argument("--model")
+    p.add_argument("--cohort")
+    kinds = p.add_mutually_exclusive_group()
+    kinds.add_argument("--docs", action="store_true", help="only documents (prompts, responses, parsed texts)")
+    kinds.add_argument("--sessions", action="store_true", help="only coding-agent sessions")
+    p.add_argument("--since", metavar="TIME", help="ISO date or time (UTC if no zone)")
+    p.add_argument("--until", metavar="TIME")
+    p.add_argument("--sort", choices=["rank", "time"], default="rank")
+    p.add_argument("--context", type=int, default=0, metavar="N", help="N units before and after each hit")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--stale", action="store_true", help="search the index as it stands, without catching up")
+    p.add_argument("--json", action="store_true", help="JSON Lines, one hit per line")
+
+
+def _time(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SearchError(f"{name}: {text!r} is not an ISO-8601 date or time") from None
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1_000_000)
+
+
+def _filters(args: argparse.Namespace) -> dict[str, str]:
+    chosen = {"role": args.role, "project": args.project, "session_id": args.session, "agent_id": args.agent,
+              "tool": args.tool, "stage": args.stage, "template": args.template, "model": args.model,
+              "cohort": args.cohort}
+    if args.docs:
+        chosen["kind"] = "document"
+    elif args.sessions:
+        chosen["kind"] = "session"
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
+def _current(ws: Workspace) -> bool:
+    """Whether the index answers for the whole log now, judged without Polars."""
+    try:
+        checkpoints = json.loads((ws.tables_dir / "_checkpoints.json").read_text())
+        cp = checkpoints[PROJECTION]
+        with sqlite3.connect(f"file:{ws.tables_dir / index.INDEX_NAME}?mode=ro", uri=True) as db:
+            built = index.state(db)
+    except (OSError, KeyError, ValueError, sqlite3.Error):
+        return False
+    files = cp.get("files") or {}
+    return (built.get("table_sha256") == (files.get(index.TABLE) or [None, None, None])[2]
+            and cp.get("code") == builtin_code_version(PROJECTION) == built.get("code")
+            and cp.get("seq") == log_head(ws.log_dir))
+
+
+def catch_up(ws: Workspace) -> None:
+    """Bring the search projection up to date with the log, then the index with it."""
+    from chronicle.projection import Engine, discover  # the slow path: Polars
+
+    engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
+    engine.run(ws.open_log().snapshot(), [PROJECTION])
+    sync(ws.tables_dir, engine.checkpoints()[PROJECTION])
+
+
+def sync(tables_dir: Path, cp: dict) -> None:
+    """Make the index hold ``search_units`` as its checkpoint ``cp`` describes it:
+    the rows after the last indexed seq when nothing indexed went away, else all of it."""
+    import polars as pl
+
+    from chronicle.store.fsutil import locked
+
+    digest = cp["files"][index.TABLE][2]
+    with locked(tables_dir / ".search.lock"):
+        db = index.connect(tables_dir)
+        try:
+            index.create(db)
+            built = index.state(db)
+            if built.get("table_sha256") == digest and built.get("code") == cp["code"]:
+                return
+            table = pl.read_parquet(tables_dir / f"{index.TABLE}.parquet")
+            last, count = int(built.get("max_seq", 0)), int(built.get("rows", 0))
+            fresh = built.get("code") != cp["code"] or table.filter(pl.col("seq") <= last).height != count
+            db.execute("BEGIN")
+            if fresh:
+                db.execute("DELETE FROM meta")
+                db.execute("DELETE FROM units")
+                last = 0
+            new = table.filter(pl.col("seq") > last).with_columns(pl.col("time").dt.epoch("us").alias("time_us"))
+            index.insert(db, new.select(*index.META_COLUMNS, "text").iter_rows())
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", [
+                ("table_sha256", digest), ("code", cp["code"]), ("rows", str(table.height)),
+                ("max_seq", str(int(table["seq"].max() or 0)))])
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+
+def run(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        query = index.compile_query(args.query)
+    except index.QueryError as exc:
+        raise SearchError(str(exc)) from None
+    if args.limit < 1 or args.context < 0:
+        raise SearchError("--limit must be at least 1 and --context at least 0")
+    filters = _filters(args)
+    since, until = _time(args.since, "--since"), _time(args.until, "--until")
+    if not ws.log_dir.joinpath("MANIFEST").exists():
+        raise SearchError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
+    if not args.stale and not _current(ws):
+        catch_up(ws)
+    if not (ws.tables_dir / index.INDEX_NAME).exists():
+        raise SearchError("no search index yet: run `chronicle search` without --stale to build it")
+    tty = sys.stdout.isatty() and not args.json
+    marks = ("\033[1;33m", "\033[0m") if tty else ("[", "]")
+    with sqlite3.connect(f"file:{ws.tables_dir / index.INDEX_NAME}?mode=ro", uri=True) as db:
+        try:
+            hits = index.search(db, query, filters, since_us=since, until_us=until, sort=args.sort,
+                                limit=args.limit, marks=marks)
+        except sqlite3.OperationalError as exc:
+            raise SearchError(f"query {args.query!r}: {exc}") from None
+        for hit in hits:
+            around = index.context(db, hit, args.context)
+            (_print_json if args.json else _print_text)(hit, around, ws)
+    if not hits and not args.json:
+        print(f"no matches for {args.query!r}" + (f" with {_describe(filters)}" if filters else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _describe(filters: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in filters.items())
+
+
+def _when(us: int | None) -> str | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat(timespec="seconds")
+
+
+def _opens(hit: index.Hit) -> list[str]:
+    if hit.kind == "session" and hit.session_id:
+        return [f"chronicle history session {hit.session_id}", f"chronicle export session {hit.session_id}",
+                f"http://127.0.0.1:8765/sessions/{hit.session_id}#seq-{hit.seq}"]
+    if hit.kind == "document" and hit.doc_id:
+        return [f"chronicle history doc {hit.doc_id}", f"http://127.0.0.1:8765/documents/{hit.doc_id}"]
+    return [f"chronicle log --from-seq {hit.seq} --to-seq {hit.seq}"]
+
+
+def _print_json(hit: index.Hit, around: list[tuple[int, str, str]], ws: Workspace) -> None:
+    record = {k: v for k, v in vars(hit).items() if k != "time_us"}
+    record.update(time=_when(hit.time_us), open=_opens(hit))
+    if around:
+        record["context"] = [{"seq": s, "role": r, "text": t} for s, r, t in around]
+    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _print_text(hit: index.Hit, around: list[tuple[int, str, str]], ws: Workspace) -> None:
+    where = (f"session {hit.session_id}" + (f" (agent {hit.agent_id})" if hit.agent_id else "")
+             if hit.kind == "session" else
+             f"doc {hit.doc_id} ({hit.stage}, {hit.template}, {hit.model})" if hit.kind == "document" else
+             f"commit {hit.doc_id} in {hit.project}")
+    role = hit.role + (f":{hit.tool}" if hit.tool else "")
+    print(f"{_when(hit.time_us) or '-'}  {role:<14} {where}  seq {hit.seq}")
+    for s, r, t in around:
+        if s < hit.seq:
+            print(f"    {r:>10} | {' '.join(t.split())[:160]}")
+    print(f"    {'>>':>10} | {' '.join(hit.snippet.split())}")
+    for s, r, t in around:
+        if s > hit.seq:
+            print(f"    {r:>10} | {' '.join(t.split())[:160]}")
+    print(f"    open: {_opens(hit)[0]}")
+    print()

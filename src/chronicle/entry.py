@@ -1,0 +1,70 @@
+"""The `chronicle` command's entry point.
+
+`chronicle search` is answered before the rest of the CLI is imported: a warm
+search costs a Python start, sqlite3 and one query, not the seconds' worth of
+Polars, Arrow and aiohttp imports every other verb needs. Every other verb (and
+`--help`) goes to :mod:`chronicle.cli`, which declares `search` too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+GLOBAL_VALUES = {"--root", "--wait"}
+
+
+def _verb(argv: list[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def search_main(argv: list[str]) -> int:
+    from chronicle.commands import search as search_cmd
+    from chronicle.store.errors import StoreError
+    from chronicle.store.fsutil import LockWaits
+    from chronicle.workspace import ConfigError, Workspace
+
+    parser = argparse.ArgumentParser(prog="chronicle")
+    parser.add_argument("--root")
+    parser.add_argument("--wait", type=float)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    search_cmd.add_arguments(sub.add_parser("search", help=search_cmd.HELP, description=search_cmd.HELP,
+                                            epilog=search_cmd.EXAMPLES,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    LockWaits.notice = lambda text: print(f"chronicle search: {text}", file=sys.stderr, flush=True)
+    LockWaits.give_up_after = args.wait
+    try:
+        return search_cmd.run(Workspace.at(args.root), args)
+    except (search_cmd.SearchError, ConfigError) as exc:
+        print(f"chronicle search: error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"chronicle search: {exc}", file=sys.stderr)
+        return 3
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        from chronicle.projection import ProjectionError
+
+        if isinstance(exc, ProjectionError):
+            print(f"chronicle search: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if _verb(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
+        sys.exit(search_main(argv))
+    from chronicle.cli import main as cli_main
+
+    sys.exit(cli_main(argv))
