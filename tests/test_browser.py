@@ -160,3 +160,28 @@ def test_the_overview_updates_itself_as_events_land(browser, viewer: Viewer, vie
     time.sleep(0.5)
     _shot(b, "overview-live")
     _no_console_errors(b)
+
+
+def test_search_from_any_page_opens_the_hit_scrolled_to_its_message(browser, viewer: Viewer) -> None:
+    b = browser
+    b.get(viewer.url + "/usage")
+    box = b.find_element(By.CSS_SELECTOR, "form.search-box input[name=q]")
+    box.send_keys('"message number 420"\n')
+    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text == "Search")
+    hits = b.find_elements(By.CSS_SELECTOR, "ol.hits li.hit")
+    assert len(hits) == 1 and b.find_element(By.CSS_SELECTOR, "ol.hits mark").text == "message number 420"
+    _shot(b, "search")
+    hits[0].find_element(By.TAG_NAME, "a").click()
+    _wait(b, lambda d: d.find_element(By.CSS_SELECTOR, "h1").text.startswith("Session"))
+    target = b.find_element(By.CSS_SELECTOR, "article.msg.hit")
+    assert "message number 420" in target.text  # on page 3 of the session, found by its seq
+    assert "page 3 of 3" in b.find_element(By.CSS_SELECTOR, "nav.pager").text
+    _wait(b, lambda d: d.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight;", target))
+    _shot(b, "search-hit")
+    # hostile text found by a search is shown as text, and a role filter narrows it
+    b.get(viewer.url + "/search?q=pwned&role=user")
+    main = b.find_element(By.CSS_SELECTOR, "main")
+    assert "pwned" in main.text and b.find_elements(By.CSS_SELECTOR, "main script, main img") == []
+    assert {e.text for e in b.find_elements(By.CSS_SELECTOR, "ol.hits .role")} == {"user"}
+    _no_console_errors(b)

@@ -149,3 +149,18 @@ def test_a_fresh_workspace_says_how_to_build_its_tables(tmp_path: Path) -> None:
         assert v.get("/documents/x")[0] == 200 and "has not been built yet" in v.get("/documents/x")[1]
     finally:
         v.stop()
+
+
+def test_search_page_escapes_hits_names_bad_queries_and_links_to_the_message(viewer: Viewer) -> None:
+    status, body, _ = viewer.get("/search?q=pwned")
+    assert status == 200
+    assert "<script>alert" not in body and "&lt;script&gt;" in body and "<mark>pwned</mark>" in body
+    assert f"/sessions/{HOSTILE_SID}?at=" in body and "#seq-" in body
+    status, body, _ = viewer.get("/search?q=" + urllib.parse.quote('"message number 7"') + "&sort=time")
+    assert status == 200 and f"/sessions/{LONG_SID}?at=" in body
+    status, body, _ = viewer.get("/search?q=" + urllib.parse.quote("pwned AND"))
+    assert status == 200 and "does not parse at position 10" in body and "Traceback" not in body
+    status, _, _ = viewer.get("/search?q=x&sort=sideways")
+    assert status == 400
+    status, body, _ = viewer.get("/search?q=flywheel&kind=document&role=prompt")
+    assert status == 200 and "/documents/" in body and "/sessions/" not in body.split("<ol class=\"hits\">")[1]

@@ -1,17 +1,22 @@
 """Full-text search over sessions, commits and documents: SQLite FTS5.
 
-The ``search`` projection (``projections/search.py``) writes ``search_units``,
-one row per message block; this module keeps a SQLite FTS5 index of that
-table in ``data/tables/search.sqlite``. Why FTS5: it ships inside Python's
-``sqlite3`` (no new dependency, nothing to compile), it has the query language
-people expect (phrases, AND/OR/NOT, prefix*), BM25 ranking and snippets, and
-filters are plain SQL on the same connection. The index is never precious: it
-is brought up to date from the table on every search (rows added since it was
-built are inserted; a table that lost rows is indexed again from scratch), and
-deleting it costs one build.
+The index is a projection kept in SQLite (``data/tables/search.sqlite``) rather
+than Parquet: ``projections/_search_units.py`` turns events into units (one
+per message block), and :func:`catch_up` applies the events after the index's
+checkpoint: their units are inserted, units of an earlier recording of the
+same (session, uuid) deleted, and a rewritten transcript indexes everything
+again. Its cost follows the new events, not the log. The checkpoint (seq and
+code version) commits in the same SQLite transaction as the rows, so a crash
+leaves the index as it was. Never precious: delete it and the next search
+builds it again.
 
-This module is light on purpose (sqlite3 and msgspec): a warm search answers
-without loading Polars or Arrow.
+Why FTS5: it ships inside Python's ``sqlite3`` (no new dependency, nothing to
+compile), it has the query language people expect (phrases, AND/OR/NOT,
+prefix*), BM25 ranking and snippets, and filters are plain SQL on the same
+connection.
+
+The query side is light on purpose (sqlite3 only): a warm search answers
+without loading Polars or Arrow; :func:`catch_up` loads them.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from pathlib import Path
 INDEX_NAME = "search.sqlite"
 TABLE = "search_units"
 #: What the index holds besides the text, in search_units' names.
-META_COLUMNS = ("seq", "block", "kind", "role", "time_us", "session_id", "agent_id", "project", "tool",
-                "doc_id", "stage", "template", "model", "cohort")
+META_COLUMNS = ("seq", "block", "kind", "role", "time_us", "session_id", "uuid", "agent_id", "project", "tool",
+                "tool_use_id", "tool_part", "doc_id", "stage", "template", "model", "cohort")
+#: The module that makes units: its code version is the index's.
+UNITS_MODULE = "_search_units"
 #: Filters a search takes, each an equality on one column.
 FILTERS = ("role", "project", "session_id", "agent_id", "tool", "stage", "template", "model", "cohort", "kind")
 
@@ -131,9 +138,12 @@ class Hit:
     role: str
     time_us: int | None
     session_id: str | None
+    uuid: str | None
     agent_id: str | None
     project: str | None
     tool: str | None
+    tool_use_id: str | None
+    tool_part: str | None
     doc_id: str | None
     stage: str | None
     template: str | None
@@ -144,9 +154,7 @@ class Hit:
 
 
 def connect(tables_dir: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(tables_dir / INDEX_NAME, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    return db
+    return sqlite3.connect(tables_dir / INDEX_NAME, timeout=30, isolation_level=None)
 
 
 def create(db: sqlite3.Connection) -> None:
@@ -154,7 +162,9 @@ def create(db: sqlite3.Connection) -> None:
         CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
         CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY, {", ".join(META_COLUMNS)});
         CREATE INDEX IF NOT EXISTS meta_session ON meta (session_id, seq);
+        CREATE INDEX IF NOT EXISTS meta_record ON meta (session_id, uuid);
         CREATE INDEX IF NOT EXISTS meta_doc ON meta (doc_id, seq);
+        CREATE INDEX IF NOT EXISTS meta_tool ON meta (tool_use_id);
         CREATE VIRTUAL TABLE IF NOT EXISTS units USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
     """)
 
@@ -227,8 +237,90 @@ def insert(db: sqlite3.Connection, rows: Iterator[tuple]) -> int:
     return n
 
 
+def _forget(db: sqlite3.Connection, records: list[tuple[str, str]]) -> None:
+    """Delete the units of these (session_id, uuid) records (a later recording replaces them)."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS gone (session_id TEXT, uuid TEXT)")
+    db.execute("DELETE FROM gone")
+    db.executemany("INSERT INTO gone VALUES (?, ?)", records)
+    ids = "SELECT m.id FROM meta m JOIN gone g ON m.session_id = g.session_id AND m.uuid = g.uuid"
+    db.execute(f"DELETE FROM units WHERE rowid IN ({ids})")
+    db.execute(f"DELETE FROM meta WHERE id IN ({ids})")
+
+
+def _name(db: sqlite3.Connection) -> None:
+    """Name tool results by their call, and give responses and parses their prompt's document fields,
+    wherever in the index the call or prompt is (it may have come in an earlier or later batch)."""
+    db.execute("""UPDATE meta SET tool = (SELECT c.tool FROM meta c WHERE c.tool_use_id = meta.tool_use_id
+                                          AND c.tool_part = 'call' ORDER BY c.seq, c.block LIMIT 1)
+                  WHERE tool_part = 'result' AND tool IS NULL""")
+    for column in ("stage", "template", "model", "cohort"):
+        db.execute(f"""UPDATE meta SET {column} = (SELECT p.{column} FROM meta p WHERE p.doc_id = meta.doc_id
+                                                   AND p.role = 'prompt' ORDER BY p.seq LIMIT 1)
+                       WHERE role IN ('response', 'parsed') AND {column} IS NULL""")
+
+
+def current(tables_dir: Path, head: int) -> bool:
+    """Whether the index holds the log up to ``head``, made by today's code (no Polars needed)."""
+    from chronicle.projection_code import builtin_code_version
+
+    try:
+        with sqlite3.connect(f"file:{tables_dir / INDEX_NAME}?mode=ro", uri=True) as db:
+            built = state(db)
+    except sqlite3.Error:
+        return False
+    return built.get("seq") == str(head) and built.get("code") == builtin_code_version(UNITS_MODULE)
+
+
+def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
+    """Bring the index up to ``snap.head``; returns "current", "updated" or "built"."""
+    import polars as pl
+
+    from chronicle.projection_code import builtin_code_version
+    from chronicle.projections import _search_units as su
+    from chronicle.store.fsutil import locked
+
+    code = builtin_code_version(UNITS_MODULE)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    with locked(tables_dir / ".search.lock"):
+        db = connect(tables_dir)
+        try:
+            create(db)
+            built = state(db)
+            last = int(built.get("seq", 0)) if built.get("code") == code else 0
+            if last == snap.head:
+                return "current"
+            if last > snap.head:
+                last = 0  # an index of more than this log holds: made again from it
+            frames = {t: snap.frame(t) for t in su.INPUTS}
+            delta = {t: f.filter(pl.col("seq") > last) for t, f in frames.items()} if last else frames
+            if last and su.rewritten(delta["session.line"]):
+                last, delta = 0, frames
+            found, records = su.units(delta)
+            db.execute("BEGIN")
+            if last == 0:
+                db.execute("DELETE FROM meta")
+                db.execute("DELETE FROM units")
+            else:
+                _forget(db, records.drop_nulls().rows())
+            rows = found.with_columns(pl.col("time").dt.epoch("us").alias("time_us"))
+            insert(db, rows.select(*META_COLUMNS, "text").iter_rows())
+            _name(db)
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", [("seq", str(snap.head)), ("code", code)])
+            db.execute("COMMIT")
+            return "built" if last == 0 else "updated"
+        finally:
+            db.close()
+
+
+def dump(tables_dir: Path) -> list[tuple]:
+    """Every unit in the index, in (seq, block) order, without its row id: two indexes of one log compare equal."""
+    with sqlite3.connect(f"file:{tables_dir / INDEX_NAME}?mode=ro", uri=True) as db:
+        return db.execute(f"SELECT {', '.join('m.' + c for c in META_COLUMNS)}, u.text FROM meta m "
+                          "JOIN units u ON u.rowid = m.id ORDER BY m.seq, m.block").fetchall()
+
+
 def remove(tables_dir: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal"):
         try:
             os.unlink(tables_dir / (INDEX_NAME + suffix))
         except FileNotFoundError:

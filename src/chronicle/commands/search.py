@@ -2,8 +2,8 @@
 
 The fast path (the index is as current as the log: the usual case) loads
 neither Polars nor Arrow: ``chronicle.entry`` sends a search here before the
-rest of the CLI is imported. Otherwise the ``search`` projection is brought up
-to date and the index synced from it first (see ``chronicle.search``).
+rest of the CLI is imported. Otherwise the index takes in the new events
+first (see ``chronicle.search``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chronicle import search as index
-from chronicle.projection_code import builtin_code_version
 from chronicle.store.head import log_head
 from chronicle.workspace import Workspace
 
 EXIT_OK, EXIT_USAGE = 0, 2
-PROJECTION = "search"
 HELP = "full-text search of sessions, commits and documents: words, \"phrases\", AND/OR/NOT, prefix*"
 EXAMPLES = """\
 examples:
@@ -86,61 +84,14 @@ def _filters(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k, v in chosen.items() if v is not None}
 
 
-def _current(ws: Workspace) -> bool:
+def current(ws: Workspace) -> bool:
     """Whether the index answers for the whole log now, judged without Polars."""
-    try:
-        checkpoints = json.loads((ws.tables_dir / "_checkpoints.json").read_text())
-        cp = checkpoints[PROJECTION]
-        with sqlite3.connect(f"file:{ws.tables_dir / index.INDEX_NAME}?mode=ro", uri=True) as db:
-            built = index.state(db)
-    except (OSError, KeyError, ValueError, sqlite3.Error):
-        return False
-    files = cp.get("files") or {}
-    return (built.get("table_sha256") == (files.get(index.TABLE) or [None, None, None])[2]
-            and cp.get("code") == builtin_code_version(PROJECTION) == built.get("code")
-            and cp.get("seq") == log_head(ws.log_dir))
+    return index.current(ws.tables_dir, log_head(ws.log_dir))
 
 
-def catch_up(ws: Workspace) -> None:
-    """Bring the search projection up to date with the log, then the index with it."""
-    from chronicle.projection import Engine, discover  # the slow path: Polars
-
-    engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
-    engine.run(ws.open_log().snapshot(), [PROJECTION])
-    sync(ws.tables_dir, engine.checkpoints()[PROJECTION])
-
-
-def sync(tables_dir: Path, cp: dict) -> None:
-    """Make the index hold ``search_units`` as its checkpoint ``cp`` describes it:
-    the rows after the last indexed seq when nothing indexed went away, else all of it."""
-    import polars as pl
-
-    from chronicle.store.fsutil import locked
-
-    digest = cp["files"][index.TABLE][2]
-    with locked(tables_dir / ".search.lock"):
-        db = index.connect(tables_dir)
-        try:
-            index.create(db)
-            built = index.state(db)
-            if built.get("table_sha256") == digest and built.get("code") == cp["code"]:
-                return
-            table = pl.read_parquet(tables_dir / f"{index.TABLE}.parquet")
-            last, count = int(built.get("max_seq", 0)), int(built.get("rows", 0))
-            fresh = built.get("code") != cp["code"] or table.filter(pl.col("seq") <= last).height != count
-            db.execute("BEGIN")
-            if fresh:
-                db.execute("DELETE FROM meta")
-                db.execute("DELETE FROM units")
-                last = 0
-            new = table.filter(pl.col("seq") > last).with_columns(pl.col("time").dt.epoch("us").alias("time_us"))
-            index.insert(db, new.select(*index.META_COLUMNS, "text").iter_rows())
-            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", [
-                ("table_sha256", digest), ("code", cp["code"]), ("rows", str(table.height)),
-                ("max_seq", str(int(table["seq"].max() or 0)))])
-            db.execute("COMMIT")
-        finally:
-            db.close()
+def catch_up(ws: Workspace) -> str:
+    """Bring the index up to date with the log (loads Polars)."""
+    return index.catch_up(ws.tables_dir, ws.open_log().snapshot())
 
 
 def run(ws: Workspace, args: argparse.Namespace) -> int:
@@ -154,7 +105,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
     if not ws.log_dir.joinpath("MANIFEST").exists():
         raise SearchError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
-    if not args.stale and not _current(ws):
+    if not args.stale and not current(ws):
         catch_up(ws)
     if not (ws.tables_dir / index.INDEX_NAME).exists():
         raise SearchError("no search index yet: run `chronicle search` without --stale to build it")

@@ -14,16 +14,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 import msgspec
+from markupsafe import Markup, escape
 import polars as pl
 from aiohttp import web
 
 from chronicle import daemon, history
+from chronicle import search as search_index
+from chronicle.commands import search as search_cmd
 from chronicle.store import Snapshot, StoreError
 from chronicle.web import charts
 from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, live_stamp
@@ -236,7 +241,8 @@ async def session(request: web.Request) -> web.Response:
         api.filter(pl.col("session_id") == sid) if api is not None else None) if messages is not None else []
     eps = episodes.filter(pl.col("session_id") == sid).sort("index").to_dicts() if episodes is not None else []
     # a long session is paged by top-level entries (a subagent's messages stay with the call that spawned them)
-    number = _int(request, "page", 1) or 1
+    at = _int(request, "at")
+    number = _int(request, "page") or (_page_holding(conv, at) if at is not None else 1)
     pages = max(1, -(-len(conv) // CONVERSATION_PAGE))
     number = min(max(1, number), pages)
     page = Page(conv[(number - 1) * CONVERSATION_PAGE: number * CONVERSATION_PAGE], number, pages, len(conv))
@@ -244,7 +250,74 @@ async def session(request: web.Request) -> web.Response:
         shown = {m["uuid"] for m in page.rows if "uuid" in m}
         eps = [e for e in eps if e["prompt_uuid"] in shown]
     return _render(request, "session.html", title=f"Session {sid}", s=found, page=page,
-                   episodes=eps)
+                   episodes=eps, at=at)
+
+
+def _page_holding(conv: list[dict], seq: int) -> int:
+    """The conversation page whose entries hold the message recorded at ``seq``."""
+    for i, m in enumerate(conv):
+        nested = m.get("messages", []) + [am for c in m.get("calls", []) for am in c.get("agent_messages", [])]
+        if m.get("seq") == seq or any(am.get("seq") == seq for am in nested):
+            return i // CONVERSATION_PAGE + 1
+    return 1
+
+
+_HIT_OPEN, _HIT_CLOSE = "\x02", "\x03"  # marks sqlite puts around a hit; the text between is escaped
+SEARCH_PAGE = 20
+
+
+async def search_page(request: web.Request) -> web.Response:
+    ws = request.app[WS_KEY]
+    q = _arg(request, "q") or ""
+    chosen = {k: _arg(request, k) for k in ("role", "kind", "project", "tool", "stage", "template", "model",
+                                            "cohort", "since", "until", "sort")}
+    chosen["sort"] = chosen["sort"] or "rank"
+    if chosen["sort"] not in ("rank", "time"):
+        raise web.HTTPBadRequest(text="sort must be rank or time")
+    since, until = _date(request, "since"), _date(request, "until")
+    number = max(1, _int(request, "page", 1) or 1)
+    hits, error, more = [], None, False
+    if q:
+        try:
+            fts = search_index.compile_query(q)
+        except search_index.QueryError as exc:
+            error = str(exc).splitlines()[0]
+        else:
+            filters = {k: v for k, v in chosen.items() if v and k in search_index.FILTERS}
+            found = await asyncio.to_thread(_search, ws, fts, filters, since, until, chosen["sort"], number)
+            more = len(found) > SEARCH_PAGE
+            hits = [_hit_view(h) for h in found[:SEARCH_PAGE]]
+    roles = ["user", "assistant", "tool", "thinking", "system", "prompt", "response", "parsed", "commit"]
+    return _render(request, "search.html", title=f"Search {q}" if q else "Search", q=q, chosen=chosen,
+                   roles=roles, hits=hits, error=error, number=number, more=more)
+
+
+def _search(ws: Workspace, fts: str, filters: dict[str, str], since: date | None, until: date | None,
+            sort: str, number: int) -> list:
+    """Hits of one page (and one more, to know whether a next page exists), the index caught up first."""
+    if not search_cmd.current(ws):
+        search_cmd.catch_up(ws)
+    to_us = lambda d, end: int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1e6) + (  # noqa: E731
+        86_400_000_000 - 1 if end else 0)
+    with sqlite3.connect(f"file:{ws.tables_dir / search_index.INDEX_NAME}?mode=ro", uri=True) as db:
+        return search_index.search(db, fts, filters, since_us=to_us(since, False) if since else None,
+                                   until_us=to_us(until, True) if until else None, sort=sort,
+                                   limit=SEARCH_PAGE + 1, offset=(number - 1) * SEARCH_PAGE,
+                                   marks=(_HIT_OPEN, _HIT_CLOSE))
+
+
+def _hit_view(h: search_index.Hit) -> dict:
+    snippet = str(escape(h.snippet)).replace(_HIT_OPEN, "<mark>").replace(_HIT_CLOSE, "</mark>")
+    if h.kind == "session" and h.session_id:
+        href = f"/sessions/{quote(h.session_id, safe='')}?at={h.seq}#seq-{h.seq}"
+        where = f"session {h.session_id}" + (f" (agent {h.agent_id})" if h.agent_id else "")
+    elif h.kind == "document" and h.doc_id:
+        href = f"/documents/{quote(h.doc_id, safe='')}"
+        where = f"document {h.doc_id} ({h.stage}, {h.template}, {h.model})"
+    else:
+        href, where = f"/events/{h.seq}", f"commit {(h.doc_id or '')[:12]} in {h.project}"
+    when = datetime.fromtimestamp(h.time_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if h.time_us else ""
+    return {"href": href, "where": where, "role": h.role, "tool": h.tool, "when": when, "snippet": Markup(snippet)}
 
 
 _DOC_FILTERS = ("stage", "template_id", "model_id", "status", "cohort_id")
@@ -504,6 +577,7 @@ def make_app(ws: Workspace, live_interval: float = 1.0) -> web.Application:
     app.router.add_get("/documents/{doc_id}", document)
     app.router.add_get("/scores", scores)
     app.router.add_get("/usage", usage)
+    app.router.add_get("/search", search_page)
     app.router.add_get("/events", events)
     app.router.add_get("/events/{seq}", event)
     app.router.add_get("/history/{kind}/{entity_id}", entity_history)

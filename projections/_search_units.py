@@ -1,20 +1,20 @@
-"""search_units: every searchable piece of text, one row per message block.
+"""Search units: every searchable piece of text, one row per message block.
 
-What ``chronicle search`` indexes (see ``chronicle.search``): human prompts,
-assistant text, thinking, tool calls (name and input) and tool results of every
-session and subagent; commit messages; LLM prompts, responses and parsed texts.
-Each row says where its text came from (session or document, seq, time, role)
-and what the filters ask about (project, agent, tool; stage, template, model,
-cohort).
+What the search index holds (``chronicle.search`` keeps it, in SQLite FTS5):
+human prompts, assistant text, thinking, tool calls (name and input) and tool
+results of every session and subagent; commit messages; LLM prompts,
+responses and parsed texts. Each unit says where its text came from (session
+or document, seq, block, time, role) and what the filters ask about (project,
+agent, tool; stage, template, model, cohort).
 
 Roles: ``user`` is only what a person typed (``isMeta`` records, compaction
 summaries, harness notifications and a parent's prompt to a subagent are
 ``system``); ``tool`` is a call (its name and input) or a result; ``thinking``,
 ``assistant``; ``prompt``, ``response``, ``parsed`` for documents; ``commit``.
 
-Incremental: new lines add their units and replace the units of an earlier
-recording of the same (session, uuid), as ``current_lines`` counts it; a
-rewritten transcript means a full build.
+A tool result is named by its call, and a response or parse gets its prompt's
+stage, template, model and cohort, when the index has them (the call or
+prompt may come in a later batch of events than the result).
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ import json
 
 import polars as pl
 
-from chronicle.projection import NeedsRebuild
 from chronicle.projections._claude import current_lines, parse
 from chronicle.projections._transcript import human_text, tool_input
 
 INPUTS = ["session.line", "git.commit", "llm.prompt", "llm.response", "parse.result"]
-OUTPUTS = ["search_units"]
-NO_CSV = ["search_units"]
 
 #: A unit's text is cut here (a tool result may be a whole file); the log keeps all of it.
 TEXT_LIMIT = 100_000
@@ -135,26 +132,6 @@ def _frame(units: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(units, schema=SCHEMA).sort("seq", "block")
 
 
-_DOC = ["stage", "template", "model", "cohort"]
-
-
-def _named(units: pl.DataFrame) -> pl.DataFrame:
-    """Each tool result named by its call (the first recorded), and each response and
-    parse given its prompt's stage, template, model and cohort, wherever they are."""
-    calls = (units.filter(pl.col("tool_part") == "call").sort("seq", "block")
-             .unique("tool_use_id", keep="first", maintain_order=True)
-             .select("tool_use_id", pl.col("tool").alias("_call")))
-    prompts = (units.filter(pl.col("role") == "prompt").sort("seq").unique("doc_id", keep="first", maintain_order=True)
-               .select("doc_id", *[pl.col(c).alias(f"_{c}") for c in _DOC]))
-    answer = pl.col("role").is_in(["response", "parsed"])
-    return (units.join(calls, on="tool_use_id", how="left", maintain_order="left")
-            .join(prompts, on="doc_id", how="left", maintain_order="left")
-            .with_columns(pl.when(pl.col("tool_part") == "result").then(pl.col("_call")).otherwise(pl.col("tool"))
-                          .alias("tool"),
-                          *[pl.when(answer).then(pl.col(f"_{c}")).otherwise(pl.col(c)).alias(c) for c in _DOC])
-            .drop("_call", *[f"_{c}" for c in _DOC]))
-
-
 def _collect(inputs: dict[str, pl.LazyFrame], name: str, columns: list[str]) -> pl.DataFrame:
     return inputs[name].select(columns).collect()
 
@@ -166,27 +143,16 @@ def _document_frames(inputs: dict[str, pl.LazyFrame]) -> tuple[pl.DataFrame, pl.
             _collect(inputs, "parse.result", ["seq", "recorded_at", "doc_id", "parsed"]))
 
 
-def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    units = _session_units(_records(inputs["session.line"]))
-    units += _commit_units(_collect(inputs, "git.commit", ["seq", "repo", "sha", "committed_at", "message"]))
-    units += _document_units(*_document_frames(inputs))
-    return {"search_units": _named(_frame(units))}
+def units(inputs: dict[str, pl.LazyFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The units of the events in ``inputs`` (a frame of each of INPUTS), by seq and block, and the
+    (session_id, uuid) of the transcript records among them: an earlier recording of each no longer counts."""
+    records = _records(inputs["session.line"])
+    found = _session_units(records)
+    found += _commit_units(_collect(inputs, "git.commit", ["seq", "repo", "sha", "committed_at", "message"]))
+    found += _document_units(*_document_frames(inputs))
+    return _frame(found), records.select("session_id", "uuid").unique()
 
 
-def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    lines = delta["session.line"]
-    if lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").head(1).collect().height:
-        raise NeedsRebuild("a transcript was rewritten")
-    old = previous["search_units"]
-    records = _records(lines)
-    if records["uuid"].null_count():
-        raise NeedsRebuild("a record without a uuid")  # identified by its bytes: a full build dedupes it
-    units = _session_units(records)
-    units += _commit_units(_collect(delta, "git.commit", ["seq", "repo", "sha", "committed_at", "message"]))
-    units += _document_units(*_document_frames(delta))
-    if not units:
-        return previous
-    # a later recording of a (session, uuid) replaces the earlier one's units
-    replaced = records.select("session_id", "uuid").unique()
-    kept = old.join(replaced, on=["session_id", "uuid"], how="anti", nulls_equal=False)
-    return {"search_units": _named(pl.concat([kept, _frame(units)]).sort("seq", "block"))}
+def rewritten(lines: pl.LazyFrame) -> bool:
+    """Whether these transcript lines start a new generation of a file (its earlier units no longer count)."""
+    return lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").head(1).collect().height > 0
