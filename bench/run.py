@@ -368,6 +368,19 @@ def main() -> None:
     print(f"{'viewer: slowest page, warm p95':<34} {wb['worst_p95_ms']:>12,.0f} ms       "
           f"({wb['events']:,} events; slowest cold {wb['worst_cold_ms']:,.0f} ms; "
           f"bare aiohttp page {wb['floor_p50_ms']:.1f} ms)")
+    import search as search_bench
+
+    if shutil.which("rg") is None:
+        print("search vs ripgrep: skipped (apt-get install ripgrep)")
+    else:
+        sb = search_bench.run(700 * scale, 5)
+        report["search"] = sb
+        print(f"{'search, rare word, warm':<34} {sb['rare_chronicle_s'] * 1000:>12,.0f} ms       "
+              f"{sb['rare_ratio']:5.2f}x rg -c ({sb['tree_mb']:,.0f} MB of transcripts)")
+        print(f"{'search, common word, warm':<34} {sb['common_chronicle_s'] * 1000:>12,.0f} ms       "
+              f"{sb['common_ratio']:5.2f}x rg -c")
+        print(f"{'search index build':<34} {sb['index_build_s_per_gb']:>12,.1f} s/GB     "
+              f"({sb['index_mb']:,.0f} MB index); one new line found in {sb['one_new_line_search_s']:.2f} s")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

@@ -602,3 +602,20 @@ def test_a_full_disk_during_rebuild_is_one_line_exit_3_and_the_tables_stand(ws: 
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "disk full" in err
     assert (ws / "data" / "tables" / "events_by_type.parquet").read_bytes() == before
     assert run_cli("rebuild", root=ws).returncode == 0  # with room again, it all builds
+
+
+def test_tables_ahead_of_the_log_are_corruption(tmp_path: Path) -> None:
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for ws, n in ((a, 10), (b, 5)):
+        run_cli("init", root=ws, check=True)
+        run_cli("append", root=ws, stdin=_notes(n), check=True)
+    run_cli("rebuild", root=a, check=True)
+    shutil.rmtree(b / "data" / "tables")
+    shutil.copytree(a / "data" / "tables", b / "data" / "tables")  # checkpoints at seq 10 over a log of 5
+    proc = run_cli("rebuild", root=b)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3 and "_checkpoints.json" in err and "beyond the log's head 5" in err
+    listed = [json.loads(x) for x in run_cli("tables", "--json", root=b, check=True).stdout.splitlines()]
+    assert {r["state"] for r in listed if r["table"] == "events_by_type"} == {"ahead of the log"}
