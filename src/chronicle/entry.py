@@ -9,6 +9,7 @@ Polars, Arrow and aiohttp imports every other verb needs. Every other verb (and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 GLOBAL_VALUES = {"--root", "--wait"}
@@ -52,13 +53,17 @@ def search_main(argv: list[str]) -> int:
         return 3
     except BrokenPipeError:
         return 0
-    except Exception as exc:
+    except Exception as exc:  # never a traceback (CHRONICLE_DEBUG=1 shows it)
         from chronicle.projection import ProjectionError
 
         if isinstance(exc, ProjectionError):
             print(f"chronicle search: {exc}", file=sys.stderr)
             return 1
-        raise
+        if os.environ.get("CHRONICLE_DEBUG"):
+            raise
+        print(f"chronicle search: unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+              "(CHRONICLE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 INDEX_NAME = "search.sqlite"
@@ -130,8 +130,7 @@ def compile_query(query: str) -> str:
 
 # -------------------------------------------------------------------- index
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     seq: int
     block: int
     kind: str
@@ -170,9 +169,10 @@ def create(db: sqlite3.Connection) -> None:
 
 
 def state(db: sqlite3.Connection) -> dict[str, str]:
+    """The index's checkpoint (seq, code); empty for a file that holds none. DatabaseError if not SQLite."""
     try:
         return dict(db.execute("SELECT key, value FROM state"))
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError:  # no state table yet
         return {}
 
 
@@ -266,7 +266,7 @@ def current(tables_dir: Path, head: int) -> bool:
     try:
         with sqlite3.connect(f"file:{tables_dir / INDEX_NAME}?mode=ro", uri=True) as db:
             built = state(db)
-    except sqlite3.Error:
+    except sqlite3.Error:  # missing or damaged: not current
         return False
     return built.get("seq") == str(head) and built.get("code") == builtin_code_version(UNITS_MODULE)
 
@@ -284,9 +284,17 @@ def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
     with locked(tables_dir / ".search.lock"):
         db = connect(tables_dir)
         try:
-            create(db)
             built = state(db)
-            last = int(built.get("seq", 0)) if built.get("code") == code else 0
+        except sqlite3.DatabaseError:  # not an index any more (damaged): it is made again
+            built = {}
+        if built.get("code") != code:  # another schema, or none: start from an empty file
+            db.close()
+            remove(tables_dir)
+            db = connect(tables_dir)
+            built = {}
+        try:
+            create(db)
+            last = int(built.get("seq", 0))
             if last == snap.head:
                 return "current"
             if last > snap.head:

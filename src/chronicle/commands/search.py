@@ -143,7 +143,7 @@ def _opens(hit: index.Hit) -> list[str]:
 
 
 def _print_json(hit: index.Hit, around: list[tuple[int, str, str]], ws: Workspace) -> None:
-    record = {k: v for k, v in vars(hit).items() if k != "time_us"}
+    record = {k: v for k, v in hit._asdict().items() if k != "time_us"}
     record.update(time=_when(hit.time_us), open=_opens(hit))
     if around:
         record["context"] = [{"seq": s, "role": r, "text": t} for s, r, t in around]

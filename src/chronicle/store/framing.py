@@ -12,14 +12,11 @@ end. (No frame starts with a zero byte: the magic does not.)
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import crc32c
 
-MAGIC = b"CHRW"
-HEADER = struct.Struct("<4sII")
-HEADER_SIZE = HEADER.size
+from chronicle.store.frame_format import HEADER, HEADER_SIZE, MAGIC
 _unpack_header = HEADER.unpack_from
 _crc32c = crc32c.crc32c
 
