@@ -30,7 +30,6 @@ def _verb(argv: list[str]) -> str | None:
 def search_main(argv: list[str]) -> int:
     from chronicle.commands import search as search_cmd
     from chronicle.store.errors import StoreError
-    from chronicle.store.fsutil import LockWaits
     from chronicle.workspace import ConfigError, Workspace
 
     parser = argparse.ArgumentParser(prog="chronicle")
@@ -41,8 +40,6 @@ def search_main(argv: list[str]) -> int:
                                             epilog=search_cmd.EXAMPLES,
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
-    LockWaits.notice = lambda text: print(f"chronicle search: {text}", file=sys.stderr, flush=True)
-    LockWaits.give_up_after = args.wait
     try:
         return search_cmd.run(Workspace.at(args.root), args)
     except (search_cmd.SearchError, ConfigError) as exc:

@@ -89,8 +89,13 @@ def current(ws: Workspace) -> bool:
     return index.current(ws.tables_dir, log_head(ws.log_dir))
 
 
-def catch_up(ws: Workspace) -> str:
-    """Bring the index up to date with the log (loads Polars)."""
+def catch_up(ws: Workspace, wait: float | None = None) -> str:
+    """Bring the index up to date with the log (loads Polars; waits for the log's lock as --wait says)."""
+    from chronicle.store.fsutil import LockWaits
+
+    if LockWaits.notice is None:  # the fast entry did not set it up
+        LockWaits.notice = lambda text: print(f"chronicle search: {text}", file=sys.stderr, flush=True)
+        LockWaits.give_up_after = wait
     return index.catch_up(ws.tables_dir, ws.open_log().snapshot())
 
 
@@ -106,7 +111,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     if not ws.log_dir.joinpath("MANIFEST").exists():
         raise SearchError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
     if not args.stale and not current(ws):
-        catch_up(ws)
+        catch_up(ws, getattr(args, "wait", None))
     if not (ws.tables_dir / index.INDEX_NAME).exists():
         raise SearchError("no search index yet: run `chronicle search` without --stale to build it")
     tty = sys.stdout.isatty() and not args.json
