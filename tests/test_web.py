@@ -162,5 +162,7 @@ def test_search_page_escapes_hits_names_bad_queries_and_links_to_the_message(vie
     assert status == 200 and "does not parse at position 10" in body and "Traceback" not in body
     status, _, _ = viewer.get("/search?q=x&sort=sideways")
     assert status == 400
+    status, body, _ = viewer.get(f"/search?q=pwned&session_id={LONG_SID}")
+    assert status == 200 and "no matches" in body
     status, body, _ = viewer.get("/search?q=flywheel&kind=document&role=prompt")
     assert status == 200 and "/documents/" in body and "/sessions/" not in body.split("<ol class=\"hits\">")[1]

@@ -269,8 +269,8 @@ SEARCH_PAGE = 20
 async def search_page(request: web.Request) -> web.Response:
     ws = request.app[WS_KEY]
     q = _arg(request, "q") or ""
-    chosen = {k: _arg(request, k) for k in ("role", "kind", "project", "tool", "stage", "template", "model",
-                                            "cohort", "since", "until", "sort")}
+    chosen = {k: _arg(request, k) for k in ("role", "kind", "project", "session_id", "agent_id", "tool", "stage",
+                                            "template", "model", "cohort", "since", "until", "sort")}
     chosen["sort"] = chosen["sort"] or "rank"
     if chosen["sort"] not in ("rank", "time"):
         raise web.HTTPBadRequest(text="sort must be rank or time")
