@@ -62,7 +62,6 @@ def compile_query(query: str) -> str:
     out: list[str] = []
     pos, depth = 0, 0
     expect_term = True  # at the start, after an operator or "("
-    last_term_at = -1
     while pos < len(query):
         m = _TOKEN.match(query, pos)
         if m is None or m.end() == pos:
@@ -80,7 +79,7 @@ def compile_query(query: str) -> str:
             if not expect_term:
                 out.append("AND")
             out.append('"' + phrase.replace('"', '""') + '"')
-            pos, expect_term, last_term_at = end + 1, False, start
+            pos, expect_term = end + 1, False
             continue
         if m.group("open"):
             if not expect_term:
@@ -118,7 +117,7 @@ def compile_query(query: str) -> str:
             if not parts:
                 raise QueryError(query, start, "a word with letters or digits")
             out.append('"' + " ".join(parts) + '"' + ("*" if prefix else ""))
-        pos, expect_term, last_term_at = m.end(), False, start
+        pos, expect_term = m.end(), False
     if depth:
         raise QueryError(query, len(query), "a ')' to close the group")
     if expect_term:

@@ -13,7 +13,6 @@ import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 from chronicle import search as index
 from chronicle.store.head import log_head

@@ -137,7 +137,7 @@ def open_regular(path: Path):
 
 class NotARegularFile(OSError):
     def __init__(self, path: Path):
-        super().__init__(f"not a regular file (a FIFO, socket or device): skipped")
+        super().__init__("not a regular file (a FIFO, socket or device): skipped")
         self.path = path
 
 
@@ -241,6 +241,7 @@ class _Committer:
         if previous is not None:
             previous.result()  # raises if the batch before this one failed
         batch = prepared.result()
+        taken = ""
         for _ in range(100):
             try:
                 if isinstance(batch, list):
@@ -249,8 +250,9 @@ class _Committer:
                     self.log.append_prepared(batch)
                 return
             except ConflictingEvent as exc:  # another writer's event holds an id derived here
-                batch = _renamed(batch, exc.event_id)
-        raise StoreError(f"ingest: event ids keep colliding with other writers' events (last: {exc.event_id})")
+                taken = exc.event_id
+                batch = _renamed(batch, taken)
+        raise StoreError(f"ingest: event ids keep colliding with other writers' events (last: {taken})")
 
     def wait(self) -> None:
         while self.inflight:

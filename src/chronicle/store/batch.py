@@ -23,7 +23,6 @@ import msgspec
 from chronicle.events import Event
 from chronicle.store import codec
 from chronicle.store.errors import InvalidEvent
-from chronicle.store.head import span
 
 _ENC = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder()

@@ -73,6 +73,7 @@ from chronicle.store import batch, codec, framing, manifest
 from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
 from chronicle.store.ids import EventIds
+from chronicle.store.head import span
 from chronicle.store.marks import Mark, MarkFile
 from chronicle.store.segment_checks import SegmentChecks
 from chronicle.store.errors import (
@@ -290,7 +291,7 @@ class EventLog:
                     fh.seek(start)
                     result = framing.scan(fh.read())
             for p in result.payloads:
-                first, count, rec = batch.span(p)
+                first, count, rec = span(p)
                 if first + count - 1 <= sealed_head:
                     continue
                 if first != self._head_seq + 1:
