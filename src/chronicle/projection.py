@@ -165,6 +165,7 @@ class Engine:
         """Bring the selected projections up to ``snapshot.head``."""
         target = out_dir or self.tables_dir
         target.mkdir(parents=True, exist_ok=True)
+        _remove_dead_staging(target)
         chosen = self.select(names)
         bar = Progress(len(chosen), "rebuild", stream=None)
         outcomes = []
@@ -309,6 +310,24 @@ class Engine:
             st = os.stat(target / f"{t}.parquet")
             files[t] = [st.st_size, st.st_mtime_ns, digest]
         return files
+
+
+def _remove_dead_staging(target: Path) -> None:
+    """Staging folders of rebuilds that were killed (their pid is gone): nothing in them was committed."""
+    for staging in target.glob(".staging-*"):
+        pid = staging.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
