@@ -217,3 +217,17 @@ def test_an_index_kept_up_line_by_line_equals_one_built_at_once_on_the_real_corp
             assert inc == full, f"step {step}"
             shutil.rmtree(tmp_path / f"full{step}")
     assert actions[0] == "built" and "updated" in actions[1:] and len(inc) > 300
+
+
+def test_the_daemon_keeps_a_built_index_current(ws: Path) -> None:
+    from chronicle import search as index
+
+    assert _search(ws, "zebra")  # the first search builds the index
+    (ws / "chronicle.toml").write_text(f'[watch]\nclaude_roots = ["{ws / "claude"}"]\ngit_repos = []\n')
+    with open(ws / "claude" / "-home-ana-repo" / "s1.jsonl", "ab") as fh:
+        fh.write(json.dumps(_line(type="user", uuid="u9", message={"role": "user", "content": "a wombat"})).encode()
+                 + b"\n")
+    run_cli("watch", "--once", root=ws, check=True)
+    head = EventLog(ws / "data" / "log").snapshot().head
+    assert index.current(ws / "data" / "tables", head)  # the next search need not catch up
+    assert [h["snippet"] for h in _search(ws, "wombat", "--stale")] == ["a [wombat]"]

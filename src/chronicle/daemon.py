@@ -44,6 +44,7 @@ from pathlib import Path
 
 import watchfiles
 
+from chronicle import search
 from chronicle.ingest.claude_files import SourceFile, classify, default_roots, discover
 from chronicle.ingest.cohorts import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
@@ -279,8 +280,21 @@ class Watcher:
             changed = [o.name for o in outcomes if o.action != "current"]
             if changed:
                 _info(self.logger, "projected", projections=changed, seq=outcomes[0].seq)
+        self._index()
         self.slow_pending = True
         self._start_slow(force=everything)
+
+    def _index(self) -> None:
+        """Keep the search index up with the log once a search has built it (its first
+        build is left to that search: over a large log it takes seconds)."""
+        if not (self.ws.tables_dir / search.INDEX_NAME).exists():
+            return
+        try:
+            if search.catch_up(self.ws.tables_dir, self.log.snapshot()) != "current":
+                _info(self.logger, "indexed", seq=self.log.snapshot().head)
+        except Exception as exc:  # a broken index must not stop the daemon; the next search rebuilds it
+            self.state.last_error = f"search index: {exc}"
+            self.logger.error("search index failed", extra={"fields": {"error": str(exc)}})
 
     def _start_slow(self, force: bool = False) -> None:
         slow = [n for n in self.config.slow_projections if n in self.engine.projections]
