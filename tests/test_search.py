@@ -173,7 +173,7 @@ def test_bad_input_is_exit_2_and_nothing_changes(ws: Path) -> None:
     proc = run_cli("search", "x", "--stale", root=fresh)
     assert proc.returncode == 2 and "no search index yet" in proc.stderr.decode()
     proc = run_cli("search", "x", root=ws / "nowhere")
-    assert proc.returncode == 2 and "not a workspace" in proc.stderr.decode()
+    assert proc.returncode == 3 and "not a workspace" in proc.stderr.decode()
 
 
 def test_search_answers_without_loading_polars(ws: Path) -> None:

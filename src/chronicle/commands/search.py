@@ -108,7 +108,9 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     filters = _filters(args)
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
     if not ws.log_dir.joinpath("MANIFEST").exists():
-        raise SearchError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
+        from chronicle.store.errors import NotAWorkspace
+
+        raise NotAWorkspace(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
     if not args.stale and not current(ws):
         catch_up(ws, getattr(args, "wait", None))
     if not (ws.tables_dir / index.INDEX_NAME).exists():
