@@ -25,7 +25,11 @@ if not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CHRONICLE_REQUIRE_BRO
                 allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -51,7 +55,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _wait(driver, condition, timeout: float = 15):
-    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+    # a page that is being replaced (a form submitted, a link followed) leaves stale elements: look again
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+                         ).until(lambda d: condition(d))
 
 
 def _open(driver, link: str, heading: str) -> None:
