@@ -166,3 +166,44 @@ def test_search_page_escapes_hits_names_bad_queries_and_links_to_the_message(vie
     assert status == 200 and "no matches" in body
     status, body, _ = viewer.get("/search?q=flywheel&kind=document&role=prompt")
     assert status == 200 and "/documents/" in body and "/sessions/" not in body.split("<ol class=\"hits\">")[1]
+
+
+def _notes_ws(tmp_path: Path, n: int) -> Path:
+    from web_helpers import chronicle
+
+    ws = tmp_path / "ws"
+    chronicle("init", root=ws)
+    append_notes(ws, n)
+    chronicle("rebuild", root=ws)
+    return ws
+
+
+def _annotations_shown(body: str) -> int:
+    row = re.search(r"type=annotation\">annotation</a></td><td class=\"n\">([\d,]+)</td>", body)
+    return int(row.group(1).replace(",", "")) if row else 0
+
+
+def test_the_viewer_catches_its_tables_up_with_the_log(tmp_path: Path) -> None:
+    ws = _notes_ws(tmp_path, 3)
+    v = Viewer(ws)
+    try:
+        assert _annotations_shown(v.get("/")[1]) == 3
+        append_notes(ws, 4)  # no rebuild: the viewer brings the tables up to date itself
+        deadline = time.monotonic() + 30
+        while _annotations_shown(body := v.get("/")[1]) != 7 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _annotations_shown(body) == 7 and 'id="behind"' not in body
+    finally:
+        v.stop()
+
+
+def test_a_page_rendered_from_tables_behind_the_log_says_so(tmp_path: Path) -> None:
+    ws = _notes_ws(tmp_path, 3)
+    v = Viewer(ws, "--stale")
+    try:
+        append_notes(ws, 2)
+        status, body, _ = v.get("/")
+        assert status == 200 and 'id="behind"' in body and "the log is at seq 5" in body and "at seq 3" in body
+        assert _annotations_shown(body) == 3 and "chronicle rebuild" in body
+    finally:
+        v.stop()

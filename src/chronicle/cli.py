@@ -476,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; the viewer has no login)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--stale", action="store_true",
+                   help="do not bring the tables up to date while serving (pages say how far they lag)")
     p = sub.add_parser("search", help=search_cmd.HELP, description=search_cmd.HELP,
                        epilog=search_cmd.EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     search_cmd.add_arguments(p)
@@ -491,7 +493,7 @@ def cmd_serve(ws: Workspace, args: argparse.Namespace) -> int:
     if not ws.log_dir.is_dir():
         raise UsageError(f"{ws.root} is not a workspace (no data/log): run `chronicle init` or pass --root")
     try:
-        serve(ws, args.host, args.port)
+        serve(ws, args.host, args.port, catch_up=not args.stale)
     except OSError as exc:
         print(f"chronicle serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED

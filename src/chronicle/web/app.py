@@ -29,7 +29,9 @@ from aiohttp import web
 from chronicle import daemon, history
 from chronicle import search as search_index
 from chronicle.commands import search as search_cmd
+from chronicle.projection import CHECKPOINTS
 from chronicle.store import Snapshot, StoreError
+from chronicle.store.head import log_head
 from chronicle.web import charts
 from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, live_stamp
 from chronicle.workspace import Workspace
@@ -71,6 +73,7 @@ class LogReader:
 
 
 READER_KEY = web.AppKey("reader", LogReader)
+CATCH_UP_KEY = web.AppKey("catch_up", bool)
 
 
 def _env() -> jinja2.Environment:
@@ -119,7 +122,9 @@ def _render(request: web.Request, template: str, **context: object) -> web.Respo
     env = request.app[ENV_KEY]
     partial = request.headers.get("X-Chronicle-Partial") == "1"
     query = {k: v for k, v in request.query.items() if k != "page"}
-    html = env.get_template(template).render(partial=partial, path=request.path, query=query, **context)
+    behind = tables_behind(request.app[WS_KEY])
+    html = env.get_template(template).render(partial=partial, path=request.path, query=query, behind=behind,
+                                             catching_up=request.app[CATCH_UP_KEY], **context)
     return web.Response(text=html, content_type="text/html")
 
 
@@ -555,21 +560,69 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
 
 def _error_page(request: web.Request, status: int, message: str) -> web.Response:
     html = request.app[ENV_KEY].get_template("error.html").render(
-        partial=False, path=request.path, query={}, title=f"{status}", status=status, message=message)
+        partial=False, path=request.path, query={}, title=f"{status}", status=status, message=message,
+        behind=None, catching_up=True)
     return web.Response(status=status, text=html, content_type="text/html", headers=SECURITY_HEADERS)
 
 
-def make_app(ws: Workspace, live_interval: float = 1.0) -> web.Application:
+async def _catching_up(app: web.Application):
+    """While serving: whenever a table is behind the log, bring the tables up to date
+    in a worker thread (one run at a time), so a page never stays behind for long.
+    Derived tables only: nothing in the log changes."""
+    task = asyncio.create_task(_catch_up_forever(app))
+    yield
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def _catch_up_forever(app: web.Application) -> None:
+    ws, interval = app[WS_KEY], max(0.2, app.get(INTERVAL_KEY, 1.0))
+    while True:
+        try:
+            if await asyncio.to_thread(tables_behind, ws):
+                await asyncio.to_thread(_run_projections, ws)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing projection must not take the viewer down; pages say they lag
+            log.warning("catching up the tables failed: %s", exc)
+        await asyncio.sleep(interval)
+
+
+def _run_projections(ws: Workspace) -> None:
+    from chronicle.projection import Engine, discover
+
+    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(ws.open_log().snapshot())
+
+
+def tables_behind(ws: Workspace) -> tuple[int, int] | None:
+    """(the oldest table checkpoint, the log's head) when some table lags the log, else None. Cheap:
+    the checkpoints file and the log's head, read without decoding events."""
+    try:
+        checkpoints = json.loads((ws.tables_dir / CHECKPOINTS).read_text())
+    except (OSError, ValueError):
+        checkpoints = {}
+    head = log_head(ws.log_dir)
+    oldest = min((cp.get("seq", 0) for cp in checkpoints.values()), default=0)
+    return (oldest, head) if oldest < head else None
+
+
+def make_app(ws: Workspace, live_interval: float = 1.0, catch_up: bool = True) -> web.Application:
     app = web.Application(middlewares=[guard])
     app[WS_KEY] = ws
     app[TABLES_KEY] = TableCache(ws.tables_dir)
     app[ENV_KEY] = _env()
     app[INTERVAL_KEY] = live_interval
     app[READER_KEY] = LogReader(ws)
+    app[CATCH_UP_KEY] = catch_up
 
     async def close_reader(app: web.Application) -> None:
         app[READER_KEY].close()
     app.on_cleanup.append(close_reader)
+    if catch_up:
+        app.cleanup_ctx.append(_catching_up)
     app.router.add_get("/", overview)
     app.router.add_get("/sessions", sessions)
     app.router.add_get("/sessions/{session_id}", session)
@@ -586,14 +639,14 @@ def make_app(ws: Workspace, live_interval: float = 1.0) -> web.Application:
     return app
 
 
-def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(ws: Workspace, host: str = "127.0.0.1", port: int = 8765, catch_up: bool = True) -> None:
     """Serve until SIGINT/SIGTERM; prints the address (the real port when ``port`` is 0)."""
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     async def main() -> None:
-        runner = web.AppRunner(make_app(ws), access_log=None, shutdown_timeout=2.0)
+        runner = web.AppRunner(make_app(ws, catch_up=catch_up), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
