@@ -25,6 +25,24 @@ def latest_generation(lines: pl.LazyFrame) -> pl.LazyFrame:
     return lines.join(latest, on="path").filter(pl.col("generation") == pl.col("_latest")).drop("_latest")
 
 
+def rewritten(lines: pl.LazyFrame) -> bool:
+    """Whether these lines start a new generation of a file (its earlier lines no longer count)."""
+    return lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").head(1).collect().height > 0
+
+
+def touched_sessions(delta: pl.LazyFrame) -> list[str]:
+    """The sessions new lines belong to (a subagent's lines carry its parent's session)."""
+    return delta.select("session_id").drop_nulls().unique().collect()["session_id"].sort().to_list()
+
+
+def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str]) -> pl.LazyFrame:
+    """Every line of these sessions, in the files' latest generations (as all lines see them):
+    what a projection built per session re-reads for the sessions a delta touched. A
+    record is (session, uuid), so the sessions' records dedupe as they do among all lines."""
+    latest = latest_generation(lines.select("path", "generation")).unique()
+    return lines.filter(pl.col("session_id").is_in(sessions)).join(latest, on=["path", "generation"], how="semi")
+
+
 def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
     """Latest generations, each record once: a record is (session, uuid), so another
     session reusing a uuid keeps its own; of a record's copies (a resumed session

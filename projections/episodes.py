@@ -33,7 +33,8 @@ from pathlib import Path
 
 import polars as pl
 
-from chronicle.projections._claude import current_lines
+from chronicle.projection import NeedsRebuild
+from chronicle.projections._claude import current_lines, lines_of_sessions, rewritten, touched_sessions
 from chronicle.shipped import TAXONOMIES
 from chronicle.projections.conversations import conversation, messages_and_tools
 
@@ -90,7 +91,24 @@ _SCHEMA = {
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    lines = inputs["session.line"]
+    return {"episodes": _episodes(inputs["session.line"])}
+
+
+def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
+           inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """Episodes are made per session: the sessions new lines touch are made again from all their lines."""
+    lines = delta["session.line"]
+    if rewritten(lines):
+        raise NeedsRebuild("a transcript was rewritten")
+    touched = touched_sessions(lines)
+    if not touched:
+        return previous
+    fresh = _episodes(lines_of_sessions(inputs["session.line"], touched))
+    kept = previous["episodes"].filter(~pl.col("session_id").is_in(touched))
+    return {"episodes": pl.concat([kept, fresh]).sort("session_id", "index")}
+
+
+def _episodes(lines: pl.LazyFrame) -> pl.DataFrame:
     messages, tools = messages_and_tools(conversation(lines))
     boundaries = (current_lines(lines).filter((pl.col("subtype") == "compact_boundary") & pl.col("error").is_null())
                   .select("session_id", "seq").collect())
@@ -144,4 +162,4 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
                 "action_taxonomy": f"{ACTION['name']}.v{ACTION['version']}",
                 "reaction_taxonomy": f"{REACTION['name']}.v{REACTION['version']}",
             })
-    return {"episodes": pl.DataFrame(rows, schema=_SCHEMA).sort("session_id", "index")}
+    return pl.DataFrame(rows, schema=_SCHEMA).sort("session_id", "index")

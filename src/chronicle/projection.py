@@ -8,8 +8,10 @@ A projection is a module that declares::
 
 and optionally ``NO_CSV = [table, ...]`` (tables written as Parquet only) and
 ``update(previous, delta)`` with the same shapes, where
-``delta`` holds only events after the checkpoint; the engine uses it for
-incremental runs, and builds in full when it raises ``NeedsRebuild``;
+``delta`` holds only events after the checkpoint (or ``update(previous,
+delta, inputs)``, which also gets every event, to re-read the streams the
+delta touches); the engine uses it for incremental runs, and builds in full
+when it raises ``NeedsRebuild``;
 returning ``previous`` itself says nothing changed (no table is rewritten).
 ``build`` must be pure and its output order deterministic; so a projection
 whose input types got no new events is left as it is.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import pkgutil
@@ -75,6 +78,8 @@ class Projection:
     source: str
     #: Tables written as Parquet only (too large to read as CSV).
     no_csv: frozenset[str] = frozenset()
+    #: ``update`` takes a third argument: every event of its inputs (lazily), to re-read the streams the delta touches.
+    update_reads_all: bool = False
 
     @classmethod
     def from_module(cls, module: ModuleType, name: str) -> Projection:
@@ -95,6 +100,7 @@ class Projection:
             code_version=code_version(source),
             source=module.__file__ or name,
             no_csv=frozenset(getattr(module, "NO_CSV", ())),
+            update_reads_all=hasattr(module, "update") and len(inspect.signature(module.update).parameters) >= 3,
         )
 
 
@@ -217,7 +223,10 @@ class Engine:
             previous = self._previous(p, target) if reusable and p.update is not None else None
             if previous is not None:
                 try:
-                    result, action = p.update(previous, self._inputs(p, snap, after=cp["seq"])), "updated"
+                    delta = self._inputs(p, snap, after=cp["seq"])
+                    result = (p.update(previous, delta, self._inputs(p, snap)) if p.update_reads_all
+                              else p.update(previous, delta))
+                    action = "updated"
                 except NeedsRebuild:
                     pass
             if result is None:
