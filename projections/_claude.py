@@ -35,12 +35,13 @@ def touched_sessions(delta: pl.LazyFrame) -> list[str]:
     return delta.select("session_id").drop_nulls().unique().collect()["session_id"].sort().to_list()
 
 
-def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str]) -> pl.LazyFrame:
-    """Every line of these sessions, in the files' latest generations (as all lines see them):
-    what a projection built per session re-reads for the sessions a delta touched. A
-    record is (session, uuid), so the sessions' records dedupe as they do among all lines."""
+def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str], column: str = "session_id") -> pl.LazyFrame:
+    """Every line of these sessions (or of the values of another ``column``, such as
+    agents), in the files' latest generations as all lines see them: what a projection
+    made per session re-reads for the sessions a delta touched. A record is (session,
+    uuid), so the sessions' records dedupe as they do among all lines."""
     latest = latest_generation(lines.select("path", "generation")).unique()
-    return lines.filter(pl.col("session_id").is_in(sessions)).join(latest, on=["path", "generation"], how="semi")
+    return lines.filter(pl.col(column).is_in(sessions)).join(latest, on=["path", "generation"], how="semi")
 
 
 def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from chronicle.projections._claude import current_lines, parse
+from chronicle.projection import NeedsRebuild
+from chronicle.projections._claude import (
+    current_lines,
+    latest_generation,
+    lines_of_sessions,
+    parse,
+    rewritten,
+    touched_sessions,
+)
 from chronicle.projections._commits import commits_table, links, printed_hash
 from chronicle.projections._transcript import human_text, input_summary, tool_input
 
@@ -112,15 +120,8 @@ _RESULT_SCHEMA = {
 }
 
 
-def subagents(lines: pl.LazyFrame, metas: pl.LazyFrame, tools: pl.DataFrame) -> pl.DataFrame:
-    own = (
-        _readable(lines).filter(pl.col("agent_id").is_not_null() & pl.col("is_sidechain").fill_null(False))
-        .group_by("agent_id")
-        .agg(pl.col("session_id").drop_nulls().first().alias("parent_session_id"),
-             _TIME.min().alias("first_time"), _TIME.max().alias("last_time"), pl.len().cast(pl.Int64).alias("records"),
-             pl.col("path").min().alias("path"))
-        .collect()
-    )
+def subagents(own: pl.DataFrame, metas: pl.LazyFrame, tools: pl.DataFrame) -> pl.DataFrame:
+    """Subagents (``own``: see _own_agents) with their type (meta.json) and the call that spawned them."""
     meta = (
         metas.filter(pl.col("kind") == "agent-meta")
         .sort("seq").group_by("path").last()
@@ -138,6 +139,29 @@ def subagents(lines: pl.LazyFrame, metas: pl.LazyFrame, tools: pl.DataFrame) -> 
                 pl.coalesce("meta_agent_type", "subagent_type").alias("agent_type"), "description",
                 "first_time", "last_time", "records", "path")
         .sort("agent_id")
+    )
+
+
+def titles(lines: pl.LazyFrame) -> pl.DataFrame:
+    """for_session, title: a `summary` record (often in a later file, of another session)
+    names the session of its leafUuid; an `ai-title` its own. Read from all lines
+    cheaply: only the summary and title records' bytes are read."""
+    latest = latest_generation(lines).filter(pl.col("error").is_null() & pl.col("record_type").is_not_null())
+    owners = (latest.filter(pl.col("uuid").is_not_null()).sort("seq")
+              .unique(["session_id", "uuid"], keep="last", maintain_order=True)
+              .select("uuid", pl.col("session_id").alias("owner")))
+    named = current_lines(latest.filter(pl.col("record_type").is_in(["summary", "ai-title"])))
+    return (
+        named.with_columns(pl.col("raw").cast(pl.String).alias("_text"))
+        .with_columns(pl.coalesce(pl.col("_text").str.json_path_match("$.summary"),
+                                  pl.col("_text").str.json_path_match("$.title")).alias("title"))
+        .join(owners, left_on="leaf_uuid", right_on="uuid", how="left")
+        .with_columns(pl.coalesce("owner", "session_id").alias("for_session"),
+                      (pl.col("record_type") == "summary").alias("_from_summary"))
+        .filter(pl.col("for_session").is_not_null() & pl.col("title").is_not_null())
+        .sort("_from_summary", "seq")
+        .group_by("for_session").agg(pl.col("title").last())
+        .collect()
     )
 
 
@@ -169,21 +193,7 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
                    .alias("record_counts")).collect())
     humans = (messages.filter(pl.col("is_human")).group_by("session_id")
               .agg(pl.len().cast(pl.Int64).alias("human_messages")))
-    # Titles: a `summary` record (often in a later file) names the session of its leafUuid.
-    owners = readable.filter(pl.col("uuid").is_not_null()).select("uuid", pl.col("session_id").alias("owner"))
-    titled = (
-        readable.filter(pl.col("record_type").is_in(["summary", "ai-title"]))
-        .with_columns(pl.col("raw").cast(pl.String).alias("_text"))
-        .with_columns(pl.coalesce(pl.col("_text").str.json_path_match("$.summary"),
-                                  pl.col("_text").str.json_path_match("$.title")).alias("title"))
-        .join(owners, left_on="leaf_uuid", right_on="uuid", how="left")
-        .with_columns(pl.coalesce("owner", "session_id").alias("for_session"),
-                      (pl.col("record_type") == "summary").alias("_from_summary"))
-        .filter(pl.col("for_session").is_not_null() & pl.col("title").is_not_null())
-        .sort("_from_summary", "seq")
-        .group_by("for_session").agg(pl.col("title").last())
-        .collect()
-    )
+    titled = titles(lines)
     return (
         base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
         .join(titled, left_on="session_id", right_on="for_session", how="left")
@@ -198,13 +208,67 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     lines = inputs["session.line"]
     messages, tools = messages_and_tools(conversation(lines))
-    session_table = sessions(lines, messages)
+    return _tables(lines, inputs, sessions(lines, messages), messages, tools, _own_agents(lines))
+
+
+def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
+           inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """Sessions are made again only where new lines touch them (from all their lines); what
+    crosses sessions (titles, subagent types, commits and their links) is made again from all
+    events, reading only the columns it needs."""
+    new = delta["session.line"]
+    if rewritten(new):
+        raise NeedsRebuild("a transcript was rewritten")
+    sessionless = pl.col("session_id").is_null() & (pl.col("agent_id").is_not_null()
+                                                      | pl.col("record_type").is_in(["user", "assistant"]))
+    if new.filter(sessionless).head(1).collect().height:
+        raise NeedsRebuild("a message without a session")  # it belongs to no session to make again
+    lines = inputs["session.line"]
+    touched = touched_sessions(new)
+    mine = lines_of_sessions(lines, touched)
+    messages, tools = messages_and_tools(conversation(mine))
+    untouched = ~pl.col("session_id").is_in(touched).fill_null(False)
+    kept_tools = previous["tool_calls"].filter(untouched)
+    if kept_tools.join(tools.select("tool_use_id"), on="tool_use_id", how="semi").height:
+        raise NeedsRebuild("a tool call id repeated in another session")
+    session_rows = sessions(mine, messages).drop("title")
+    kept_sessions = previous["sessions"].filter(untouched).drop("title")
+    all_sessions = (pl.concat([kept_sessions, session_rows])
+                    .join(titles(lines), left_on="session_id", right_on="for_session", how="left")
+                    .select(previous["sessions"].columns).sort("first_time", "session_id", nulls_last=True))
+    # a subagent is made from all its own lines (one agent's lines may carry more than one session)
+    agents = mine.select("agent_id").drop_nulls().unique().collect()["agent_id"].sort().to_list()
+    own = pl.concat([previous["subagents"].filter(~pl.col("agent_id").is_in(agents)).select(_OWN_COLUMNS),
+                     _own_agents(lines_of_sessions(lines, agents, column="agent_id"))])
+    return _tables(lines, inputs, all_sessions,
+                   pl.concat([previous["messages"].filter(untouched), messages]).sort("seq"),
+                   pl.concat([kept_tools, tools]).sort("call_seq", "tool_use_id"), own)
+
+
+_OWN_COLUMNS = ["agent_id", "parent_session_id", "first_time", "last_time", "records", "path"]
+
+
+def _own_agents(lines: pl.LazyFrame) -> pl.DataFrame:
+    """A row per subagent from its own records (they carry the parent's session)."""
+    return (
+        _readable(lines).filter(pl.col("agent_id").is_not_null() & pl.col("is_sidechain").fill_null(False))
+        .group_by("agent_id")
+        .agg(pl.col("session_id").drop_nulls().first().alias("parent_session_id"),
+             _TIME.min().alias("first_time"), _TIME.max().alias("last_time"), pl.len().cast(pl.Int64).alias("records"),
+             pl.col("path").min().alias("path"))
+        .select(_OWN_COLUMNS)
+        .collect()
+    )
+
+
+def _tables(lines: pl.LazyFrame, inputs: dict[str, pl.LazyFrame], session_table: pl.DataFrame,
+            messages: pl.DataFrame, tools: pl.DataFrame, own: pl.DataFrame) -> dict[str, pl.DataFrame]:
     commits = commits_table(inputs["git.commit"].collect())
     return {
         "sessions": session_table,
         "messages": messages,
         "tool_calls": tools,
-        "subagents": subagents(lines, inputs["session.meta"], tools),
+        "subagents": subagents(own, inputs["session.meta"], tools),
         "commits": commits,
         "session_commits": links(commits, session_table, tools),
     }

@@ -18,7 +18,7 @@ from chronicle.store import EventLog
 from conftest import ROOT, SHARED
 
 CORPUS = SHARED / "corpus" / "claude-code"
-PROJECTIONS = ["usage", "episodes"]
+PROJECTIONS = ["usage", "episodes", "conversations"]
 
 
 def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int) -> None:
