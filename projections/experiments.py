@@ -39,7 +39,7 @@ _MEMBER = pl.List(pl.Struct({
 
 def _documents(prompts: pl.LazyFrame, responses: pl.LazyFrame, parses: pl.LazyFrame) -> pl.LazyFrame:
     p = prompts.select(
-        "doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id", "template_id", "model_id", "run_id",
+        "seq", "doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id", "template_id", "model_id", "run_id",
         "cohort_id", pl.col("prompt_sha256").alias("prompt_hash"), "combo_id", "provider",
         pl.col("max_tokens").alias("usage_max_tokens"), pl.col("recorded_at").alias("prompted_at"))
     r = responses.select(
@@ -73,6 +73,8 @@ def _documents(prompts: pl.LazyFrame, responses: pl.LazyFrame, parses: pl.LazyFr
         # beyond the index design: what the score tables and people filter on
         "cohort_id", "combo_id", "attempt", "parse_status", "score", "scale", "parse_reason", "usage_cost",
         "latency_ms",
+        # the order the prompts were recorded in: an update puts the documents it makes again back in it
+        pl.col("seq").alias("prompt_seq"),
     )
 
 
@@ -131,9 +133,30 @@ def _membership(cohorts: pl.LazyFrame, docs: pl.DataFrame) -> pl.DataFrame:
             .sort("cohort_id", "stage", "logical_key_id"))
 
 
+_DOC_INPUTS = ("llm.prompt", "llm.response", "parse.result")
+
+
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     # In the order the prompts were recorded: deterministic, and sorting 1M wide rows costs more than the rest.
-    docs = _documents(inputs["llm.prompt"], inputs["llm.response"], inputs["parse.result"]).collect()
+    docs = _documents(*(inputs[t] for t in _DOC_INPUTS)).collect()
+    return _tables(docs, inputs["cohort.defined"])
+
+
+def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
+           inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """The documents new events touch (a prompt, its response, a parse recorded later by an
+    audit) are made again from all their events; every other table is made from the documents."""
+    touched = (pl.concat([delta[t].select("doc_id") for t in _DOC_INPUTS]).unique().collect()["doc_id"]
+               .sort().to_list())
+    docs = previous["documents"]
+    if touched:
+        mine = [inputs[t].filter(pl.col("doc_id").is_in(touched)) for t in _DOC_INPUTS]
+        docs = (pl.concat([docs.filter(~pl.col("doc_id").is_in(touched)), _documents(*mine).collect()])
+                .sort("prompt_seq"))
+    return _tables(docs, inputs["cohort.defined"])
+
+
+def _tables(docs: pl.DataFrame, cohorts: pl.LazyFrame) -> dict[str, pl.DataFrame]:
     ev = _evaluations(docs)
     scored = ev.filter(pl.col("score").is_not_null())
     by_gen = scored.group_by("parent_gen_id").agg(pl.col("score").mean().alias("mean_score"),
@@ -187,5 +210,5 @@ def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
         "perfect_score_paths": perfect,
         "variance_analysis": variance,
         "usage_by_model": usage,
-        "cohort_membership": _membership(inputs["cohort.defined"], docs),
+        "cohort_membership": _membership(cohorts, docs),
     }

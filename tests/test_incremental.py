@@ -62,3 +62,26 @@ def test_incremental_tables_equal_full_builds_on_the_real_corpus(tmp_path: Path)
 
 def test_incremental_tables_equal_full_builds_on_the_examples(tmp_path: Path) -> None:
     _feed(ROOT / "data" / "examples" / "claude-projects", tmp_path, steps=6, seed=8)
+
+
+def test_experiment_tables_updated_step_by_step_equal_full_builds(tmp_path: Path) -> None:
+    """Stage by stage (prompts, responses, retries, an audit's later parses), every experiment table
+    an update made equals a full build of the same log."""
+    from experiment_helpers import chronicle, make_workspace
+
+    ws = make_workspace(tmp_path / "ws")
+    inc = Engine(tmp_path / "inc", discover())
+    steps = [("cohort", "plan", "demo"), ("run", "demo", "--provider", "echo", "--stage", "draft", "--limit", "5"),
+             ("run", "demo", "--provider", "echo", "--stage", "draft"), ("run", "demo", "--provider", "echo"),
+             ("audit", "reparse", "--parser", "in_last_line", "--stage", "evaluation", "--record")]
+    actions = set()
+    for n, step in enumerate(steps):
+        done = chronicle(*step, root=ws)
+        assert done.returncode in (0, 1), (step, done.stderr)
+        with EventLog(ws / "data" / "log") as log:
+            actions |= {o.action for o in inc.run(log.snapshot(), ["experiments"])}
+            full = tmp_path / f"full{n}"
+            Engine(full, discover()).run(log.snapshot(), ["experiments"], full=True)
+        for t in sorted(p.name for p in full.glob("*.parquet")):
+            assert (tmp_path / "inc" / t).read_bytes() == (full / t).read_bytes(), f"after {step}: {t}"
+    assert "updated" in actions
