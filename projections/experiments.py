@@ -118,7 +118,7 @@ def _membership(cohorts: pl.LazyFrame, docs: pl.DataFrame) -> pl.DataFrame:
     rows = (latest.select("cohort_id", pl.col("seq").alias("plan_seq"),
                           pl.col("membership_json").str.json_decode(_MEMBER).alias("m"))
             .explode("m").unnest("m").collect())
-    planned = docs.filter(pl.col("logical_key_id").is_in(rows["logical_key_id"].unique()))
+    planned = docs.filter(pl.col("logical_key_id").is_in(rows["logical_key_id"].unique().to_list()))
     per_key = planned.group_by("logical_key_id").agg(
         pl.len().alias("attempts"), (pl.col("status") == "ok").any().alias("has_ok"),
         pl.col("doc_id").filter(pl.col("status") == "ok").first().alias("ok_doc_id"),
