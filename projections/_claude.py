@@ -35,6 +35,36 @@ def touched_sessions(delta: pl.LazyFrame) -> list[str]:
     return delta.select("session_id").drop_nulls().unique().collect()["session_id"].sort().to_list()
 
 
+#: A full build of a projection made per session reads about this many bytes of lines at a time.
+BATCH_BYTES = 192 << 20
+
+
+def session_batches(lines: pl.LazyFrame) -> list[list[str]]:
+    """The sessions, in groups of about BATCH_BYTES of lines each (a session is never split):
+    a full build made batch by batch holds one batch's lines at a time, not the log's."""
+    budget = BATCH_BYTES
+    sizes = (lines.select("session_id", "size").filter(pl.col("session_id").is_not_null())
+             .group_by("session_id").agg(pl.col("size").sum()).sort("session_id").collect())
+    batches: list[list[str]] = []
+    batch: list[str] = []
+    total = 0
+    for sid, size in sizes.iter_rows():
+        if batch and total + size > budget:
+            batches.append(batch)
+            batch, total = [], 0
+        batch.append(sid)
+        total += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def sessionless_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """The lines that belong to no session, in the files' latest generations (see lines_of_sessions)."""
+    latest = latest_generation(lines.select("path", "generation")).unique()
+    return lines.filter(pl.col("session_id").is_null()).join(latest, on=["path", "generation"], how="semi")
+
+
 def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str], column: str = "session_id") -> pl.LazyFrame:
     """Every line of these sessions (or of the values of another ``column``, such as
     agents), in the files' latest generations as all lines see them: what a projection

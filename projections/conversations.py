@@ -20,6 +20,8 @@ from chronicle.projections._claude import (
     lines_of_sessions,
     parse,
     rewritten,
+    session_batches,
+    sessionless_lines,
     touched_sessions,
 )
 from chronicle.projections._commits import commits_table, links, printed_hash
@@ -198,17 +200,45 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
         base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
         .join(titled, left_on="session_id", right_on="for_session", how="left")
         .with_columns(pl.col("human_messages").fill_null(0))
-        .select("session_id", "title", "project", "slug", "first_time", "last_time", "duration_s", "records",
-                "user_records", "assistant_records", "system_records", "human_messages", "record_counts", "models",
-                "git_branches", "subagents", "files")
+        .select(_SESSION_COLUMNS)
         .sort("first_time", "session_id", nulls_last=True)
     )
 
 
+_SESSION_COLUMNS = ["session_id", "title", "project", "slug", "first_time", "last_time", "duration_s", "records",
+                    "user_records", "assistant_records", "system_records", "human_messages", "record_counts",
+                    "models", "git_branches", "subagents", "files"]
+
+
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
     lines = inputs["session.line"]
+    batches = session_batches(lines)
+    if len(batches) > 1 and (made := _by_batches(lines, inputs, batches)) is not None:
+        return made
     messages, tools = messages_and_tools(conversation(lines))
     return _tables(lines, inputs, sessions(lines, messages), messages, tools, _own_agents(lines))
+
+
+def _by_batches(lines: pl.LazyFrame, inputs: dict[str, pl.LazyFrame],
+                batches: list[list[str]]) -> dict[str, pl.DataFrame] | None:
+    """The tables made batch by batch of sessions (memory follows a batch, not the log), the
+    lines of no session last; None when a tool call or a subagent spans batches (then the
+    first recording across sessions counts, which only a build of everything sees)."""
+    all_messages, all_tools, rows, owns = [], [], [], []
+    for mine in [*(lines_of_sessions(lines, b) for b in batches), sessionless_lines(lines)]:
+        messages, tools = messages_and_tools(conversation(mine))
+        all_messages.append(messages)
+        all_tools.append(tools)
+        rows.append(sessions(mine, messages).drop("title"))
+        owns.append(_own_agents(mine))
+    tools = pl.concat(all_tools)
+    own = pl.concat(owns)
+    if tools["tool_use_id"].is_duplicated().any() or own["agent_id"].is_duplicated().any():
+        return None
+    session_rows = (pl.concat(rows).join(titles(lines), left_on="session_id", right_on="for_session", how="left")
+                    .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
+    return _tables(lines, inputs, session_rows, pl.concat(all_messages).sort("seq"),
+                   tools.sort("call_seq", "tool_use_id"), own)
 
 
 def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
@@ -235,7 +265,7 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
     kept_sessions = previous["sessions"].filter(untouched).drop("title")
     all_sessions = (pl.concat([kept_sessions, session_rows])
                     .join(titles(lines), left_on="session_id", right_on="for_session", how="left")
-                    .select(previous["sessions"].columns).sort("first_time", "session_id", nulls_last=True))
+                    .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
     # a subagent is made from all its own lines (one agent's lines may carry more than one session)
     agents = mine.select("agent_id").drop_nulls().unique().collect()["agent_id"].sort().to_list()
     own = pl.concat([previous["subagents"].filter(~pl.col("agent_id").is_in(agents)).select(_OWN_COLUMNS),

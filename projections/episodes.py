@@ -34,7 +34,13 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.projection import NeedsRebuild
-from chronicle.projections._claude import current_lines, lines_of_sessions, rewritten, touched_sessions
+from chronicle.projections._claude import (
+    current_lines,
+    lines_of_sessions,
+    rewritten,
+    session_batches,
+    touched_sessions,
+)
 from chronicle.shipped import TAXONOMIES
 from chronicle.projections.conversations import conversation, messages_and_tools
 
@@ -91,7 +97,23 @@ _SCHEMA = {
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    return {"episodes": _episodes(inputs["session.line"])}
+    """Batch by batch of sessions (memory follows a batch, not the log); all at once when a tool
+    call id repeats across batches (the first recording of a call counts, across sessions)."""
+    lines = inputs["session.line"]
+    batches = session_batches(lines)
+    if len(batches) > 1:
+        parts, seen = [], set()
+        for batch in batches:
+            mine = lines_of_sessions(lines, batch)
+            messages, tools = messages_and_tools(conversation(mine))
+            ids = set(tools["tool_use_id"].to_list())
+            if ids & seen:
+                break
+            seen |= ids
+            parts.append(_episodes_of(mine, messages, tools))
+        else:
+            return {"episodes": pl.concat(parts).sort("session_id", "index")}
+    return {"episodes": _episodes(lines)}
 
 
 def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
@@ -109,7 +131,10 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
 
 
 def _episodes(lines: pl.LazyFrame) -> pl.DataFrame:
-    messages, tools = messages_and_tools(conversation(lines))
+    return _episodes_of(lines, *messages_and_tools(conversation(lines)))
+
+
+def _episodes_of(lines: pl.LazyFrame, messages: pl.DataFrame, tools: pl.DataFrame) -> pl.DataFrame:
     boundaries = (current_lines(lines).filter((pl.col("subtype") == "compact_boundary") & pl.col("error").is_null())
                   .select("session_id", "seq").collect())
     bounds: dict[str, list[int]] = {}

@@ -85,3 +85,26 @@ def test_experiment_tables_updated_step_by_step_equal_full_builds(tmp_path: Path
         for t in sorted(p.name for p in full.glob("*.parquet")):
             assert (tmp_path / "inc" / t).read_bytes() == (full / t).read_bytes(), f"after {step}: {t}"
     assert "updated" in actions
+
+
+def test_a_full_build_batch_by_batch_of_sessions_equals_one_of_everything(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from chronicle.projections import _claude, conversations
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import transcripts
+
+    transcripts.generate(tmp_path / "tree", 24)
+    with EventLog.init(tmp_path / "log") as log:
+        SessionIngester(log, tmp_path / "ingest.lock", quiet_seconds=0).run([tmp_path / "tree"])
+        snap = log.snapshot()
+        Engine(tmp_path / "whole", discover()).run(snap, ["conversations", "episodes"], full=True)
+        monkeypatch.setattr(_claude, "BATCH_BYTES", 4_000_000)  # a few sessions a batch
+        lines = snap.frame("session.line")
+        batches = _claude.session_batches(lines)
+        inputs = {t: snap.frame(t) for t in conversations.INPUTS}
+        assert len(batches) > 2 and conversations._by_batches(lines, inputs, batches) is not None
+        Engine(tmp_path / "batched", discover()).run(snap, ["conversations", "episodes"], full=True)
+    for t in sorted(p.name for p in (tmp_path / "whole").glob("*.parquet")):
+        assert (tmp_path / "whole" / t).read_bytes() == (tmp_path / "batched" / t).read_bytes(), t
