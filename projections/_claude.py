@@ -61,8 +61,7 @@ def session_batches(lines: pl.LazyFrame) -> list[list[str]]:
 
 def sessionless_lines(lines: pl.LazyFrame) -> pl.LazyFrame:
     """The lines that belong to no session, in the files' latest generations (see lines_of_sessions)."""
-    latest = latest_generation(lines.select("path", "generation")).unique()
-    return lines.filter(pl.col("session_id").is_null()).join(latest, on=["path", "generation"], how="semi")
+    return lines.filter(pl.col("session_id").is_null()).join(_latest_pairs(lines), on=["path", "generation"], how="semi")
 
 
 def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str], column: str = "session_id") -> pl.LazyFrame:
@@ -70,8 +69,12 @@ def lines_of_sessions(lines: pl.LazyFrame, sessions: list[str], column: str = "s
     agents), in the files' latest generations as all lines see them: what a projection
     made per session re-reads for the sessions a delta touched. A record is (session,
     uuid), so the sessions' records dedupe as they do among all lines."""
-    latest = latest_generation(lines.select("path", "generation")).unique()
-    return lines.filter(pl.col(column).is_in(sessions)).join(latest, on=["path", "generation"], how="semi")
+    return lines.filter(pl.col(column).is_in(sessions)).join(_latest_pairs(lines), on=["path", "generation"], how="semi")
+
+
+def _latest_pairs(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """(path, generation) of each file's latest generation, over all lines."""
+    return latest_generation(lines.select("path", "generation")).unique()
 
 
 def current_lines(lines: pl.LazyFrame) -> pl.LazyFrame:

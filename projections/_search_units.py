@@ -23,7 +23,8 @@ import json
 
 import polars as pl
 
-from chronicle.projections._claude import current_lines, parse
+from chronicle.projections._claude import parse
+from chronicle.projections.conversations import conversation
 from chronicle.projections._transcript import human_text, tool_input
 
 INPUTS = ["session.line", "git.commit", "llm.prompt", "llm.response", "parse.result"]
@@ -38,15 +39,6 @@ SCHEMA = {
     "tool_use_id": pl.String, "tool_part": pl.String, "doc_id": pl.String, "stage": pl.String, "template": pl.String, "model": pl.String,
     "cohort": pl.String, "text": pl.String,
 }
-
-
-def _records(lines: pl.LazyFrame) -> pl.DataFrame:
-    return (current_lines(lines)
-            .filter(pl.col("error").is_null() & pl.col("record_type").is_in(["user", "assistant"]))
-            .sort("seq")
-            .select("seq", "session_id", "uuid", "record_type", _TIME.alias("time"), "is_meta", "is_compact_summary",
-                    "is_sidechain", "agent_id", "cwd", "raw")
-            .collect())
 
 
 def _result_text(raw: bytes) -> str:
@@ -146,13 +138,8 @@ def _document_frames(inputs: dict[str, pl.LazyFrame]) -> tuple[pl.DataFrame, pl.
 def units(inputs: dict[str, pl.LazyFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The units of the events in ``inputs`` (a frame of each of INPUTS), by seq and block, and the
     (session_id, uuid) of the transcript records among them: an earlier recording of each no longer counts."""
-    records = _records(inputs["session.line"])
+    records = conversation(inputs["session.line"])
     found = _session_units(records)
     found += _commit_units(_collect(inputs, "git.commit", ["seq", "repo", "sha", "committed_at", "message"]))
     found += _document_units(*_document_frames(inputs))
     return _frame(found), records.select("session_id", "uuid").unique()
-
-
-def rewritten(lines: pl.LazyFrame) -> bool:
-    """Whether these transcript lines start a new generation of a file (its earlier units no longer count)."""
-    return lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").head(1).collect().height > 0

@@ -47,7 +47,7 @@ def conversation(lines: pl.LazyFrame) -> pl.DataFrame:
         .sort("seq")
         .select("seq", "path", "line_no", "session_id", "uuid", "parent_uuid", "record_type", _TIME.alias("time"),
                 "is_meta", "is_compact_summary", "is_sidechain", "agent_id", "result_agent_id", "message_id", "model",
-                "raw")
+                "cwd", "raw")
         .collect()
     )
 
@@ -168,6 +168,17 @@ def titles(lines: pl.LazyFrame) -> pl.DataFrame:
 
 
 def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    return _titled(session_rows(lines, messages), lines)
+
+
+def _titled(rows: pl.DataFrame, lines: pl.LazyFrame) -> pl.DataFrame:
+    """Session rows (see session_rows) with their titles, read from all ``lines``, in table order."""
+    return (rows.join(titles(lines), left_on="session_id", right_on="for_session", how="left")
+            .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
+
+
+def session_rows(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
+    """A row per session of these lines, all but its title (a summary in another session may name it)."""
     readable = _readable(lines).with_columns(_TIME.alias("time"))
     base = (
         readable.filter(pl.col("session_id").is_not_null())
@@ -195,14 +206,8 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
                    .alias("record_counts")).collect())
     humans = (messages.filter(pl.col("is_human")).group_by("session_id")
               .agg(pl.len().cast(pl.Int64).alias("human_messages")))
-    titled = titles(lines)
-    return (
-        base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
-        .join(titled, left_on="session_id", right_on="for_session", how="left")
-        .with_columns(pl.col("human_messages").fill_null(0))
-        .select(_SESSION_COLUMNS)
-        .sort("first_time", "session_id", nulls_last=True)
-    )
+    return (base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
+            .with_columns(pl.col("human_messages").fill_null(0)))
 
 
 _SESSION_COLUMNS = ["session_id", "title", "project", "slug", "first_time", "last_time", "duration_s", "records",
@@ -229,15 +234,13 @@ def _by_batches(lines: pl.LazyFrame, inputs: dict[str, pl.LazyFrame],
         messages, tools = messages_and_tools(conversation(mine))
         all_messages.append(messages)
         all_tools.append(tools)
-        rows.append(sessions(mine, messages).drop("title"))
+        rows.append(session_rows(mine, messages))
         owns.append(_own_agents(mine))
     tools = pl.concat(all_tools)
     own = pl.concat(owns)
     if tools["tool_use_id"].is_duplicated().any() or own["agent_id"].is_duplicated().any():
         return None
-    session_rows = (pl.concat(rows).join(titles(lines), left_on="session_id", right_on="for_session", how="left")
-                    .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
-    return _tables(lines, inputs, session_rows, pl.concat(all_messages).sort("seq"),
+    return _tables(lines, inputs, _titled(pl.concat(rows), lines), pl.concat(all_messages).sort("seq"),
                    tools.sort("call_seq", "tool_use_id"), own)
 
 
@@ -261,11 +264,8 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
     kept_tools = previous["tool_calls"].filter(untouched)
     if kept_tools.join(tools.select("tool_use_id"), on="tool_use_id", how="semi").height:
         raise NeedsRebuild("a tool call id repeated in another session")
-    session_rows = sessions(mine, messages).drop("title")
-    kept_sessions = previous["sessions"].filter(untouched).drop("title")
-    all_sessions = (pl.concat([kept_sessions, session_rows])
-                    .join(titles(lines), left_on="session_id", right_on="for_session", how="left")
-                    .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
+    kept = previous["sessions"].filter(untouched).drop("title")
+    all_sessions = _titled(pl.concat([kept, session_rows(mine, messages)], how="diagonal"), lines)
     # a subagent is made from all its own lines (one agent's lines may carry more than one session)
     agents = mine.select("agent_id").drop_nulls().unique().collect()["agent_id"].sort().to_list()
     own = pl.concat([previous["subagents"].filter(~pl.col("agent_id").is_in(agents)).select(_OWN_COLUMNS),

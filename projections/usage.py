@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.projection import NeedsRebuild
-from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copies, in_call_order
+from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copies, in_call_order, rewritten
 
 INPUTS = ["session.line"]
 OUTPUTS = ["api_calls", "usage_daily", "usage_by_session"]
@@ -66,9 +66,8 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) ->
     lines, and with them copies that lost to them and are no longer kept: that
     needs every line, so it is a full build."""
     lines = delta["session.line"]
-    rewritten = lines.filter((pl.col("generation") > 0) & (pl.col("offset") == 0)).select("path").collect()
-    if rewritten.height:
-        raise NeedsRebuild(f"{rewritten['path'][0]} was rewritten")
+    if rewritten(lines):
+        raise NeedsRebuild("a transcript was rewritten")
     new = api_calls(lines).collect()
     if not new.height:
         return previous

@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("init", cmd_init, "create a workspace (data/log and friends)", "chronicle --root ~/research init", json_flag=False)
     p = verb("append", cmd_append, "append events given as JSON Lines (stdin or FILE); all or nothing",
-             "chronicle append events.jsonl")
+             "chronicle append events.jsonl      # or: producer | chronicle append --stream")
     p.add_argument("file", nargs="?", help="JSON Lines file (default: stdin)")
     p.add_argument("--stream", action="store_true",
                    help="commit and acknowledge lines as they arrive (producer | chronicle append --stream); "

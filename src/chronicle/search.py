@@ -277,6 +277,7 @@ def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
 
     from chronicle.projection_code import builtin_code_version
     from chronicle.projections import _search_units as su
+    from chronicle.projections._claude import rewritten
     from chronicle.store.fsutil import locked
 
     code = builtin_code_version(UNITS_MODULE)
@@ -301,7 +302,7 @@ def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
                 last = 0  # an index of more than this log holds: made again from it
             frames = {t: snap.frame(t) for t in su.INPUTS}
             delta = {t: f.filter(pl.col("seq") > last) for t, f in frames.items()} if last else frames
-            if last and su.rewritten(delta["session.line"]):
+            if last and rewritten(delta["session.line"]):
                 last, delta = 0, frames
             found, records = su.units(delta)
             db.execute("BEGIN")
