@@ -99,10 +99,10 @@ def compile_query(query: str) -> str:
             continue
         word = m.group("word")
         if word in _OPERATORS:
-            if expect_term and not (word == "NOT" and out == []):
-                raise QueryError(query, start, f"a word or a phrase before {word}")
-            if word == "NOT" and out == []:
+            if word == "NOT" and not out:
                 raise QueryError(query, start, "a word or a phrase to exclude from (NOT cannot come first)")
+            if expect_term:
+                raise QueryError(query, start, f"a word or a phrase before {word}")
             out.append(word)
             pos, expect_term = m.end(), True
             continue
