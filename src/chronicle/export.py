@@ -15,11 +15,12 @@ from pathlib import Path, PurePosixPath
 
 import polars as pl
 
+from chronicle.errors import CheckFailed
 from chronicle.store import Snapshot
 from chronicle.store.fsutil import write_durably
 
 
-class ExportError(Exception):
+class ExportError(CheckFailed):
     """A file cannot be reproduced exactly (names the file and why)."""
 
 

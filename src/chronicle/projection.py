@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import chronicle.projections as builtin_projections
+from chronicle.errors import CheckFailed
 from chronicle.progress import Progress
 from chronicle.projection_code import code_version, shared_source
 from chronicle.store import Snapshot
@@ -57,7 +58,7 @@ ALL_EVENTS = "*"
 CHECKPOINTS = "_checkpoints.json"
 
 
-class ProjectionError(Exception):
+class ProjectionError(CheckFailed):
     """A projection failed or is malformed; no table of it was replaced."""
 
 

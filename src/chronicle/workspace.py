@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chronicle.errors import UsageError
+
 if TYPE_CHECKING:
     from chronicle.store import EventLog
 
 CONFIG_NAME = "chronicle.toml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """chronicle.toml is unreadable or has a wrong value (names the key)."""
 
 

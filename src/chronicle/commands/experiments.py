@@ -9,16 +9,16 @@ import sys
 import time
 from pathlib import Path
 
-from chronicle import audit
-from chronicle.docs_tree import materialize
-from chronicle.experiment import cohorts, parsers, providers
-from chronicle.experiment.runner import RunOptions, RunSummary, Runner
-from chronicle.ingest.cohorts import plan_cohort
-from chronicle.ingest import legacy
-from chronicle.ingest.definitions import ingest_definitions
+from typing import TYPE_CHECKING
+
+# Light at import: the command line imports this module for every verb. What a
+# verb needs (the runner and aiohttp, Polars, the store) is imported when it runs.
+from chronicle.experiment import parsers
 from chronicle.progress import Progress
-from chronicle.store.fsutil import locked
 from chronicle.workspace import Workspace
+
+if TYPE_CHECKING:
+    from chronicle.experiment.runner import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,6 +38,8 @@ def _definitions_folder(ws: Workspace, given: str | None) -> Path:
 # ---------------------------------------------------------------- ingest definitions
 
 def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.ingest.definitions import ingest_definitions
+
     report = ingest_definitions(ws.open_log(), _definitions_folder(ws, args.source))
     d = report.definitions
     assert d is not None
@@ -56,6 +58,8 @@ def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- ingest legacy
 
 def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.ingest import legacy
+
     path = Path(args.path).expanduser()
     try:
         root = legacy.data_root(path.resolve())
@@ -82,6 +86,9 @@ def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- cohorts
 
 def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.experiment import cohorts
+    from chronicle.ingest.cohorts import plan_cohort
+
     try:
         plan, _ = plan_cohort(ws, args.cohort_id, record=True)
     except cohorts.CohortError as exc:
@@ -123,6 +130,11 @@ class _RunBar:
 
 
 def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.experiment import cohorts, providers
+    from chronicle.experiment.runner import RunOptions, Runner
+    from chronicle.ingest.cohorts import plan_cohort
+    from chronicle.store.fsutil import locked
+
     name = args.provider or ws.config.get("run", {}).get("provider")
     if not name:
         _err("run", "choose a provider with --provider NAME (echo is offline and free; "
@@ -207,6 +219,8 @@ def cmd_parse(ws: Workspace, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- docs
 
 def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.docs_tree import materialize
+
     target = Path(args.out) if args.out else ws.data / "docs"
     report = materialize(ws.open_log().snapshot(), target, prune=not args.out or args.prune)
     if args.json:
@@ -222,6 +236,8 @@ def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- audit
 
 def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import audit
+
     try:
         report = audit.reparse(ws.open_log(), args.parser, args.stage, record=args.record)
     except parsers.UnknownParser as exc:
@@ -247,6 +263,8 @@ def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import audit
+
     try:
         result = audit.reprompt(ws.open_log().snapshot(), args.doc_id)
     except audit.AuditError as exc:

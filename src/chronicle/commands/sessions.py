@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from chronicle import export
-from chronicle.ingest.git import GitError, ingest_git
-from chronicle.ingest.claude_files import default_roots, discover
-from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors
+from typing import TYPE_CHECKING
+
+# Light at import (the command line imports every verb's module); the store and Polars when a verb runs.
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
+
+if TYPE_CHECKING:
+    from chronicle.export import Exported
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -22,6 +24,9 @@ def _print_json(obj: object) -> None:
 
 
 def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.ingest.claude_files import default_roots, discover
+    from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors
+
     given = [Path(p) for p in args.paths]
     missing = [str(p) for p in given if not p.exists()]
     if missing:
@@ -53,6 +58,8 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.ingest.git import GitError, ingest_git
+
     try:
         summary = ingest_git(ws.open_log(), Path(args.repo), args.since)
     except GitError as exc:
@@ -66,6 +73,8 @@ def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def export_session(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import export
+
     snap = ws.open_log().snapshot()
     files = export.session_files(snap, args.session_id)
     main = [f for f in files if Path(f.path).stem == args.session_id and f.kind == "session"]
@@ -80,6 +89,8 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import export
+
     snap = ws.open_log().snapshot()
     files = export.session_files(snap, args.session) if args.session else export.sources(snap)
     out_dir = Path(args.dir)
@@ -89,7 +100,7 @@ def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(done: list[export.Exported], as_json: bool) -> None:
+def _report(done: list[Exported], as_json: bool) -> None:
     for d in done:
         if as_json:
             _print_json({"source": d.source, "target": d.target, "bytes": d.bytes, "sha256": d.sha256})

@@ -7,19 +7,15 @@ import json
 import sys
 from datetime import datetime, timezone
 
-import polars as pl
-
-from chronicle import daemon
-from chronicle.ingest.claude_files import META_KINDS, discover
-from chronicle.ingest.cohorts import cohorts_behind, definitions_behind
-from chronicle.ingest.sessions import bytes_behind, cursors
-from chronicle.projection import CHECKPOINTS
+# Light at import (the command line imports every verb's module); the daemon and Polars when a verb runs.
 from chronicle.workspace import Workspace
 
 EXIT_OK, EXIT_USAGE, EXIT_STORE = 0, 2, 3
 
 
 def watch(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle import daemon
+
     try:
         daemon.serve(ws, once=args.once)
     except daemon.AlreadyRunning as exc:
@@ -29,6 +25,14 @@ def watch(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def status(ws: Workspace, args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from chronicle import daemon
+    from chronicle.ingest.claude_files import META_KINDS, discover
+    from chronicle.ingest.cohorts import cohorts_behind, definitions_behind
+    from chronicle.ingest.sessions import bytes_behind, cursors
+    from chronicle.projection import CHECKPOINTS
+
     state = daemon.read_state(ws)
     running = daemon.is_running(ws)
     log = ws.open_log()

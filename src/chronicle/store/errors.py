@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from chronicle.errors import EXIT_USAGE, ChronicleError
 
-class StoreError(Exception):
-    """Base of every store error."""
+
+class StoreError(ChronicleError):
+    """Base of every store error: the workspace or storage is unusable (exit 3)."""
 
 
 class InvalidEvent(StoreError):
     """An event failed validation; nothing from its batch was written."""
+
+    exit_code = EXIT_USAGE
+    label = "error: "
 
     def __init__(self, message: str, *, index: int | None = None, field: str | None = None):
         super().__init__(message)
@@ -18,6 +23,9 @@ class InvalidEvent(StoreError):
 
 class ConflictingEvent(StoreError):
     """An event_id already exists with different content; nothing was written."""
+
+    exit_code = EXIT_USAGE
+    label = "error: "
 
     def __init__(self, event_id: str, seq: int, index: int | None = None):
         super().__init__(
