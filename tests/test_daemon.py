@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from chronicle.ingest.sessions import SessionIngester
-from chronicle.projection import Engine, discover, read_table
+from chronicle.projection import Engine, discover, read_tables
 from chronicle.store import EventLog
 from chronicle.workspace import Workspace
 
@@ -83,7 +83,7 @@ def tables(ws: Path) -> dict[str, pl.DataFrame]:
     between a daemon that saw the files change and a one-shot ingest)."""
     out = {}
     for name in TABLES:
-        df = read_table(ws / "data" / "tables" / f"{name}.parquet")
+        df = read_tables(ws / "data" / "tables", [name])[0][name]
         df = df.drop([c for c in df.columns if c.endswith("seq")])
         keys = [c for c, t in df.schema.items() if not isinstance(t, (pl.List, pl.Struct))]
         out[name] = df.sort(keys, nulls_last=True)
@@ -118,7 +118,7 @@ def test_daemon_survives_changes_and_sigkill_and_matches_a_one_shot_ingest(setup
 
     def live_calls(_state: dict) -> bool:
         path = ws / "data" / "tables" / "api_calls.parquet"
-        return path.exists() and read_table(path).filter(pl.col("session_id") == "live").height == 1
+        return path.exists() and read_tables(path.parent, [path.stem])[0][path.stem].filter(pl.col("session_id") == "live").height == 1
     d.wait_for(live_calls)
     status = json.loads(run_cli("status", "--json", root=ws, check=True).stdout)
     assert status["roots"][0]["bytes_behind"] == 20  # the partial line waits for its newline
@@ -197,7 +197,7 @@ def test_slow_rebuilds_run_at_background_priority(setup) -> None:
     d.start()
     table = ws / "data" / "tables" / "niceness.parquet"
     d.wait_for(lambda _state: table.exists())
-    assert read_table(table)["nice"].to_list() == [min(19, os.nice(0) + 10)]
+    assert read_tables(table.parent, [table.stem])[0][table.stem]["nice"].to_list() == [min(19, os.nice(0) + 10)]
 
 
 def _cohort_events(ws: Path) -> pl.DataFrame:

@@ -288,7 +288,7 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
 def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
-    from chronicle.projection import csv_ready, read_table
+    from chronicle.projection import csv_ready, read_tables
     from chronicle.store import StoreError
 
     engine = _engine(ws)
@@ -297,13 +297,13 @@ def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"no table named {args.table!r} (known tables: {', '.join(sorted(known))})")
     if not args.stale:  # what was recorded is in the very next show: the table is brought up to date first
         engine.run(ws.open_log().snapshot(), [args.table])
-    path = ws.tables_dir / f"{args.table}.parquet"
-    if not path.exists():
-        raise UsageError(f"table {args.table!r} has not been built yet (run `chronicle rebuild`, or drop --stale)")
     try:
-        df = read_table(path)
+        df = read_tables(ws.tables_dir, [args.table])[0][args.table]
+    except FileNotFoundError:
+        raise UsageError(f"table {args.table!r} has not been built yet (run `chronicle rebuild`, or drop --stale)") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise StoreError(f"{path}: cannot be read ({type(exc).__name__}); `chronicle show` without --stale rebuilds it") from None
+        raise StoreError(f"{ws.tables_dir / args.table}.parquet: cannot be read ({type(exc).__name__}); "
+                         "`chronicle show` without --stale rebuilds it") from None
     if args.limit is not None:
         df = df.head(args.limit)
     if args.json:

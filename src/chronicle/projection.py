@@ -19,10 +19,10 @@ whose input types got no new events is left as it is.
 Built-in projections live in ``chronicle.projections``; a workspace adds its
 own with ``[projections] paths = ["my_projections"]`` in chronicle.toml.
 
-Outputs are written blue/green: into a staging directory, then renamed over
-the live files. Checkpoints (last seq + code version) are kept in
-``_checkpoints.json`` beside the tables; changed code forces a full rebuild.
-No projection may call out (an LLM, the network): a rebuild has no side effects.
+A projection's outputs are committed together with its checkpoint (last seq
++ code version), all of its tables at once: see :mod:`chronicle.committed`.
+Changed code forces a full rebuild. No projection may call out (an LLM, the
+network): a rebuild has no side effects.
 """
 
 from __future__ import annotations
@@ -31,12 +31,9 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import pkgutil
-import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,15 +44,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import chronicle.projections as builtin_projections
+from chronicle import committed
+from chronicle.committed import CHECKPOINTS, Committed
 from chronicle.errors import CheckFailed
 from chronicle.progress import Progress
 from chronicle.projection_code import code_version, shared_source
 from chronicle.store import Snapshot
 from chronicle.store.errors import CorruptionError, StorageFull, StoreError
-from chronicle.store.fsutil import fsync_dir, is_full, locked, write_durably
+from chronicle.store.fsutil import is_full, locked
 
 ALL_EVENTS = "*"
-CHECKPOINTS = "_checkpoints.json"
 
 
 class ProjectionError(CheckFailed):
@@ -151,8 +149,7 @@ class Engine:
         self.projections = projections
 
     def checkpoints(self, out_dir: Path | None = None) -> dict[str, dict]:
-        path = (out_dir or self.tables_dir) / CHECKPOINTS
-        return json.loads(path.read_text()) if path.exists() else {}
+        return committed.load_checkpoints(out_dir or self.tables_dir)
 
     def select(self, names: list[str] | None) -> list[Projection]:
         if not names:
@@ -172,7 +169,6 @@ class Engine:
         """Bring the selected projections up to ``snapshot.head``."""
         target = out_dir or self.tables_dir
         target.mkdir(parents=True, exist_ok=True)
-        _remove_dead_staging(target)
         chosen = self.select(names)
         bar = Progress(len(chosen), "rebuild", stream=None)
         outcomes = []
@@ -195,7 +191,7 @@ class Engine:
         """How a projection's tables stand against a log at ``head``: "ok", "missing",
         "damaged", "stale code", "ahead of the log" or "behind by N"."""
         target = target or self.tables_dir
-        if cp is None or not all((target / f"{t}.parquet").exists() for t in p.outputs):
+        if cp is None or not all(_table_path(target, cp, t).exists() for t in p.outputs):
             return "missing"
         if not tables_intact(target, p.outputs, cp):
             return "damaged"
@@ -211,17 +207,19 @@ class Engine:
             raise CorruptionError(str(target / CHECKPOINTS), 0, None,
                                   f"projection {p.name} is at seq {cp['seq']}, beyond the log's head {snap.head}: "
                                   "events it was built from are missing from the log")
+        if cp is not None and not committed.published(target, cp, p.outputs):
+            committed.publish(target, cp, p.outputs)  # a build that died between its commit and publishing
         state = self.state(p, cp, snap.head, target)
         reusable = not full and (state == "ok" or state.startswith("behind"))
         if reusable and cp["seq"] == snap.head:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         if reusable and ALL_EVENTS not in p.inputs and not snap.has_events(p.inputs, cp["seq"]):
             # build is pure over its inputs and none arrived: the tables stand as they are.
-            self._checkpoint(p, target, snap.head, cp.get("rows", {}), cp.get("files"))
+            committed.commit(target, p.name, {**cp, "seq": snap.head})
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         try:
             result = None
-            previous = self._previous(p, target) if reusable and p.update is not None else None
+            previous = self._previous(p, target, cp) if reusable and p.update is not None else None
             if previous is not None:
                 try:
                     delta = self._inputs(p, snap, after=cp["seq"])
@@ -238,24 +236,22 @@ class Engine:
         except Exception as exc:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
         rows = {t: result[t].height for t in p.outputs}
-        files = cp.get("files") if cp is not None else None
-        if not (action == "updated" and result is previous):  # an update that changed nothing rewrites nothing
-            files = self._swap(p, result, target)
-        self._checkpoint(p, target, snap.head, rows, files)
+        entry = {"seq": snap.head, "code": p.code_version, "rows": rows}
+        if action == "updated" and result is previous:  # an update that changed nothing rewrites nothing
+            entry |= {"files": cp.get("files"), "gen": cp.get("gen")}
+        else:
+            entry |= self._write(p, result, target, snap.head)
+        committed.commit(target, p.name, entry)
+        committed.publish(target, entry, p.outputs)
+        committed.collect_garbage(target, p.name, entry.get("gen"))
         return Outcome(p.name, action, snap.head, rows)
 
-    def _checkpoint(self, p: Projection, target: Path, seq: int, rows: dict[str, int], files: dict | None) -> None:
-        with locked(target / "_checkpoints.lock"):  # other projections' entries may have changed meanwhile
-            checkpoints = self.checkpoints(target)
-            checkpoints[p.name] = {"seq": seq, "code": p.code_version, "rows": rows, "files": files}
-            write_durably(target / CHECKPOINTS, json.dumps(checkpoints, indent=1, sort_keys=True).encode())
-
     @staticmethod
-    def _previous(p: Projection, target: Path) -> dict[str, pl.DataFrame] | None:
+    def _previous(p: Projection, target: Path, cp: dict) -> dict[str, pl.DataFrame] | None:
         """The tables an update merges into; None when one cannot be read (a damaged
         table is rebuilt from the log, never merged into)."""
         try:
-            return {t: pl.read_parquet(target / f"{t}.parquet") for t in p.outputs}
+            return {t: pl.read_parquet(_table_path(target, cp, t)) for t in p.outputs}
         except (OSError, pl.exceptions.PolarsError):
             return None
 
@@ -277,10 +273,13 @@ class Engine:
                 raise ProjectionError(f"projection {p.name}: table {t} is a {type(df).__name__}, not a polars DataFrame")
 
     @staticmethod
-    def _swap(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> dict[str, list]:
-        """Write the tables and rename them into place; their [bytes, mtime ns, sha256]."""
+    def _write(p: Projection, result: dict[str, pl.DataFrame], target: Path, seq: int) -> dict:
+        """Write a new generation of the tables (not yet committed): its "gen" and "files"."""
+        writers = {f"{t}.parquet": partial(df.write_parquet, compression="zstd") for t, df in result.items()}
+        writers |= {f"{t}.csv": partial(_write_csv, df) for t, df in result.items() if t not in p.no_csv}
         try:
-            return Engine._write_tables(p, result, target)
+            gen, files = committed.write_generation(target, p.name, seq, writers)
+            return {"gen": gen, "files": files}
         except OSError as exc:
             if is_full(exc):
                 raise StorageFull(f"{target}: no space to write the tables of {p.name} ({os.strerror(exc.errno or 0)}); "
@@ -292,53 +291,6 @@ class Engine:
             raise StorageFull(f"{target}: could not write the tables of {p.name} (is the disk full? "
                               f"{' '.join(str(exc).split())[:200]}); the previous tables are unchanged") from None
 
-    @staticmethod
-    def _write_tables(p: Projection, result: dict[str, pl.DataFrame], target: Path) -> dict[str, list]:
-        staging = target / f".staging-{p.name}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        jobs = [partial(df.write_parquet, staging / f"{t}.parquet", compression="zstd") for t, df in result.items()]
-        jobs += [partial(_write_csv, df, staging / f"{t}.csv") for t, df in result.items() if t not in p.no_csv]
-        try:
-            # Polars releases the GIL while it encodes: the tables are written side by side.
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                for done in [pool.submit(job) for job in jobs]:
-                    done.result()
-            digests = {}
-            for f in staging.iterdir():
-                with open(f, "rb") as fh:
-                    if f.suffix == ".parquet":
-                        digests[f.stem] = hashlib.file_digest(fh, "sha256").hexdigest()
-                    os.fsync(fh.fileno())
-            for f in sorted(staging.iterdir()):
-                os.replace(f, target / f.name)
-            fsync_dir(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        files = {}
-        for t, digest in digests.items():
-            st = os.stat(target / f"{t}.parquet")
-            files[t] = [st.st_size, st.st_mtime_ns, digest]
-        return files
-
-
-def _remove_dead_staging(target: Path) -> None:
-    """Staging folders of rebuilds that were killed (their pid is gone): nothing in them was committed."""
-    for staging in target.glob(".staging-*"):
-        pid = staging.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     """Whether each table file still has the bytes its checkpoint recorded: sizes
@@ -346,7 +298,7 @@ def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     by an older engine: then its Parquet footer at least must read)."""
     files = cp.get("files") or {}
     for t in tables:
-        path = target / f"{t}.parquet"
+        path = _table_path(target, cp, t)
         try:
             st = os.stat(path)
             if t not in files:
@@ -364,6 +316,11 @@ def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     return True
 
 
+def _table_path(target: Path, cp: dict, table: str) -> Path:
+    gen = cp.get("gen")
+    return (target / gen if gen else target) / f"{table}.parquet"
+
+
 def _write_csv(df: pl.DataFrame, path: Path) -> None:
     csv_ready(df).write_csv(path)
 
@@ -379,12 +336,17 @@ def csv_ready(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def read_table(path: Path) -> pl.DataFrame:
-    """Read a table that a rebuild may be replacing at this moment. Polars opens a
-    path more than once (metadata, then pages): across an ``os.replace`` those can
-    be two different files. One open file handle always sees one whole file."""
-    with open(path, "rb") as fh:
-        return pl.read_parquet(fh)
+def read_tables(tables_dir: Path, names: list[str]) -> tuple[dict[str, pl.DataFrame], Committed]:
+    """Tables as committed: every table of a projection from one checkpoint, even
+    while a rebuild commits a newer one (see :mod:`chronicle.committed`). Each is
+    read from an open file handle: Polars opens a path more than once (metadata,
+    then pages), and a handle always sees one whole file."""
+    view, handles = committed.open_tables(tables_dir, names)
+    try:
+        return {t: pl.read_parquet(fh) for t, fh in handles.items()}, view
+    finally:
+        for fh in handles.values():
+            fh.close()
 
 
 def list_tables(tables_dir: Path) -> list[tuple[str, int, int]]:

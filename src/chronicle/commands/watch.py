@@ -31,7 +31,7 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.ingest.claude_files import META_KINDS, discover
     from chronicle.ingest.cohorts import cohorts_behind, definitions_behind
     from chronicle.ingest.sessions import bytes_behind, cursors
-    from chronicle.projection import CHECKPOINTS
+    from chronicle.committed import CHECKPOINTS
 
     state = daemon.read_state(ws)
     running = daemon.is_running(ws)

@@ -29,7 +29,7 @@ from aiohttp import web
 from chronicle import daemon, history
 from chronicle import search as search_index
 from chronicle.commands import search as search_cmd
-from chronicle.projection import CHECKPOINTS
+from chronicle.committed import CHECKPOINTS
 from chronicle.store import Snapshot, StoreError
 from chronicle.store.head import log_head
 from chronicle.web import charts
@@ -152,7 +152,7 @@ def _eq(df: pl.DataFrame, filters: dict[str, str | None]) -> pl.DataFrame:
 # ------------------------------------------------------------------ pages
 
 async def overview(request: web.Request) -> web.Response:
-    ws, tables = request.app[WS_KEY], request.app[TABLES_KEY]
+    ws, tables = request.app[WS_KEY], request.app[TABLES_KEY].view()
     by_type = tables.get("events_by_type")
     chart = charts.stacked_bars("events per day, by type", [], {})
     totals: list[dict] = []
@@ -174,7 +174,7 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def sessions(request: web.Request) -> web.Response:
-    tables = request.app[TABLES_KEY]
+    tables = request.app[TABLES_KEY].view()
     df = tables.require("sessions")
     usage = tables.get("usage_by_session")
     if usage is not None:
@@ -232,7 +232,7 @@ def _conversation(messages: pl.DataFrame, calls: pl.DataFrame | None, api: pl.Da
 
 
 async def session(request: web.Request) -> web.Response:
-    tables = request.app[TABLES_KEY]
+    tables = request.app[TABLES_KEY].view()
     sid = request.match_info["session_id"]
     sessions_df = tables.require("sessions")
     found = _row(sessions_df, "session_id", sid, "session")
@@ -329,7 +329,7 @@ _DOC_FILTERS = ("stage", "template_id", "model_id", "status", "cohort_id")
 
 
 async def documents(request: web.Request) -> web.Response:
-    df = request.app[TABLES_KEY].require("documents")
+    df = request.app[TABLES_KEY].view().require("documents")
     chosen = {c: _arg(request, c) for c in _DOC_FILTERS}
     shown = _eq(df, chosen).sort("created_at", descending=True, nulls_last=True)
     options = {c: _options(df, c) for c in _DOC_FILTERS}
@@ -357,7 +357,7 @@ def _doc_texts(reader: LogReader, doc_id: str) -> dict[str, object]:
 
 
 async def document(request: web.Request) -> web.Response:
-    tables = request.app[TABLES_KEY]
+    tables = request.app[TABLES_KEY].view()
     doc_id = request.match_info["doc_id"]
     docs = tables.require("documents")
     doc = _row(docs, "doc_id", doc_id, "document")
@@ -394,7 +394,7 @@ def _heat(df: pl.DataFrame, row: str, col: str, title: str) -> object:
 
 
 async def scores(request: web.Request) -> web.Response:
-    ev = request.app[TABLES_KEY].require("evaluation_results")
+    ev = request.app[TABLES_KEY].view().require("evaluation_results")
     cohorts = _options(ev, "origin_cohort_id")
     cohort = _arg(request, "cohort")
     scored = ev.filter(pl.col("score").is_not_null())
@@ -414,7 +414,7 @@ async def scores(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    tables = request.app[TABLES_KEY]
+    tables = request.app[TABLES_KEY].view()
     daily = tables.get("usage_daily")
     token_chart = cost_chart = charts.stacked_bars("", [], {})
     if daily is not None and daily.height:

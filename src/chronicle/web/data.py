@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from chronicle.projection import CHECKPOINTS, read_table
+from chronicle.committed import CHECKPOINTS, Committed
 
 PER_PAGE = 50
 
@@ -23,29 +23,47 @@ class TableNotBuilt(LookupError):
 
 
 class TableCache:
-    """Tables read once and kept until a rebuild replaces the file (its inode,
-    size or mtime changes): a page on a big workspace filters a frame in
-    memory instead of reading Parquet on every request."""
+    """Tables read once and kept until a rebuild commits a new generation of them:
+    a page on a big workspace filters a frame in memory instead of reading
+    Parquet on every request. A page reads through one :meth:`view`, so every
+    table it shows of one projection comes from the same checkpoint."""
 
     def __init__(self, tables_dir: Path):
         self.dir = tables_dir
-        self._cache: dict[str, tuple[tuple[int, int, int], pl.DataFrame]] = {}
+        self._cache: dict[str, tuple[tuple[str, int, int, int], pl.DataFrame]] = {}
+
+    def view(self) -> TableView:
+        return TableView(self, Committed.at(self.dir))
+
+    def read(self, committed: Committed, name: str) -> pl.DataFrame | None:
+        path = committed.path(name)
+        try:
+            with open(path, "rb") as fh:  # open first: a newer commit may remove the generation
+                st = os.fstat(fh.fileno())
+                stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+                hit = self._cache.get(name)
+                if hit is not None and hit[0] == stamp:
+                    return hit[1]
+                df = pl.read_parquet(fh)
+        except FileNotFoundError:
+            if committed.projection_of(name) is None:
+                return None
+            return self.read(Committed.at(self.dir), name)  # replaced since this page began: the newer one
+        self._cache[name] = (stamp, df)
+        return df
+
+
+class TableView:
+    """The tables as of one read of the checkpoints (one page's worth)."""
+
+    def __init__(self, cache: TableCache, committed: Committed):
+        self.cache = cache
+        self.committed = committed
 
     def get(self, name: str) -> pl.DataFrame | None:
         """The table, or None when it has not been built yet. ``name`` is always
         one of the viewer's own constants, never taken from a request."""
-        path = self.dir / f"{name}.parquet"
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        df = read_table(path)
-        self._cache[name] = (stamp, df)
-        return df
+        return self.cache.read(self.committed, name)
 
     def require(self, name: str) -> pl.DataFrame:
         df = self.get(name)
