@@ -61,7 +61,8 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) ->
     """Merge the new lines' calls into ``api_calls``, then re-sum the small tables.
 
     ``api_calls`` holds each call's best copy (``best_copies``), and the best of the
-    old best and the new copies is the best of all copies.
+    old best and the new copies is the best of all copies: only the calls the new
+    lines name are ranked again.
     A rewritten file (a new generation starts at offset 0) withdraws its earlier
     lines, and with them copies that lost to them and are no longer kept: that
     needs every line, so it is a full build."""
@@ -71,7 +72,10 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame]) ->
     new = api_calls(lines).collect()
     if not new.height:
         return previous
-    return _tables(in_call_order(best_copies(pl.concat([previous["api_calls"], new]))))
+    old, key = previous["api_calls"], ["message_id", "request_id"]
+    named = new.select(key).unique()
+    again = best_copies(pl.concat([old.join(named, on=key, how="semi", nulls_equal=True), new]))
+    return _tables(in_call_order(pl.concat([old.join(named, on=key, how="anti", nulls_equal=True), again])))
 
 
 def _tables(calls: pl.DataFrame) -> dict[str, pl.DataFrame]:

@@ -141,6 +141,45 @@ def test_a_writer_reads_the_log_for_its_id_index_before_it_takes_the_lock(log: E
     assert [(a.seq, a.duplicate) for a in done[0]] == [(2, True), (5, False)]
 
 
+def test_a_new_writer_asks_the_sealed_id_hashes_and_still_finds_every_duplicate(tmp_path, monkeypatch) -> None:
+    """A writer that starts on a large sealed log bisects the IDS cache instead of
+    reading every sealed id; a hit (a duplicate, or a collision) is checked against
+    the ids themselves; a damaged cache, or one for other entries, is not trusted."""
+    from chronicle.store.ids import ID_HASHES
+
+    path = tmp_path / "log"
+    with EventLog.init(path) as lg:
+        lg.append([note(i) for i in range(2000)])
+        lg.seal()
+    with EventLog(path) as lg:  # the first writer after the seal writes the cache
+        lg.append([note(5000)])
+    cache = path / ID_HASHES
+    assert cache.exists()
+
+    import pyarrow.parquet as pq
+
+    reads: list = []
+    read_table = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda *a, **kw: reads.append(kw.get("columns")) or read_table(*a, **kw))
+    with EventLog(path) as lg:
+        assert not lg.append([note(6000)])[0].duplicate
+    assert reads == [], "a new id is answered by the cache, not by reading the segments"
+    with EventLog(path) as lg:
+        ack = lg.append([note(7)])[0]  # sealed, same content: acknowledged at its first seq
+        assert ack.duplicate and ack.seq == 8
+    assert reads, "a hit is checked against the ids themselves"
+    monkeypatch.undo()
+    with EventLog(path) as lg:
+        with pytest.raises(ConflictingEvent):
+            lg.append([note(9, value="other")])
+    for damage in (lambda b: b[:-3] + bytes([b[-3] ^ 1]) + b[-2:], lambda b: b.replace(b"[1,", b"[9,", 1)):
+        cache.write_bytes(damage(cache.read_bytes()))
+        with EventLog(path) as lg:
+            assert lg.append([note(11)])[0].duplicate, "a damaged cache is not trusted"
+            with pytest.raises(ConflictingEvent):
+                lg.append([note(12, value="other")])
+
+
 def test_duplicate_inside_one_batch(log: EventLog) -> None:
     acks = log.append([note(0), note(0)])
     assert [(a.seq, a.duplicate) for a in acks] == [(1, False), (1, True)]

@@ -34,7 +34,6 @@ from pathlib import Path
 import msgspec
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
 from chronicle.ingest import transcript_lines
@@ -277,6 +276,8 @@ def _renamed(batch: PreparedTables | list[Event], taken: str) -> PreparedTables 
     tables = {}
     for part in batch.parts:
         ids = part.content.column("event_id")
+        import pyarrow.compute as pc  # only on a collision: not at import, where it costs a tenth of a second
+
         renamed = pc.if_else(pc.equal(ids, taken), fresh, ids)
         content = part.content.set_column(part.content.schema.get_field_index("event_id"), "event_id", renamed)
         tables[part.cls.type_name()] = content.drop_columns(["type", "v"])

@@ -65,14 +65,13 @@ from typing import NamedTuple
 
 import msgspec
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from chronicle.events import ClockStep, Event, event_class
 from chronicle.store import batch, codec, framing, manifest
 from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord
-from chronicle.store.ids import EventIds
+from chronicle.store.ids import EMPTY, ID_HASHES, EventIds, SealedIdHashes
 from chronicle.store.head import span
 from chronicle.store.marks import Mark, MarkFile
 from chronicle.store.segment_checks import SegmentChecks
@@ -446,17 +445,35 @@ class EventLog:
         return self._ids
 
     def _add_sealed_ids(self, m: manifest.ManifestLines) -> None:
-        """Add to ``_ids`` those of the segments of MANIFEST entries it lacks."""
+        """Add to ``_ids`` those of the segments of MANIFEST entries it lacks. Without
+        seqs, a fresh index takes the sealed ids' hashes from the IDS cache (and
+        writes it again once the entries it lacks hold an eighth as many ids)."""
         assert self._ids is not None
         columns = ["event_id", "seq"] if self._ids.seq_of is not None else ["event_id"]
+        cache = None
+        if self._ids.seq_of is None and self._ids_entries == 0 and m.entries:
+            cache = SealedIdHashes.load(self.path / ID_HASHES, [e.hash for e in m.entries]) or EMPTY
+            self._ids.sealed = cache
+            self._ids_entries = cache.entries
+        uncovered: list[str] = []
         for entry in m.entries[self._ids_entries :]:
             for f in entry.files:
                 t = pq.read_table(self.segments.path(f, entry.n), columns=columns)
-                self._ids.add(t.column("event_id").to_pylist(), t.column("seq").to_pylist() if "seq" in columns else ())
+                ids = t.column("event_id").to_pylist()
+                self._ids.add(ids, t.column("seq").to_pylist() if "seq" in columns else ())
+                if cache is not None:
+                    uncovered += ids
         self._ids_entries = max(self._ids_entries, len(m.entries))
+        if cache is not None and len(uncovered) * 8 >= len(cache.hashes):
+            try:
+                cache.extended(uncovered, len(m.entries), m.entries[-1].hash).save(self.path / ID_HASHES)
+            except OSError:
+                pass  # a cache: the next writer tries again
 
     def _content_hashes(self, seqs: set[int]) -> dict[int, bytes]:
         """content_hash of each of ``seqs`` (sealed from segments, unsealed from the WAL)."""
+        import pyarrow.compute as pc  # not at import: it costs writers a tenth of a second at start
+
         m = self._manifest
         assert m is not None
         sealed_head = m.entries[-1].last_seq if m.entries else 0
@@ -1060,6 +1077,8 @@ def content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Ta
     for f in target:
         if not f.nullable and out.column(f.name).null_count:
             raise InvalidEvent(f"{cls.type_name()}: column {f.name!r} has nulls", field=f.name)
+    import pyarrow.compute as pc
+
     if pc.any(pc.equal(out.column("stream"), "")).as_py():
         raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
     for name in codec.json_fields(cls):
