@@ -381,6 +381,14 @@ def main() -> None:
               f"{sb['common_ratio']:5.2f}x rg -c")
         print(f"{'search index build':<34} {sb['index_build_s_per_gb']:>12,.1f} s/GB     "
               f"({sb['index_mb']:,.0f} MB index); one new line found in {sb['one_new_line_search_s']:.2f} s")
+    import keepup
+
+    if shutil.which("npm") is None and not os.environ.get("CCUSAGE") and shutil.which("ccusage") is None:
+        print("tables keeping up vs ccusage: skipped (needs npm or ccusage)")
+    else:
+        ku = keepup.run(int(640 * scale) or 64, reps)
+        report["keepup"] = ku
+        keepup.report(ku)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "latest.json"
     out.write_text(json.dumps(report, indent=1))

@@ -29,6 +29,9 @@ from chronicle.projections._transcript import human_text, input_summary, tool_in
 
 INPUTS = ["session.line", "session.meta", "git.commit"]
 OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "session_commits"]
+#: messages holds the transcripts' text (100 MB of CSV for 700 MB of transcripts, rewritten on every update):
+#: Parquet only, read with `chronicle show messages --csv` when wanted.
+NO_CSV = ["messages"]
 
 #: Message text kept in the table (the full text stays in the log).
 TEXT_LIMIT = 2000
@@ -171,10 +174,23 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
     return _titled(session_rows(lines, messages), lines)
 
 
-def _titled(rows: pl.DataFrame, lines: pl.LazyFrame) -> pl.DataFrame:
-    """Session rows (see session_rows) with their titles, read from all ``lines``, in table order."""
-    return (rows.join(titles(lines), left_on="session_id", right_on="for_session", how="left")
+def _titled(rows: pl.DataFrame, lines: pl.LazyFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Session rows (see session_rows) with their titles, in table order: read from all
+    ``lines``, or taken from ``known`` (for_session, title) when an update found they stand."""
+    return (rows.join(titles(lines) if known is None else known, left_on="session_id", right_on="for_session",
+                      how="left")
             .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
+
+
+def titles_stand(new: pl.LazyFrame, lines: pl.LazyFrame) -> bool:
+    """Whether new lines leave every title as it was: they hold no title record, and
+    none of their records is one a summary's leafUuid names (a new owner for it)."""
+    named = new.filter(pl.col("record_type").is_in(["summary", "ai-title"])).head(1).collect()
+    if named.height:
+        return False
+    leaves = lines.filter(pl.col("record_type") == "summary").select("leaf_uuid").drop_nulls()
+    return not new.select("uuid").drop_nulls().join(leaves, left_on="uuid", right_on="leaf_uuid",
+                                                    how="semi").head(1).collect().height
 
 
 def session_rows(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
@@ -265,7 +281,11 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
     if kept_tools.join(tools.select("tool_use_id"), on="tool_use_id", how="semi").height:
         raise NeedsRebuild("a tool call id repeated in another session")
     kept = previous["sessions"].filter(untouched).drop("title")
-    all_sessions = _titled(pl.concat([kept, session_rows(mine, messages)], how="diagonal"), lines)
+    known = None
+    if titles_stand(new, lines):
+        known = previous["sessions"].filter(pl.col("title").is_not_null()).select(
+            pl.col("session_id").alias("for_session"), "title")
+    all_sessions = _titled(pl.concat([kept, session_rows(mine, messages)], how="diagonal"), lines, known)
     # a subagent is made from all its own lines (one agent's lines may carry more than one session)
     agents = mine.select("agent_id").drop_nulls().unique().collect()["agent_id"].sort().to_list()
     own = pl.concat([previous["subagents"].filter(~pl.col("agent_id").is_in(agents)).select(_OWN_COLUMNS),
