@@ -13,7 +13,6 @@ what it uses (a warm `ingest sessions` starts in a tenth of the time).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import sys
@@ -28,20 +27,13 @@ from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import search as search_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
+from chronicle.commands.output import out, print_json
 from chronicle.errors import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE, ChronicleError, UsageError
 from chronicle.store.fsutil import LockWaits
 from chronicle.workspace import Workspace
 
 if TYPE_CHECKING:
     from chronicle.projection import Engine
-
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
 
 
 def parse_as_of(text: str) -> int | datetime:
@@ -74,7 +66,7 @@ def _engine(ws: Workspace) -> Engine:
 def cmd_init(ws: Workspace, args: argparse.Namespace) -> int:
     existed = ws.log_dir.joinpath("MANIFEST").exists()
     ws.init()
-    _out(f"{'workspace already initialised' if existed else 'initialised workspace'} at {ws.root}")
+    out(f"{'workspace already initialised' if existed else 'initialised workspace'} at {ws.root}")
     return EXIT_OK
 
 
@@ -96,9 +88,9 @@ def cmd_append(ws: Workspace, args: argparse.Namespace) -> int:
 def _print_acks(acks, as_json: bool) -> None:
     for ack in acks:
         if as_json:
-            _json({"seq": ack.seq, "event_id": ack.event_id, "duplicate": ack.duplicate})
+            print_json({"seq": ack.seq, "event_id": ack.event_id, "duplicate": ack.duplicate})
         else:
-            _out(f"{ack.seq}\t{ack.event_id}{'	(already recorded)' if ack.duplicate else ''}")
+            out(f"{ack.seq}\t{ack.event_id}{'	(already recorded)' if ack.duplicate else ''}")
     sys.stdout.flush()
 
 
@@ -159,7 +151,7 @@ def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(dump(ev) + b"\n")
         else:
             when = ev.recorded_at.isoformat(timespec="seconds") if ev.recorded_at else "-"
-            _out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}")
+            out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}")
     sys.stdout.flush()
     return EXIT_OK
 
@@ -186,13 +178,13 @@ def cmd_stats(ws: Workspace, args: argparse.Namespace) -> int:
         "events_by_type": dict(sorted(counts.items())),
     }
     if args.json:
-        _json(info)
+        print_json(info)
         return EXIT_OK
     for key in ("root", "head_seq", "sealed_seq", "segments", "segment_files", "wal_records", "log_bytes"):
-        _out(f"{key:<14} {info[key]:,}" if isinstance(info[key], int) else f"{key:<14} {info[key]}")
+        out(f"{key:<14} {info[key]:,}" if isinstance(info[key], int) else f"{key:<14} {info[key]}")
     if counts:
-        _out()
-        _out(str(pl.DataFrame({"type": list(info["events_by_type"]), "events": list(info["events_by_type"].values())})))
+        out()
+        out(str(pl.DataFrame({"type": list(info["events_by_type"]), "events": list(info["events_by_type"].values())})))
     return EXIT_OK
 
 
@@ -200,11 +192,11 @@ def cmd_seal(ws: Workspace, args: argparse.Namespace) -> int:
     entries = ws.open_log().seal()
     if args.json:
         for e in entries:
-            _json({"n": e.n, "first_seq": e.first_seq, "last_seq": e.last_seq, "files": [f.name for f in e.files]})
+            print_json({"n": e.n, "first_seq": e.first_seq, "last_seq": e.last_seq, "files": [f.name for f in e.files]})
     elif not entries:
-        _out("nothing to seal")
+        out("nothing to seal")
     for e in entries if not args.json else ():
-        _out(f"sealed seqs {e.first_seq}..{e.last_seq} into {len(e.files)} file(s) (MANIFEST entry {e.n})")
+        out(f"sealed seqs {e.first_seq}..{e.last_seq} into {len(e.files)} file(s) (MANIFEST entry {e.n})")
     return EXIT_OK
 
 
@@ -215,12 +207,12 @@ def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
     outcomes = engine.run(snap, args.names, full=args.full or bool(args.as_of), out_dir=out_dir)
     for o in outcomes:
         if args.json:
-            _json({"projection": o.name, "action": o.action, "seq": o.seq, "rows": o.rows})
+            print_json({"projection": o.name, "action": o.action, "seq": o.seq, "rows": o.rows})
         else:
             tables = ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items())
-            _out(f"{o.name:<20} {o.action:<8} at seq {o.seq}: {tables}")
+            out(f"{o.name:<20} {o.action:<8} at seq {o.seq}: {tables}")
     if out_dir is not None and not args.json:
-        _out(f"tables as of seq {snap.head} written to {out_dir}")
+        out(f"tables as of seq {snap.head} written to {out_dir}")
     return EXIT_OK
 
 
@@ -230,11 +222,11 @@ def cmd_replay(ws: Workspace, args: argparse.Namespace) -> int:
     outcomes = _engine(ws).run(snap, args.names, full=True, out_dir=out_dir)
     for o in outcomes:
         if args.json:
-            _json({"projection": o.name, "seq": o.seq, "rows": o.rows, "out": str(out_dir)})
+            print_json({"projection": o.name, "seq": o.seq, "rows": o.rows, "out": str(out_dir)})
         else:
-            _out(f"{o.name:<20} as of seq {o.seq}: " + ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items()))
+            out(f"{o.name:<20} as of seq {o.seq}: " + ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items()))
     if not args.json:
-        _out(f"written to {out_dir}")
+        out(f"written to {out_dir}")
     return EXIT_OK
 
 
@@ -248,14 +240,14 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"no events for {args.kind} {args.id!r}")
     if args.json:
         for line in found.lineage:
-            _json({"lineage": line})
+            print_json({"lineage": line})
         for ev in found.events:
             sys.stdout.write(dump(ev).decode() + "\n")
         return EXIT_OK
     for line in found.lineage:
-        _out(f"lineage  {line}")
+        out(f"lineage  {line}")
     for ev in found.events:
-        _out(f"{ev.seq:>10}  {ev.recorded_at.isoformat(timespec='seconds') if ev.recorded_at else '-':<25}  "
+        out(f"{ev.seq:>10}  {ev.recorded_at.isoformat(timespec='seconds') if ev.recorded_at else '-':<25}  "
              f"{ev.type_name():<16}  {history.describe(ev)}")
     return EXIT_OK
 
@@ -278,10 +270,10 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: r["table"])
     if args.json:
         for r in rows:
-            _json(r)
+            print_json(r)
     else:
         with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
-            _out(str(pl.DataFrame(rows)))
+            out(str(pl.DataFrame(rows)))
     return EXIT_OK
 
 
@@ -312,7 +304,7 @@ def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
         sys.stdout.write(csv_ready(df).write_csv())
     else:
         with pl.Config(tbl_rows=50, fmt_str_lengths=60, tbl_width_chars=160):
-            _out(str(df))
+            out(str(df))
     return EXIT_OK
 
 
@@ -331,22 +323,22 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
         grown = report.hash_at == against.head_hash
     ok = report.ok and grown is not False
     if args.json:
-        _json({"ok": ok, "events": report.events, "segments": report.segments, "head_seq": report.head_seq,
+        print_json({"ok": ok, "events": report.events, "segments": report.segments, "head_seq": report.head_seq,
                "head_hash": report.head_hash, "only_grown": grown,
                "problems": [{"path": p.path, "start": p.start, "end": p.end, "reason": p.reason, "fatal": p.fatal}
                             for p in report.problems]})
     else:
         for p in report.problems:
-            _out(f"{'ERROR' if p.fatal else 'warning'}: {p}")
+            out(f"{'ERROR' if p.fatal else 'warning'}: {p}")
         if against is not None:
             if grown:
-                _out(f"log has only grown since checkpoint {against.seq}")
+                out(f"log has only grown since checkpoint {against.seq}")
             elif report.hash_at is None:
-                _out(f"ERROR: checkpoint seq {against.seq} is beyond the log head {report.head_seq}")
+                out(f"ERROR: checkpoint seq {against.seq} is beyond the log head {report.head_seq}")
             else:
-                _out(f"ERROR: the log up to seq {against.seq} differs from the checkpoint")
+                out(f"ERROR: the log up to seq {against.seq} differs from the checkpoint")
         if report.ok:
-            _out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records; "
+            out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records; "
                  f"head {report.head_seq}:{report.head_hash}")
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -356,9 +348,9 @@ def cmd_checkpoint(ws: Workspace, args: argparse.Namespace) -> int:
 
     cp = integrity.checkpoint(ws.open_log())
     if args.json:
-        _json({"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at.isoformat()})
+        print_json({"seq": cp.seq, "head_hash": cp.head_hash, "at": cp.at.isoformat()})
     else:
-        _out(f"{cp}  {cp.at.isoformat(timespec='seconds')}")
+        out(f"{cp}  {cp.at.isoformat(timespec='seconds')}")
     return EXIT_OK
 
 
@@ -372,7 +364,7 @@ def cmd_search(ws: Workspace, args: argparse.Namespace) -> int:
 def cmd_demo(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.demo import run_demo
 
-    return run_demo(ws, out=_out)
+    return run_demo(ws, out=out)
 
 
 # ------------------------------------------------------------------- parser

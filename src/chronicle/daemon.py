@@ -52,7 +52,7 @@ from chronicle.ingest.sessions import SessionIngester
 from chronicle.projection import Engine, ProjectionError, discover as discover_projections
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
-from chronicle.workspace import ConfigError, Workspace
+from chronicle.workspace import Workspace
 
 LOCK_NAME = "watch.lock"
 STATE_NAME = "watch.json"
@@ -88,35 +88,22 @@ class WatchConfig:
 
     @classmethod
     def from_workspace(cls, ws: Workspace) -> WatchConfig:
-        section = ws.config.get("watch", {})
-        if not isinstance(section, dict):
-            raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] must be a table")
+        section = ws.config.watch
 
-        def paths(key: str, default: list[Path]) -> list[Path]:
-            value = section.get(key)
-            if value is None:
-                return default
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] {key} must be a list of paths")
-            return [(ws.root / Path(v).expanduser()).resolve() for v in value]
-
-        def number(key: str, default: float) -> float:
-            value = section.get(key, default)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{ws.root / 'chronicle.toml'}: [watch] {key} must be a positive number")
-            return float(value)
+        def paths(given: list[str] | None, default: list[Path]) -> list[Path]:
+            return default if given is None else [(ws.root / Path(v).expanduser()).resolve() for v in given]
 
         return cls(
-            claude_roots=paths("claude_roots", default_roots()),
-            git_repos=paths("git_repos", []),
+            claude_roots=paths(section.claude_roots, default_roots()),
+            git_repos=paths(section.git_repos, []),
             definitions_dir=definitions_folder(ws),
             cohorts_dir=cohorts_folder(ws),
-            seal_bytes=int(number("seal_mb", 16) * (1 << 20)),
-            seal_seconds=number("seal_seconds", 300),
-            full_pass_seconds=number("full_pass_seconds", 300),
-            debounce_ms=int(number("debounce_ms", 200)),
-            slow_projections=tuple(section.get("slow_projections", ("conversations", "episodes"))),
-            slow_projection_seconds=number("slow_projection_seconds", 30),
+            seal_bytes=int(section.seal_mb * (1 << 20)),
+            seal_seconds=section.seal_seconds,
+            full_pass_seconds=section.full_pass_seconds,
+            debounce_ms=int(section.debounce_ms),
+            slow_projections=tuple(section.slow_projections),
+            slow_projection_seconds=section.slow_projection_seconds,
         )
 
 

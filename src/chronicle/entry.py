@@ -30,7 +30,8 @@ def _verb(argv: list[str]) -> str | None:
 def search_main(argv: list[str]) -> int:
     from chronicle.commands import search as search_cmd
     from chronicle.store.errors import StoreError
-    from chronicle.workspace import ConfigError, Workspace
+    from chronicle.config import ConfigError
+    from chronicle.workspace import Workspace
 
     parser = argparse.ArgumentParser(prog="chronicle")
     parser.add_argument("--root")

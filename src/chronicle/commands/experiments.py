@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -14,17 +13,15 @@ from typing import TYPE_CHECKING
 # Light at import: the command line imports this module for every verb. What a
 # verb needs (the runner and aiohttp, Polars, the store) is imported when it runs.
 from chronicle.experiment import parsers
+from chronicle.commands.output import print_json
+from chronicle.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
 
 if TYPE_CHECKING:
     from chronicle.experiment.runner import RunSummary
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-def _print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
 
 
 def _err(verb: str, message: str) -> None:
@@ -44,7 +41,7 @@ def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
     d = report.definitions
     assert d is not None
     if args.json:
-        _print_json({"added": report.added, "changed": report.changed, "removed": report.removed,
+        print_json({"added": report.added, "changed": report.changed, "removed": report.removed,
                      "unchanged": report.unchanged, "problems": [vars(p) for p in d.problems]})
     else:
         for p in d.problems:
@@ -73,7 +70,7 @@ def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        _print_json(vars(report))
+        print_json(vars(report))
     else:
         for p in report.problems:
             print(f"  {p}", file=sys.stderr)
@@ -99,7 +96,7 @@ def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
     for m in plan.members:
         by_stage[m.stage] = by_stage.get(m.stage, 0) + 1
     if args.json:
-        _print_json({"cohort_id": plan.cohort_id, "members": by_stage,
+        print_json({"cohort_id": plan.cohort_id, "members": by_stage,
                      "calls": [{"stage": s, "model_id": mid, "calls": n} for (s, mid), n in sorted(calls.items())]})
         return EXIT_OK
     print(f"cohort {plan.cohort_id}: {len(plan.members)} documents "
@@ -135,7 +132,7 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.ingest.cohorts import plan_cohort
     from chronicle.store.fsutil import locked
 
-    name = args.provider or ws.config.get("run", {}).get("provider")
+    name = args.provider or ws.config.run.provider
     if not name:
         _err("run", "choose a provider with --provider NAME (echo is offline and free; "
                     "or set [run] provider in chronicle.toml)")
@@ -170,7 +167,7 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
     if args.json:
-        _print_json({"dry_run": dry, **vars(s)})
+        print_json({"dry_run": dry, **vars(s)})
         return
     todo = ", ".join(f"{n} {stage}" for stage, n in s.to_do.items()) or "nothing"
     if dry:
@@ -206,7 +203,7 @@ def cmd_parse(ws: Workspace, args: argparse.Namespace) -> int:
         row = {"file": name, "parser": parser.name, "parser_version": parser.version, "status": r.status,
                "score": r.score, "scale": r.scale, "parsed": r.parsed, "reason": r.reason}
         if args.json:
-            _print_json(row)
+            print_json(row)
         else:
             value = (f"{r.score:g}" + (f"/{r.scale:g}" if r.scale else "")) if r.score is not None else (
                 (r.parsed or "")[:60].replace("\n", " "))
@@ -224,7 +221,7 @@ def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
     target = Path(args.out) if args.out else ws.data / "docs"
     report = materialize(ws.open_log().snapshot(), target, prune=not args.out or args.prune)
     if args.json:
-        _print_json({"dir": str(target), **vars(report)})
+        print_json({"dir": str(target), **vars(report)})
     else:
         for r in report.refused:
             print(f"  refused unsafe document path {r!r}", file=sys.stderr)
@@ -244,7 +241,7 @@ def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
         _err("audit reparse", str(exc))
         return EXIT_USAGE
     if args.json:
-        _print_json(vars(report))
+        print_json(vars(report))
     else:
         for d in report.disagreements[:50]:
             if "recorded" in d:
@@ -271,7 +268,7 @@ def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
         _err("audit prompt", str(exc))
         return EXIT_USAGE
     if args.json:
-        _print_json(vars(result))
+        print_json(vars(result))
     elif result.rendered_sha256 is None:
         print(f"{result.doc_id}: cannot re-render the prompt: {result.detail}")
     else:

@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 
 from chronicle import search as index
 from chronicle.store.head import log_head
+from chronicle.errors import EXIT_OK
 from chronicle.workspace import Workspace
 
-EXIT_OK, EXIT_USAGE = 0, 2
 HELP = "full-text search of sessions, commits and documents: words, \"phrases\", AND/OR/NOT, prefix*"
 EXAMPLES = """\
 examples:

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 # Light at import (the command line imports every verb's module); the store and Polars when a verb runs.
+from chronicle.commands.output import print_json
+from chronicle.errors import EXIT_OK, EXIT_USAGE
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
 
 if TYPE_CHECKING:
     from chronicle.export import Exported
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-
-def _print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
 
 
 def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
@@ -43,7 +40,7 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        _print_json({"roots": [str(r) for r in roots], **{k: v for k, v in vars(summary).items() if k != "problems"},
+        print_json({"roots": [str(r) for r in roots], **{k: v for k, v in vars(summary).items() if k != "problems"},
                      "problems": summary.problems[:1000]})
     else:
         if not roots:
@@ -66,7 +63,7 @@ def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"chronicle ingest git: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
-        _print_json(vars(summary))
+        print_json(vars(summary))
     else:
         print(f"{summary.repo}: {summary.commits} commits, {summary.new} new")
     return EXIT_OK
@@ -103,7 +100,7 @@ def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
 def _report(done: list[Exported], as_json: bool) -> None:
     for d in done:
         if as_json:
-            _print_json({"source": d.source, "target": d.target, "bytes": d.bytes, "sha256": d.sha256})
+            print_json({"source": d.source, "target": d.target, "bytes": d.bytes, "sha256": d.sha256})
     if not as_json:
         total = sum(d.bytes for d in done)
         print(f"exported {len(done)} files, {total:,} bytes; every chunk matched the hash recorded at ingest")

@@ -8,9 +8,10 @@ import sys
 from datetime import datetime, timezone
 
 # Light at import (the command line imports every verb's module); the daemon and Polars when a verb runs.
+from chronicle.commands.output import print_json
+from chronicle.errors import EXIT_OK, EXIT_STORE
 from chronicle.workspace import Workspace
 
-EXIT_OK, EXIT_USAGE, EXIT_STORE = 0, 2, 3
 
 
 def watch(ws: Workspace, args: argparse.Namespace) -> int:
@@ -65,7 +66,7 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
               "last_pass_at": state.get("last_pass_at"), "passes": state.get("passes"), "last_event": last,
               "roots": lag, "projections": projections, "last_error": state.get("last_error")}
     if args.json:
-        sys.stdout.write(json.dumps(report, default=str, sort_keys=True) + "\n")
+        print_json(report)
         return EXIT_OK
     print(f"daemon      {'running, pid ' + str(report['pid']) if running else 'not running'}"
           + (f", up {_duration(uptime)}" if uptime is not None else ""))

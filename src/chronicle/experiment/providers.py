@@ -21,17 +21,78 @@ loopback port for the run; needs the ``local`` extra).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Protocol
 
-from chronicle.workspace import ConfigError
+import msgspec
 
-BUILTIN = ("echo", "local")
+from chronicle.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from chronicle.experiment.client import Attempt
+
+
+class Client(Protocol):
+    """What the runner calls: one completion, never raising (a failure is an Attempt with an error)."""
+
+    async def complete(self, model: str, prompt: str) -> Attempt: ...
+
+
+#: How a kind of provider opens its client for one run: ``(provider, concurrency)`` to an
+#: async context manager yielding a :class:`Client`. One registry for every kind.
+Opener = Callable[["Provider", int], AbstractAsyncContextManager[Client]]
+KINDS: dict[str, Opener] = {}
+
+
+def register_kind(name: str) -> Callable[[Opener], Opener]:
+    """Register a kind of provider (``kind = "NAME"`` in ``[providers.X]``)."""
+    def add(opener: Opener) -> Opener:
+        if name in KINDS:
+            raise ValueError(f"provider kind {name!r} is registered twice")
+        KINDS[name] = opener
+        return opener
+    return add
+
+
+@register_kind("echo")
+@asynccontextmanager
+async def _echo(provider: Provider, concurrency: int) -> AsyncIterator[Client]:
+    from chronicle.experiment.client import EchoClient  # HTTP clients only when a run calls out
+
+    yield EchoClient(provider)
+
+
+@register_kind("openai")
+@asynccontextmanager
+async def _openai(provider: Provider, concurrency: int, base_url: str | None = None) -> AsyncIterator[Client]:
+    import aiohttp
+
+    from chronicle.experiment.client import OpenAIClient
+
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield OpenAIClient(provider, session, base_url=base_url)
+
+
+@register_kind("local")
+@asynccontextmanager
+async def _local(provider: Provider, concurrency: int) -> AsyncIterator[Client]:
+    from chronicle.experiment.local_server import LocalServer
+
+    async with LocalServer() as base_url, _openai(provider, concurrency, base_url) as client:
+        yield client
+
+
+def open_client(provider: Provider, concurrency: int) -> AbstractAsyncContextManager[Client]:
+    return KINDS[provider.kind](provider, concurrency)
 
 
 @dataclass(frozen=True)
 class Provider:
     name: str
-    kind: str  # "openai" | "echo" | "local"
+    kind: str  # a key of KINDS
     base_url: str | None = None
     api_key_env: str | None = None
     requests_per_minute: float | None = None
@@ -59,38 +120,30 @@ class Provider:
                 "temperature": self.temperature, "timeout_seconds": self.timeout_seconds}
 
 
-_FIELDS = {"base_url": str, "api_key_env": str, "requests_per_minute": (int, float), "concurrency": int,
-           "timeout_seconds": (int, float), "max_tokens": int, "temperature": (int, float), "max_attempts": int,
-           "backoff_seconds": (int, float), "max_retry_after_seconds": (int, float)}
+BUILTIN = {
+    "echo": Provider("echo", "echo", concurrency=64, max_attempts=1),
+    "local": Provider("local", "local", concurrency=2, timeout_seconds=300, max_tokens=256, temperature=0.7,
+                      max_attempts=2),
+}
 
 
-def configured(config: dict) -> dict[str, Provider]:
-    found = {
-        "echo": Provider("echo", "echo", concurrency=64, max_attempts=1),
-        "local": Provider("local", "local", concurrency=2, timeout_seconds=300, max_tokens=256, temperature=0.7,
-                          max_attempts=2),
-    }
-    table = config.get("providers", {})
-    if not isinstance(table, dict):
-        raise ConfigError("chronicle.toml: [providers] must be a table of provider tables")
-    for name, opts in table.items():
-        if not isinstance(opts, dict):
-            raise ConfigError(f"chronicle.toml: [providers.{name}] must be a table")
-        for key, value in opts.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"chronicle.toml: [providers.{name}] unknown key {key!r} "
-                                  f"(known: {', '.join(sorted(_FIELDS))})")
-            if not isinstance(value, _FIELDS[key]) or isinstance(value, bool):
-                raise ConfigError(f"chronicle.toml: [providers.{name}] {key} has the wrong type ({value!r})")
-        base = found.get(name, Provider(name, "openai"))
-        p = replace(base, **opts)
+def configured(config: Config) -> dict[str, Provider]:
+    """The built-in providers and the workspace's ``[providers.NAME]`` (which may retune a built-in)."""
+    found = dict(BUILTIN)
+    names = {f.name for f in fields(Provider)}
+    for name, table in config.providers.items():
+        given = {k: v for k, v in msgspec.structs.asdict(table).items() if v is not None and k in names}
+        p = replace(found.get(name, Provider(name, "openai")), **given)
+        if p.kind not in KINDS:
+            raise ConfigError(f"chronicle.toml: [providers.{name}] kind {p.kind!r} is not one of "
+                              f"{', '.join(sorted(KINDS))}")
         if p.kind == "openai" and not p.base_url:
             raise ConfigError(f"chronicle.toml: [providers.{name}] needs base_url")
         found[name] = p
     return found
 
 
-def get(config: dict, name: str) -> Provider:
+def get(config: Config, name: str) -> Provider:
     providers = configured(config)
     if name not in providers:
         raise ConfigError(f"unknown provider {name!r}; configured: {', '.join(sorted(providers))} "

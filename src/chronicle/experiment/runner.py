@@ -20,20 +20,18 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import aiohttp
 import polars as pl
 
 from chronicle.events import LlmPrompt, LlmResponse, ParseResult, RunFinished, RunStarted
 from chronicle.events.llm import usage_fields
 from chronicle.experiment import ids, parsers
-from chronicle.experiment.client import Attempt, EchoClient, OpenAIClient
+from chronicle.experiment.client import Attempt
 from chronicle.experiment.cohorts import Member, Plan
 from chronicle.experiment.definitions import STAGES, Definitions
-from chronicle.experiment.providers import Provider
+from chronicle.experiment.providers import Provider, open_client
 from chronicle.experiment.recorder import Recorder
 from chronicle.experiment.render import RenderError, context_for, render, sha256_text
 from chronicle.experiment.scrubbing import Scrubber
@@ -156,22 +154,6 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None) -> float
     """Exponential with full jitter, never shorter than the server's Retry-After."""
     delay = min(60.0, base * (2 ** attempt)) * random.uniform(0.5, 1.5)
     return max(delay, retry_after or 0.0)
-
-
-@asynccontextmanager
-async def open_client(provider: Provider, concurrency: int):
-    if provider.kind == "echo":
-        yield EchoClient(provider)
-        return
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        if provider.kind == "local":
-            from chronicle.experiment.local_server import LocalServer
-
-            async with LocalServer() as base_url:
-                yield OpenAIClient(provider, session, base_url=base_url)
-        else:
-            yield OpenAIClient(provider, session)
 
 
 class Runner:

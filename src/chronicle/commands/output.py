@@ -1,0 +1,15 @@
+"""How every verb writes to stdout: JSON Lines for scripts, plain lines for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def print_json(obj: object) -> None:
+    """One JSON object on one line (``--json``); anything not JSON-native is its str()."""
+    sys.stdout.write(json.dumps(obj, default=str, sort_keys=True) + "\n")
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
