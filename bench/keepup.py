@@ -10,6 +10,8 @@ ccusage take turns; peak memory is each process's own high-water mark (wait4).
 
 - warm, one new assistant line: ``chronicle ingest sessions`` + ``chronicle show
   usage_daily --json`` (show brings the table current first) against one ccusage run;
+- warm, one new assistant line, one command as with ccusage: ``chronicle report
+  daily --json`` (reads the new bytes, merges the new call, sums by day);
 - warm, one new line, every table current: ``ingest sessions`` + ``rebuild``;
 - full rebuild of every table: its peak RSS, at half the corpus and at all of it
   (memory must follow the largest stream, not the corpus);
@@ -113,13 +115,14 @@ def run(copies: int, rounds: int) -> dict:
             b, _, _ = run_peak([sys.executable, "-c", "import polars, pyarrow, pyarrow.parquet"], env)
             floors.append(a + b)
         warm_show: list[float] = []
+        warm_report: list[float] = []
         warm_all: list[float] = []
         peers: list[float] = []
-        peaks = {"show": 0, "all": 0, "ccusage": 0}
+        peaks = {"show": 0, "report": 0, "all": 0, "ccusage": 0}
         line_no = 0
         for r in range(rounds):
-            order = ["show", "all", "ccusage"]
-            for who in order[r % 3:] + order[:r % 3]:
+            order = ["show", "report", "all", "ccusage"]
+            for who in order[r % 4:] + order[:r % 4]:
                 if who == "ccusage":
                     took, peak, _ = run_peak([*cc, "daily", "--json", "--offline"], env)
                     peers.append(took)
@@ -127,6 +130,11 @@ def run(copies: int, rounds: int) -> dict:
                     continue
                 line_no += 1
                 new_assistant_line(tree, line_no)
+                if who == "report":
+                    took, peak, _ = run_peak(chronicle(ws, "report", "daily", "--json"), env)
+                    warm_report.append(took)
+                    peaks["report"] = max(peaks["report"], peak)
+                    continue
                 t1, p1, _ = run_peak(chronicle(ws, "ingest", "sessions"), env)
                 args = ("show", "usage_daily", "--json") if who == "show" else ("rebuild",)
                 t2, p2, _ = run_peak(chronicle(ws, *args), env)
@@ -153,6 +161,8 @@ def run(copies: int, rounds: int) -> dict:
             "ccusage_s": peer, "ccusage_peak_mb": peaks["ccusage"] / 1e6,
             "warm_show_s": statistics.median(warm_show), "warm_show_ratio": statistics.median(warm_show) / peer,
             "warm_show_peak_mb": peaks["show"] / 1e6,
+            "warm_report_s": statistics.median(warm_report),
+            "warm_report_ratio": statistics.median(warm_report) / peer, "warm_report_peak_mb": peaks["report"] / 1e6,
             "floor_s": statistics.median(floors), "floor_ratio": statistics.median(floors) / peer,
             "warm_all_s": statistics.median(warm_all), "warm_all_ratio": statistics.median(warm_all) / peer,
             "warm_all_peak_mb": peaks["all"] / 1e6,
@@ -171,6 +181,8 @@ def report(k: dict) -> None:
     print(f"{'warm: new line, ingest + show usage_daily':<44} {k['warm_show_s']:6.2f} s  {k['warm_show_ratio']:5.2f}x ccusage"
           f"  (peak {k['warm_show_peak_mb']:,.0f} MB)")
     print(f"{'  its floor: two Python starts, imports only':<44} {k['floor_s']:6.2f} s  {k['floor_ratio']:5.2f}x ccusage")
+    print(f"{'warm: new line, report daily (one command)':<44} {k['warm_report_s']:6.2f} s  "
+          f"{k['warm_report_ratio']:5.2f}x ccusage  (peak {k['warm_report_peak_mb']:,.0f} MB)")
     print(f"{'warm: new line, every table current':<44} {k['warm_all_s']:6.2f} s  {k['warm_all_ratio']:5.2f}x ccusage"
           f"  (peak {k['warm_all_peak_mb']:,.0f} MB)")
     print(f"{'full rebuild of every table, peak RSS':<44} {k['full_rebuild_peak_mb']:6,.0f} MB "

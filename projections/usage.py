@@ -32,8 +32,9 @@ def price_table() -> pl.DataFrame:
     return pl.DataFrame(rows).sort("key", "from")
 
 
-def _priced(daily: pl.DataFrame) -> pl.DataFrame:
-    """Attach the price in effect on each row's day for its model's longest matching key."""
+def _priced(daily: pl.DataFrame, digits: int | None = 6) -> pl.DataFrame:
+    """Attach the price in effect on each row's day for its model's longest matching key
+    (the cost rounded to ``digits``; None keeps it whole, for rows that are summed later)."""
     prices = price_table()
     models = daily.select("model").unique().drop_nulls()["model"].to_list()
     keys = {m: max((k for k in prices["key"].unique() if m.startswith(k)), key=len, default=None) for m in models}
@@ -48,9 +49,17 @@ def _priced(daily: pl.DataFrame) -> pl.DataFrame:
             + pl.col("cache_read_input_tokens") * pl.col("cache_read"))
     return joined.with_columns(
         pl.col("input").is_not_null().alias("priced"),
-        cost.round(6).alias("cost_usd"),
+        (cost if digits is None else cost.round(digits)).alias("cost_usd"),
         pl.lit(PRICES["version"]).alias("price_table"),
     ).drop("key", "from", *_RATES)
+
+
+def priced_calls(calls: pl.DataFrame) -> pl.DataFrame:
+    """``api_calls`` rows with ``priced``, ``cost_usd`` and ``price_table``, each priced as
+    ``usage_daily`` prices it (the rates in effect on its UTC day)."""
+    tokens = [*TOKEN_COLUMNS, "cache_creation_5m_tokens", "cache_creation_1h_tokens"]
+    return _priced(calls.with_columns(pl.col("time").dt.date().alias("day"), *[pl.col(c).fill_null(0) for c in tokens])
+                   , digits=None).drop("day")
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from chronicle import __version__
 from chronicle.commands import experiments as experiments_cmd
+from chronicle.commands import report as report_cmd
 from chronicle.commands import search as search_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
@@ -495,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=search_cmd.EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     search_cmd.add_arguments(p)
     p.set_defaults(func=cmd_search)
+    report_cmd.add_verb(sub)
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser

@@ -1,0 +1,191 @@
+"""`chronicle report daily|weekly|monthly|session`: token usage and cost, as ccusage reports it.
+
+One command, one process: new transcript bytes are ingested first (unless
+``--no-ingest``), the ``usage`` projection is brought up to date (only the new
+calls are merged), and the report is summed from ``api_calls`` in the
+requested time zone. On a workspace the daemon keeps current it only reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date, datetime
+
+from chronicle.commands.output import print_json
+from chronicle.errors import EXIT_OK, UsageError
+from chronicle.workspace import Workspace
+
+PERIODS = ("daily", "weekly", "monthly", "session")
+HELP = "token usage and cost by day, week, month or session (reads new transcript bytes first)"
+EXAMPLES = """\
+examples:
+  chronicle report daily                         # this machine's time zone
+  chronicle report weekly --since 2026-11-01 --breakdown
+  chronicle report monthly --timezone UTC --json
+  chronicle report session --project myrepo --model opus --csv
+  chronicle report daily --no-ingest             # only what is recorded already
+"""
+TOKENS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "total_tokens"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("period", choices=PERIODS, help="how to group the calls")
+    p.add_argument("--since", metavar="DATE", help="from this day on (YYYY-MM-DD, in --timezone)")
+    p.add_argument("--until", metavar="DATE", help="up to and including this day")
+    p.add_argument("--timezone", metavar="TZ", help="an IANA zone such as Europe/Berlin (default: this machine's)")
+    p.add_argument("--start-of-week", choices=["sunday", "monday"], default="sunday",
+                   help="first day of a week for `weekly` (default sunday, as ccusage)")
+    p.add_argument("--project", metavar="TEXT", help="only projects whose path contains TEXT")
+    p.add_argument("--model", metavar="TEXT", help="only models whose name contains TEXT")
+    p.add_argument("--breakdown", action="store_true", help="a row per model within each period")
+    p.add_argument("--no-ingest", action="store_true", help="do not read new transcript bytes first")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON Lines, a row per line")
+    fmt.add_argument("--csv", action="store_true", help="CSV")
+
+
+def run(ws: Workspace, args: argparse.Namespace) -> int:
+    zone = args.timezone or machine_timezone()
+    _check_zone(zone)
+    since, until = _day(args.since, "--since"), _day(args.until, "--until")
+    if not args.no_ingest:
+        _ingest(ws)
+    calls = _current_calls(ws)
+    report = summarise(calls, args.period, zone, since=since, until=until, project=args.project, model=args.model,
+                       breakdown=args.breakdown, start_of_week=args.start_of_week)
+    if args.json:
+        for row in report.iter_rows(named=True):
+            print_json(row)
+    elif args.csv:
+        from chronicle.projection import csv_ready
+
+        sys.stdout.write(csv_ready(report).write_csv())
+    else:
+        _print_table(report, args.period, zone)
+    return EXIT_OK
+
+
+def machine_timezone() -> str:
+    """This machine's IANA zone: $TZ, else where /etc/localtime points, else UTC."""
+    given = os.environ.get("TZ", "").lstrip(":")
+    if given and "/" in given or given == "UTC":
+        return given
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        return "UTC"
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
+
+
+def _check_zone(zone: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--timezone: unknown time zone {zone!r} (an IANA name such as Europe/Berlin or UTC)") from None
+
+
+def _day(text: str | None, flag: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.replace("/", "-")) if len(text) != 8 else datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a day (YYYY-MM-DD or YYYYMMDD)") from None
+
+
+def _ingest(ws: Workspace) -> None:
+    from chronicle.ingest.claude_files import default_roots, discover
+    from chronicle.ingest.sessions import SessionIngester
+
+    roots = [r for r in default_roots() if r.is_dir()]
+    if roots:
+        SessionIngester(ws.open_log(), ws.data / "ingest.lock").run(roots, discover(roots))
+
+
+def _current_calls(ws: Workspace):
+    from chronicle.projection import Engine, discover, read_tables
+
+    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(ws.open_log().snapshot(), ["usage"])
+    return read_tables(ws.tables_dir, ["api_calls"])[0]["api_calls"]
+
+
+def summarise(calls, period: str, zone: str, *, since: date | None = None, until: date | None = None,
+              project: str | None = None, model: str | None = None, breakdown: bool = False,
+              start_of_week: str = "sunday"):
+    """The report: a row per period (and model, with ``breakdown``), oldest first."""
+    import polars as pl
+
+    from chronicle.projections.usage import priced_calls
+
+    local = pl.col("time").dt.convert_time_zone(zone)
+    calls = calls.with_columns(local.dt.date().alias("local_day"))
+    if since is not None:
+        calls = calls.filter(pl.col("local_day") >= since)
+    if until is not None:
+        calls = calls.filter(pl.col("local_day") <= until)
+    if project:
+        calls = calls.filter(pl.col("project").fill_null("").str.contains(project, literal=True))
+    if model:
+        calls = calls.filter(pl.col("model").fill_null("").str.contains(model, literal=True))
+    calls = priced_calls(calls)
+    if period == "daily":
+        key = [pl.col("local_day").alias("date")]
+    elif period == "weekly":
+        shift = 1 if start_of_week == "sunday" else 0  # Polars' weeks start on Monday
+        key = [(pl.col("local_day") + pl.duration(days=shift)).dt.truncate("1w").sub(pl.duration(days=shift))
+               .alias("week")]
+    elif period == "monthly":
+        key = [pl.col("local_day").dt.strftime("%Y-%m").alias("month")]
+    else:
+        key = [pl.col("session_id"), pl.col("project").drop_nulls().first().alias("project")]
+    group = key[:1] + ([pl.col("model")] if breakdown else [])
+    aggregates = [
+        pl.len().cast(pl.Int64).alias("calls"),
+        *[pl.col(c).fill_null(0).sum() for c in TOKENS],
+        pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).round(6).alias("cost_usd"),
+        (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
+    ]
+    if not breakdown:
+        aggregates.insert(0, pl.col("model").drop_nulls().unique().sort().alias("models"))
+    if period == "session":
+        aggregates = [key[1], local.min().alias("first"), local.max().alias("last"), *aggregates]
+    out = calls.group_by(group).agg(aggregates)
+    order = ["first", "session_id"] if period == "session" else [group[0].meta.output_name()]
+    return out.sort(order + (["model"] if breakdown else []), nulls_last=True)
+
+
+def _print_table(report, period: str, zone: str) -> None:
+    import polars as pl
+
+    if not report.height:
+        print(f"no API calls {('in this range' if period != 'session' else 'recorded')} ({zone})")
+        return
+    shown = report.with_columns(*[pl.col(c).map_elements(lambda n: f"{n:,}", return_dtype=pl.String)
+                                  for c in TOKENS if c in report.columns])
+    if "models" in shown.columns:
+        shown = shown.with_columns(pl.col("models").list.join(", "))
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                   fmt_str_lengths=48, tbl_width_chars=_width()):
+        print(shown)
+    cost = report["cost_usd"].sum()
+    unpriced = report["unpriced_calls"].sum()
+    print(f"total: {report['calls'].sum():,} calls, {report['total_tokens'].sum():,} tokens, ${cost:,.2f}"
+          + (f" ({unpriced:,} calls of unpriced models not included)" if unpriced else "") + f"; times in {zone}")
+
+
+def _width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 200
+
+
+def add_verb(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help=HELP, description=HELP, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
