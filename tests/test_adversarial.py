@@ -339,12 +339,12 @@ def test_a_held_lock_is_named_and_wait_gives_up(ws: Path) -> None:
 
 
 def test_an_id_taken_by_append_is_not_reused_by_ingest_and_verify_checks_uniqueness(ws: Path) -> None:
-    from chronicle.ingest.transcript_lines import line_event_id, path_key
+    from chronicle.ingest.event_ids import line_id, path_key
 
     root = ws / "claude"
     transcript = (root / "p" / "a.jsonl").resolve()
     _transcript(transcript, [_call("a1", None, "m1", 5), _call("a2", "a1", "m2", 6)])
-    stolen = line_event_id(path_key(str(transcript)), 0, 0)
+    stolen = line_id(path_key(str(transcript)), 0, 0)
     line = {"type": "annotation", "stream": "doc:x", "event_id": stolen, "target": "doc:x", "key": "k",
             "value": "v", "author": "mallory"}
     run_cli("append", root=ws, stdin=json.dumps(line).encode() + b"\n", check=True)

@@ -19,9 +19,8 @@ import polars as pl
 from chronicle.events import ParseResult
 from chronicle.experiment import parsers
 from chronicle.experiment.definitions import parse as parse_definitions
-from chronicle.experiment.render import RenderError, sha256_text
-from chronicle.experiment.runner import prompt_text
-from chronicle.ingest.definitions import recorded
+from chronicle.experiment.render import RenderError, prompt_text, sha256_text
+from chronicle.ingest.definition_snapshots import recorded
 from chronicle.ingest.legacy import RUN_ID as LEGACY_RUN_ID
 from chronicle.store import EventLog, Snapshot
 

@@ -46,16 +46,15 @@ import watchfiles
 
 from chronicle import search
 from chronicle.ingest.claude_files import SourceFile, classify, default_roots, discover
-from chronicle.ingest.cohorts import cohorts_folder, definitions_folder, sync_experiments
+from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.sessions import SessionIngester
 from chronicle.projection import Engine, ProjectionError, discover as discover_projections
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
+from chronicle.daemon_state import LOCK_NAME, STATE_NAME, read_state
 from chronicle.workspace import Workspace
 
-LOCK_NAME = "watch.lock"
-STATE_NAME = "watch.json"
 
 
 #: How much the slow rebuild child yields to the daemon when both want the CPU (nice 10:
@@ -423,26 +422,3 @@ def serve(ws: Workspace, once: bool = False) -> None:
             watcher.log.close()
     finally:
         os.close(fd)
-
-
-def read_state(ws: Workspace) -> dict:
-    try:
-        return json.loads((ws.data / STATE_NAME).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def is_running(ws: Workspace) -> bool:
-    import fcntl
-
-    path = ws.data / LOCK_NAME
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import polars as pl
 
 from chronicle import shipped
-from chronicle.ingest.cohorts import plan_cohort
+from chronicle.ingest.cohort_plans import plan_cohort
 from chronicle.docs_tree import materialize
 from chronicle.events import LlmResponse
 from chronicle.experiment import providers

@@ -35,7 +35,7 @@ def _definitions_folder(ws: Workspace, given: str | None) -> Path:
 # ---------------------------------------------------------------- ingest definitions
 
 def cmd_ingest_definitions(ws: Workspace, args: argparse.Namespace) -> int:
-    from chronicle.ingest.definitions import ingest_definitions
+    from chronicle.ingest.definition_snapshots import ingest_definitions
 
     report = ingest_definitions(ws.open_log(), _definitions_folder(ws, args.source))
     d = report.definitions
@@ -84,7 +84,7 @@ def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
 
 def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.experiment import cohorts
-    from chronicle.ingest.cohorts import plan_cohort
+    from chronicle.ingest.cohort_plans import plan_cohort
 
     try:
         plan, _ = plan_cohort(ws, args.cohort_id, record=True)
@@ -129,7 +129,7 @@ class _RunBar:
 def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.experiment import cohorts, providers
     from chronicle.experiment.runner import RunOptions, Runner
-    from chronicle.ingest.cohorts import plan_cohort
+    from chronicle.ingest.cohort_plans import plan_cohort
     from chronicle.store.fsutil import locked
 
     name = args.provider or ws.config.run.provider

@@ -28,14 +28,14 @@ def watch(ws: Workspace, args: argparse.Namespace) -> int:
 def status(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
-    from chronicle import daemon
-    from chronicle.ingest.claude_files import META_KINDS, discover
-    from chronicle.ingest.cohorts import cohorts_behind, definitions_behind
-    from chronicle.ingest.sessions import bytes_behind, cursors
+    from chronicle import daemon, daemon_state
     from chronicle.committed import CHECKPOINTS
+    from chronicle.ingest.claude_files import META_KINDS, discover
+    from chronicle.ingest.cohort_plans import cohorts_behind, definitions_behind
+    from chronicle.ingest.sessions import bytes_behind, cursors
 
-    state = daemon.read_state(ws)
-    running = daemon.is_running(ws)
+    state = daemon_state.read_state(ws)
+    running = daemon_state.is_running(ws)
     log = ws.open_log()
     snap = log.snapshot()
     last = None

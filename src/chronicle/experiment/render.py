@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import jinja2
+
+if TYPE_CHECKING:
+    from chronicle.experiment.definitions import Definitions
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
@@ -52,3 +56,23 @@ def context_for(stage: str, *, concepts: list[dict] | None = None, parent_text: 
     if stage == "essay":
         return {"links_block": parent_text, "draft_block": parent_text}
     return {"response": parent_text}
+
+
+def prompt_text(d: Definitions, stage: str, template_id: str, concept_ids: list[str], level: str,
+                parent_text: str | None) -> str:
+    """The prompt a stage sends: a rendered template, or the parent's text for a ``copy`` template.
+
+    The runner and ``chronicle audit prompt`` both call this, so an audit re-renders exactly as a run did.
+    """
+    t = d.templates[(stage, template_id)]
+    if stage == "draft":
+        concepts = [{"concept_id": c, "name": d.concepts[c], "content": d.descriptions[(level, c)]}
+                    for c in concept_ids]
+        context = context_for("draft", concepts=concepts)
+    else:
+        context = context_for(stage, parent_text=parent_text)
+    if t.generator == "copy":
+        return context["links_block"] if stage == "essay" else context["response"]
+    if t.text is None:
+        raise RenderError(f"template {template_id}: no file templates/{stage}/{template_id}.txt")
+    return render(template_id, t.text, context)

@@ -33,7 +33,7 @@ from chronicle.experiment.cohorts import Member, Plan
 from chronicle.experiment.definitions import STAGES, Definitions
 from chronicle.experiment.providers import Provider, open_client
 from chronicle.experiment.recorder import Recorder
-from chronicle.experiment.render import RenderError, context_for, render, sha256_text
+from chronicle.experiment.render import RenderError, prompt_text, sha256_text
 from chronicle.experiment.scrubbing import Scrubber
 from chronicle.store import EventLog, InvalidEvent, Snapshot
 
@@ -111,26 +111,6 @@ def load_state(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
         if status == "ok" and st.ok_doc is None:
             st.ok_doc, st.parsed = doc, parsed_of.get(doc)
     return states
-
-
-def prompt_text(d: Definitions, stage: str, template_id: str, concept_ids: list[str], level: str,
-                parent_text: str | None) -> str:
-    """The prompt a stage sends: a rendered template, or the parent's text for a ``copy`` template.
-
-    The runner and ``chronicle audit prompt`` both call this, so an audit re-renders exactly as a run did.
-    """
-    t = d.templates[(stage, template_id)]
-    if stage == "draft":
-        concepts = [{"concept_id": c, "name": d.concepts[c], "content": d.descriptions[(level, c)]}
-                    for c in concept_ids]
-        context = context_for("draft", concepts=concepts)
-    else:
-        context = context_for(stage, parent_text=parent_text)
-    if t.generator == "copy":
-        return context["links_block"] if stage == "essay" else context["response"]
-    if t.text is None:
-        raise RenderError(f"template {template_id}: no file templates/{stage}/{template_id}.txt")
-    return render(template_id, t.text, context)
 
 
 class _RateLimiter:

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.events import GitCommit
-from chronicle.ingest.transcript_lines import path_key
+from chronicle.ingest.event_ids import commit_id
 from chronicle.store import EventLog
 
 _FIELDS = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
@@ -87,7 +87,7 @@ def read_commits(repo: Path, since: str | None = None) -> list[GitCommit]:
             files.append({"path": path, "status": cols[0][:1], "old_path": cols[1] if len(cols) == 3 else None,
                           "added": added, "removed": removed})
         events.append(GitCommit(
-            stream=stream, event_id=f"G{path_key(str(repo))}:{sha}", repo=str(repo), sha=sha,
+            stream=stream, event_id=commit_id(str(repo), sha), repo=str(repo), sha=sha,
             parents=parents.split(), author_name=an, author_email=ae, authored_at=_utc(ad),
             committer_name=cn, committer_email=ce, committed_at=_utc(cd), message=message,
             files_json=json.dumps(files, sort_keys=True, separators=(",", ":"))))

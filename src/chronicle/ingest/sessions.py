@@ -36,7 +36,7 @@ import polars as pl
 import pyarrow as pa
 
 from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
-from chronicle.ingest import transcript_lines
+from chronicle.ingest import event_ids, transcript_lines
 from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
 from chronicle.store import ConflictingEvent, EventLog, Snapshot, StoreError, codec
 from chronicle.store.log import PreparedTables, prepare_tables
@@ -335,7 +335,7 @@ class SessionIngester:
     def _problem(self, f: SourceFile, message: str, summary: Summary) -> None:
         """Record a problem with a file as ``source.error``, once per (file, message)."""
         path = str(f.path)
-        eid = f"E{transcript_lines.path_key(path)}:{_sha(message.encode())[:12]}"
+        eid = event_ids.error_id(path, _sha(message.encode()))
         if eid in self._known_errors:
             return
         self._record([SourceError(stream=f"source:{path}", event_id=eid, path=path, error=message)])
@@ -345,7 +345,7 @@ class SessionIngester:
 
     def _seen(self, f: SourceFile, size: int, generation: int) -> SourceSeen:
         path = str(f.path)
-        return SourceSeen(stream=f"source:{path}", event_id=f"S{transcript_lines.path_key(path)}:{generation}",
+        return SourceSeen(stream=f"source:{path}", event_id=event_ids.seen_id(path, generation),
                           path=path, root=str(f.root), rel_path=f.rel_path, kind=f.kind, file_size=size,
                           generation=generation)
 
@@ -366,7 +366,7 @@ class SessionIngester:
             summary.new_files += 1
         else:
             summary.changed_files += 1
-        events.append(SessionMeta(stream=f"source:{path}", event_id=f"M{transcript_lines.path_key(path)}:{n}",
+        events.append(SessionMeta(stream=f"source:{path}", event_id=event_ids.meta_id(path, n),
                                   path=path, kind=f.kind, sha256=sha, raw=raw))
         self._record(events, len(raw))
         summary.bytes += len(raw)
@@ -393,7 +393,7 @@ class SessionIngester:
                     gen = cur.generation + 1
                     self._record([
                         SourceRewritten(stream=f"source:{path}",
-                                        event_id=f"R{transcript_lines.path_key(path)}:{gen}",
+                                        event_id=event_ids.rewritten_id(path, gen),
                                         path=path, old_generation=cur.generation, new_generation=gen, reason=reason),
                         self._seen(f, size, gen),
                     ])
@@ -464,7 +464,7 @@ class SessionIngester:
         end = pos + len(data)
         tail = (tail + data[-TAIL:])[-TAIL:]
         cursor = SourceAppended(stream=f"source:{path}",
-                                event_id=f"A{transcript_lines.path_key(path)}:{generation}:{end}",
+                                event_id=event_ids.appended_id(path, generation, end),
                                 path=path, generation=generation, start=pos, end=end, end_line=line_no + n - 1,
                                 sha256=_sha(data), tail_sha256=_sha(tail))
         assert self._committer is not None

@@ -11,13 +11,13 @@ keeps its bytes. A chunk that is not all UTF-8 is checked line by line.
 from __future__ import annotations
 
 import codecs
-import hashlib
 from typing import Any
 
 import msgspec
 import pyarrow as pa
 
 from chronicle.events import SessionLine
+from chronicle.ingest import event_ids
 from chronicle.store import codec
 
 #: A line this long is still kept whole; the error notes its size.
@@ -184,14 +184,6 @@ def _is_utf8(data: bytes, piece: int = 1 << 20) -> bool:
     return True
 
 
-def line_event_id(path_key: str, generation: int, offset: int) -> str:
-    return f"L{path_key}:{generation}:{offset}"
-
-
-def path_key(path: str) -> str:
-    return hashlib.sha256(path.encode()).hexdigest()[:20]
-
-
 def line_spans(data: bytes) -> list[int]:
     """Offsets of the line starts in ``data``, and its length last: line i is
     ``data[spans[i]:spans[i + 1]]`` (the last one may lack its newline)."""
@@ -234,10 +226,10 @@ def table(path: str, generation: int, offset: int, line_no: int, data: bytes) ->
     raw = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.array(spans, pa.int64()).buffers()[1],
                                                        pa.py_buffer(data)])
     starts = [offset + o for o in spans[:-1]]
-    key = path_key(path)
+    key = event_ids.path_key(path)
     columns: dict[str, Any] = {
         "stream": [f"source:{path}"] * n,
-        "event_id": [line_event_id(key, generation, s) for s in starts],
+        "event_id": [event_ids.line_id(key, generation, s) for s in starts],
         "path": [path] * n,
         "generation": [generation] * n,
         "line_no": list(range(line_no, line_no + n)),

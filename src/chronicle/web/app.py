@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 import polars as pl
 from aiohttp import web
 
-from chronicle import daemon, history
+from chronicle import daemon_state, history
 from chronicle import search as search_index
 from chronicle.commands import search as search_cmd
 from chronicle.committed import CHECKPOINTS
@@ -166,8 +166,8 @@ async def overview(request: web.Request) -> web.Response:
                   .sort("events", descending=True).to_dicts())
     errors = tables.get("ingest_errors")
     error_page = Page.of(errors.sort("seq", descending=True), _int(request, "page", 1)) if errors is not None else None
-    state = daemon.read_state(ws)
-    running = daemon.is_running(ws)
+    state = daemon_state.read_state(ws)
+    running = daemon_state.is_running(ws)
     head = await asyncio.to_thread(lambda: request.app[READER_KEY].snapshot().head)
     return _render(request, "overview.html", title="Overview", chart=chart, totals=totals, errors=error_page,
                    daemon_state=state, running=running, head=head)

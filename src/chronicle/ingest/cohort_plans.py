@@ -16,7 +16,7 @@ import polars as pl
 from chronicle.events import CohortDefined
 from chronicle.experiment import cohorts
 from chronicle.experiment.definitions import Definitions, parse as parse_definitions, read_folder
-from chronicle.ingest.definitions import DefinitionsReport, ingest_definitions, recorded, recorded_versions
+from chronicle.ingest.definition_snapshots import DefinitionsReport, ingest_definitions, recorded, recorded_versions
 from chronicle.store import EventLog, Snapshot
 from chronicle.workspace import Workspace
 
