@@ -274,7 +274,7 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
         raise NeedsRebuild("a message without a session")  # it belongs to no session to make again
     lines = inputs["session.line"]
     touched = touched_sessions(new)
-    mine = lines_of_sessions(lines, touched)
+    mine = lines_of_sessions(lines, touched).collect().lazy()  # read once: several tables are made from them
     messages, tools = messages_and_tools(conversation(mine))
     untouched = ~pl.col("session_id").is_in(touched).fill_null(False)
     kept_tools = previous["tool_calls"].filter(untouched)

@@ -125,7 +125,7 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
     touched = touched_sessions(lines)
     if not touched:
         return previous
-    fresh = _episodes(lines_of_sessions(inputs["session.line"], touched))
+    fresh = _episodes(lines_of_sessions(inputs["session.line"], touched).collect().lazy())  # read once
     kept = previous["episodes"].filter(~pl.col("session_id").is_in(touched))
     return {"episodes": pl.concat([kept, fresh]).sort("session_id", "index")}
 

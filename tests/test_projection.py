@@ -172,3 +172,50 @@ def test_rebuilds_in_several_processes_keep_every_checkpoint(tmp_path: Path) -> 
     checkpoints = json.loads((ws.tables_dir / "_checkpoints.json").read_text())
     head = ws.open_log().snapshot().head
     assert {n: checkpoints[n]["seq"] for n in names} == {n: head for n in names}
+
+
+UPDATING = '''
+import os, time
+import polars as pl
+INPUTS = ["annotation"]
+OUTPUTS = ["{name}_notes"]
+def build(inputs):
+    return {{"{name}_notes": inputs["annotation"].select("seq").sort("seq").collect()}}
+def update(previous, delta):
+    with open(os.environ["SPANS"], "a") as fh:
+        fh.write(f"{name} start {{time.monotonic()}}\\n")
+    time.sleep(0.4)
+    if "{name}" == "broken" and os.environ.get("BREAK"):
+        raise ValueError("broken on purpose")
+    with open(os.environ["SPANS"], "a") as fh:
+        fh.write(f"{name} end {{time.monotonic()}}\\n")
+    return {{"{name}_notes": pl.concat([previous["{name}_notes"], delta["annotation"].select("seq").collect()])}}
+'''
+
+
+def test_updates_run_side_by_side_and_one_failing_leaves_the_others_committed(log: EventLog, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("steady", "broken"):
+        (folder / f"{name}.py").write_text(UPDATING.format(name=name))
+    spans = tmp_path / "spans"
+    monkeypatch.setenv("SPANS", str(spans))
+    tables = tmp_path / "tables"
+    _fill(log, 0, 3)
+    engine = Engine(tables, discover([folder]))
+    assert [o.action for o in engine.run(log.snapshot(), ["steady", "broken"])] == ["built", "built"]
+    _fill(log, 3, 2)
+    assert [o.action for o in engine.run(log.snapshot(), ["steady", "broken"])] == ["updated", "updated"]
+    times = {tuple(line.split()[:2]): float(line.split()[2]) for line in spans.read_text().splitlines()}
+    if (os.cpu_count() or 1) > 1:
+        assert times[("broken", "start")] < times[("steady", "end")] and times[("steady", "start")] < times[("broken", "end")], \
+            "the two updates overlap"
+    _fill(log, 5, 2)
+    monkeypatch.setenv("BREAK", "1")
+    with pytest.raises(ProjectionError, match="broken failed: ValueError: broken on purpose"):
+        engine.run(log.snapshot(), ["steady", "broken"])
+    checkpoints = engine.checkpoints()
+    assert checkpoints["steady"]["seq"] == log.snapshot().head == 7, "the update that worked is committed"
+    assert checkpoints["broken"]["seq"] == 5, "the one that failed keeps its tables and checkpoint"
+    assert pl.read_parquet(tables / "steady_notes.parquet")["seq"].to_list() == list(range(1, 8))

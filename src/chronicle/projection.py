@@ -34,6 +34,7 @@ import inspect
 import os
 import pkgutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -166,20 +167,45 @@ class Engine:
 
     def run(self, snapshot: Snapshot, names: list[str] | None = None, *, full: bool = False,
             out_dir: Path | None = None) -> list[Outcome]:
-        """Bring the selected projections up to ``snapshot.head``."""
+        """Bring the selected projections up to ``snapshot.head``.
+
+        Incremental updates run side by side (Polars releases the GIL; each is small
+        and holds its own projection's lock); full builds run one after another, so
+        memory peaks with the largest build, not with the sum of them."""
         target = out_dir or self.tables_dir
         target.mkdir(parents=True, exist_ok=True)
         chosen = self.select(names)
+        checkpoints = self.checkpoints(target)
+        updates = [p for p in chosen if not full and self._reusable(p, checkpoints.get(p.name), snapshot.head, target)]
+        builds = [p for p in chosen if p not in updates]
         bar = Progress(len(chosen), "rebuild", stream=None)
-        outcomes = []
+        outcomes: dict[str, Outcome] = {}
+        failures: list[BaseException] = []
         try:
-            for p in chosen:
+            if updates:
+                snapshot.types()  # read the WAL's events once, before the threads share the snapshot
+                with ThreadPoolExecutor(max_workers=min(len(updates), os.cpu_count() or 1)) as pool:
+                    running = {pool.submit(self._run_one, p, snapshot, target, False): p for p in updates}
+                    for done in as_completed(running):
+                        try:
+                            outcomes[running[done].name] = done.result()
+                        except BaseException as exc:  # the others still commit; the first failure is raised
+                            failures.append(exc)
+                        bar.advance(1, running[done].name)
+            for p in builds if not failures else ():
                 bar.advance(0, p.name)
-                outcomes.append(self._run_one(p, snapshot, target, full))
+                outcomes[p.name] = self._run_one(p, snapshot, target, full)
                 bar.advance(1, p.name)
         finally:
             bar.close()
-        return outcomes
+        if failures:
+            raise failures[0]
+        return [outcomes[p.name] for p in chosen]
+
+    def _reusable(self, p: Projection, cp: dict | None, head: int, target: Path) -> bool:
+        """Whether the projection's tables stand at a checkpoint an update can start from."""
+        state = self.state(p, cp, head, target)
+        return state == "ok" or state.startswith("behind")
 
     def _run_one(self, p: Projection, snap: Snapshot, target: Path, full: bool) -> Outcome:
         # One builder per projection at a time, across processes (the daemon and a
