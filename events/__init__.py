@@ -33,6 +33,7 @@ from .llm import (
     upcast_response_v2_to_v3,
 )
 from .parse import ParseResult, ParseResultV1, upcast_parse_v1_to_v2
+from .prices import PricesImported
 from .run import RunFinished, RunStarted
 from .session import SessionLine, SessionMeta
 from .source import SourceAppended, SourceError, SourceRewritten, SourceSeen
@@ -57,6 +58,7 @@ _CURRENT: tuple[type[Event], ...] = (
     LegacySource,
     Annotation,
     ClockStep,
+    PricesImported,
 )
 
 CATALOG: dict[str, type[Event]] = {cls.type_name(): cls for cls in _CURRENT}

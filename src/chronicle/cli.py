@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from chronicle import __version__
 from chronicle.commands import experiments as experiments_cmd
+from chronicle.commands import prices as prices_cmd
 from chronicle.commands import report as report_cmd
 from chronicle.commands import search as search_cmd
 from chronicle.commands import sessions as sessions_cmd
@@ -497,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     search_cmd.add_arguments(p)
     p.set_defaults(func=cmd_search)
     report_cmd.add_verb(sub)
+    prices_cmd.add_verbs(verb, sub)
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser

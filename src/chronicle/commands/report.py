@@ -52,8 +52,8 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     since, until = _day(args.since, "--since"), _day(args.until, "--until")
     if not args.no_ingest:
         _ingest(ws)
-    calls = _current_calls(ws)
-    report = summarise(calls, args.period, zone, since=since, until=until, project=args.project, model=args.model,
+    calls, prices = _current_calls(ws)
+    report = summarise(calls, prices, args.period, zone, since=since, until=until, project=args.project, model=args.model,
                        breakdown=args.breakdown, start_of_week=args.start_of_week)
     if args.json:
         for row in report.iter_rows(named=True):
@@ -107,13 +107,16 @@ def _ingest(ws: Workspace) -> None:
 
 
 def _current_calls(ws: Workspace):
+    """``api_calls`` brought up to date, and the price table in force."""
     from chronicle.projection import Engine, discover, read_tables
+    from chronicle.projections.usage import prices_in_force
 
-    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(ws.open_log().snapshot(), ["usage"])
-    return read_tables(ws.tables_dir, ["api_calls"])[0]["api_calls"]
+    snap = ws.open_log().snapshot()
+    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(snap, ["usage"])
+    return read_tables(ws.tables_dir, ["api_calls"])[0]["api_calls"], prices_in_force(snap.frame("prices.imported"))
 
 
-def summarise(calls, period: str, zone: str, *, since: date | None = None, until: date | None = None,
+def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None = None, until: date | None = None,
               project: str | None = None, model: str | None = None, breakdown: bool = False,
               start_of_week: str = "sunday"):
     """The report: a row per period (and model, with ``breakdown``), oldest first."""
@@ -131,7 +134,7 @@ def summarise(calls, period: str, zone: str, *, since: date | None = None, until
         calls = calls.filter(pl.col("project").fill_null("").str.contains(project, literal=True))
     if model:
         calls = calls.filter(pl.col("model").fill_null("").str.contains(model, literal=True))
-    calls = priced_calls(calls)
+    calls = priced_calls(calls, prices)
     if period == "daily":
         key = [pl.col("local_day").alias("date")]
     elif period == "weekly":
