@@ -385,7 +385,9 @@ exit codes: 0 ok, 1 a check failed, 2 bad usage or input, 3 workspace or storage
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from chronicle.entry import Parser
+
+    parser = Parser(
         prog="chronicle", description="An event-sourced, append-only log of LLM research work.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -517,13 +519,29 @@ def cmd_serve(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Verbs that work outside a workspace: the rest refuse a folder without data/log.
+NO_WORKSPACE = {"init", "demo", "parse"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from chronicle.entry import _verb, hoist_globals
+
+    argv = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
+    typo = _unknown_verb(parser, _verb(argv))
+    if typo:
+        print(typo, file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     LockWaits.notice = lambda text: print(f"chronicle {args.verb}: {text}", file=sys.stderr, flush=True)
     LockWaits.give_up_after = args.wait
     try:
         ws = Workspace.at(args.root)
+        if args.verb not in NO_WORKSPACE and not (ws.log_dir / "MANIFEST").is_file():
+            from chronicle.store.errors import NotAWorkspace
+
+            raise NotAWorkspace(f"{ws.root} is not a chronicle workspace (no data/log): run `chronicle --root "
+                                f"{ws.root} init` to make it one, or pass --root WORKSPACE")
         return args.func(ws, args)
     except ChronicleError as exc:
         print(f"chronicle {args.verb}: {exc.label}{exc}", file=sys.stderr)
@@ -540,6 +558,18 @@ def main(argv: list[str] | None = None) -> int:
               "(the workspace may be damaged: run `chronicle verify`; CHRONICLE_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return EXIT_STORE
+
+
+def _unknown_verb(parser: argparse.ArgumentParser, verb: str | None) -> str | None:
+    """A one-line error naming the nearest verb, when ``verb`` is none of them."""
+    import difflib
+
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if verb is None or verb in verbs:
+        return None
+    near = difflib.get_close_matches(verb, list(verbs), n=1)
+    hint = f"did you mean `chronicle {near[0]}`? " if near else ""
+    return f"chronicle: unknown verb {verb!r}: {hint}(`chronicle --help` lists them)"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -97,7 +97,7 @@ def load(root: Path) -> Config:
     path = root / CONFIG_NAME
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no file, or no workspace there (said by whoever needs one)
         return Config()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None

@@ -15,6 +15,13 @@ import sys
 GLOBAL_VALUES = {"--root", "--wait"}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (exit 2) instead of a usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` shows how)\n")
+
+
 def _verb(argv: list[str]) -> str | None:
     skip = False
     for arg in argv:
@@ -33,7 +40,7 @@ def search_main(argv: list[str]) -> int:
     from chronicle.config import ConfigError
     from chronicle.workspace import Workspace
 
-    parser = argparse.ArgumentParser(prog="chronicle")
+    parser = Parser(prog="chronicle")
     parser.add_argument("--root")
     parser.add_argument("--wait", type=float)
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -64,8 +71,29 @@ def search_main(argv: list[str]) -> int:
         return 3
 
 
+def hoist_globals(argv: list[str]) -> list[str]:
+    """``--root DIR`` and ``--wait SECONDS`` given after the verb, moved before it
+    (no verb has options of those names), so they work on either side."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_VALUES and rest:
+            if "=" in arg:
+                front.append(arg)
+            else:
+                front += argv[i:i + 2]
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
-    argv = sys.argv[1:]
+    argv = hoist_globals(sys.argv[1:])
     if _verb(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
         sys.exit(search_main(argv))
     from chronicle.cli import main as cli_main
