@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SHARED
+from test_sessions import REFERENCE
 
 EXAMPLES = ROOT / "data" / "examples" / "claude-projects"
 REAL = SHARED / "corpus" / "claude-code" / "claude-code-log" / "test" / "test_data" / "real_projects"
-REFERENCE = {  # ../shared/corpus/claude-code/NOTES.md: calls / input / output / cache_creation / cache_read
-    "claude-haiku-4-5-20251001": (18, 22155, 1606, 42768, 236968),
-    "claude-opus-4-1-20250805": (8, 25, 560, 9489, 146034),
-    "claude-opus-4-20250514": (3, 14, 643, 19749, 36713),
-    "claude-opus-4-5-20251101": (17, 8, 236, 33306, 339378),
-    "claude-opus-4-6": (9, 23, 88, 9036, 239606),
-    "claude-sonnet-4-20250514": (59, 361, 2887, 123685, 1689408),
-    "claude-sonnet-4-5-20250929": (11, 67, 802, 14376, 52479),
-}
 
 
 def _workspace(tmp_path: Path, projects: Path) -> tuple[Path, dict[str, str]]:
@@ -133,3 +125,48 @@ def test_on_the_real_corpus_every_day_equals_ccusage(tmp_path: Path) -> None:
         assert (o["input_tokens"], o["output_tokens"], o["cache_creation_input_tokens"], o["cache_read_input_tokens"]) == (
             d["inputTokens"], d["outputTokens"], d["cacheCreationTokens"], d["cacheReadTokens"]), d["period"]
         assert o["cost_usd"] == pytest.approx(d["totalCost"], abs=1e-6), d["period"]
+
+
+def test_blocks_cut_five_hour_windows_and_the_active_one_has_a_burn_rate(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    projects, env = _workspace(tmp_path, EXAMPLES)
+    now = datetime.now(timezone.utc)
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # noqa: E731
+    with open(projects / "-home-ana-repo" / "5e55a000-0000-4000-8000-000000000002.jsonl", "a") as fh:
+        b1 = (now - timedelta(days=3)).replace(minute=30, second=0)
+        fh.write(_assistant_line("b1", stamp(b1), output=100))
+        fh.write(_assistant_line("b2", stamp(b1 + timedelta(hours=4, minutes=45)), output=10))
+        fh.write(_assistant_line("b3", stamp(now - timedelta(minutes=20)), output=3000))
+    blocks = report(env, "blocks", "--timezone", "UTC", "--since", (now - timedelta(days=4)).date().isoformat())
+    real = [b for b in blocks if not b["is_gap"]]
+    gaps = [b for b in blocks if b["is_gap"]]
+    # b1 -> b2 is 4h45m: no gap between their blocks (a gap is 5 idle hours), but b2 is 5h15m after b1's hour
+    assert len(real) == 3 and len(gaps) == 1, [(b["start"], b["is_gap"]) for b in blocks]
+    first, second, active = real
+    assert first["output_tokens"] == 100, "a call 5 hours or more after its block's start begins the next block"
+    assert second["output_tokens"] == 10
+    assert active["is_active"] and not first["is_active"]
+    assert active["burn_tokens_per_minute"] > 0 and active["projected_total_tokens"] >= active["total_tokens"]
+    assert all(g["total_tokens"] == 0 and g["calls"] == 0 for g in gaps)
+    assert first["start"].endswith(":00:00+00:00"), "a block starts on the hour"
+
+
+@corpus
+@pytest.mark.skipif(not (os.environ.get("CCUSAGE") or shutil.which("ccusage")),
+                    reason="ccusage is not installed (npm install ccusage@20.0.24, or set CCUSAGE)")
+def test_on_the_real_corpus_blocks_equal_ccusages(tmp_path: Path) -> None:
+    _, env = _workspace(tmp_path, REAL)
+    ccusage = os.environ.get("CCUSAGE") or shutil.which("ccusage") or "ccusage"
+    theirs = json.loads(subprocess.run([ccusage, "blocks", "--json", "--offline"], env=env, capture_output=True,
+                                       text=True, check=True, timeout=120).stdout)["blocks"]
+    ours = report(env, "blocks", "--timezone", "UTC")
+    assert [b["is_gap"] for b in ours] == [b["isGap"] for b in theirs]
+    for o, t in zip(ours, theirs):
+        if o["is_gap"]:
+            continue
+        assert o["start"].replace(" ", "T").replace("+00:00", "") == t["startTime"].replace(".000Z", "")
+        counts = t["tokenCounts"]
+        assert (o["input_tokens"], o["output_tokens"], o["cache_creation_input_tokens"], o["cache_read_input_tokens"]) == (
+            counts["inputTokens"], counts["outputTokens"], counts["cacheCreationInputTokens"], counts["cacheReadInputTokens"])
+        assert o["cost_usd"] == pytest.approx(t["costUSD"], abs=1e-6)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from chronicle.commands.output import print_json
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
-PERIODS = ("daily", "weekly", "monthly", "session")
+PERIODS = ("daily", "weekly", "monthly", "session", "blocks")
+BLOCK = 5 * 3600  # seconds: Claude's usage windows, as ccusage cuts them
 HELP = "token usage and cost by day, week, month or session (reads new transcript bytes first)"
 EXAMPLES = """\
 examples:
@@ -25,6 +26,7 @@ examples:
   chronicle report weekly --since 2026-11-01 --breakdown
   chronicle report monthly --timezone UTC --json
   chronicle report session --project myrepo --model opus --csv
+  chronicle report blocks                        # 5-hour windows; the active one's burn rate
   chronicle report daily --no-ingest             # only what is recorded already
 """
 TOKENS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "total_tokens"]
@@ -135,6 +137,8 @@ def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None
     if model:
         calls = calls.filter(pl.col("model").fill_null("").str.contains(model, literal=True))
     calls = priced_calls(calls, prices)
+    if period == "blocks":
+        return _blocks(calls, zone, breakdown)
     if period == "daily":
         key = [pl.col("local_day").alias("date")]
     elif period == "weekly":
@@ -159,6 +163,58 @@ def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None
     out = calls.group_by(group).agg(aggregates)
     order = ["first", "session_id"] if period == "session" else [group[0].meta.output_name()]
     return out.sort(order + (["model"] if breakdown else []), nulls_last=True)
+
+
+def _blocks(calls, zone: str, breakdown: bool, now: datetime | None = None):
+    """5-hour blocks as ccusage cuts them: a block starts at the hour of its first call
+    and ends 5 hours later; a call 5 hours or more after the block's start or the
+    previous call starts the next one; the time between blocks is a gap row. The
+    active block (its end not reached, its last call under 5 hours ago) has a burn
+    rate (tokens a minute so far) and a projection to its end."""
+    import polars as pl
+
+    calls = calls.sort("time")
+    starts, last_seen, index = [], None, []
+    for t in calls["time"].dt.epoch("s").to_list():
+        if not starts or t - starts[-1] >= BLOCK or t - last_seen >= BLOCK:
+            starts.append(t - t % 3600)
+        index.append(len(starts) - 1)
+        last_seen = t
+    calls = calls.with_columns(pl.Series("block", index, dtype=pl.Int64))
+    group = ["block", "model"] if breakdown else ["block"]
+    rows = calls.group_by(group).agg(
+        pl.col("time").min().alias("first"), pl.col("time").max().alias("last"),
+        *([] if breakdown else [pl.col("model").drop_nulls().unique().sort().alias("models")]),
+        pl.len().cast(pl.Int64).alias("calls"), *[pl.col(c).fill_null(0).sum() for c in TOKENS],
+        pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).round(6).alias("cost_usd"),
+        (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
+    )
+    begin = pl.from_epoch(pl.Series("start", starts, dtype=pl.Int64), time_unit="s").dt.replace_time_zone("UTC")
+    rows = rows.join(pl.DataFrame({"block": range(len(starts)), "start": begin}), on="block").with_columns(
+        (pl.col("start") + pl.duration(seconds=BLOCK)).alias("end"), pl.lit(False).alias("is_gap"))
+    now_utc = (now or datetime.now().astimezone()).astimezone(timezone.utc)
+    block_last = pl.col("last").max().over("block")
+    active = (pl.col("end") > now_utc) & (pl.lit(now_utc) - block_last < pl.duration(seconds=BLOCK))
+    minutes = ((pl.lit(now_utc) - pl.col("first").min().over("block")).dt.total_seconds() / 60).clip(lower_bound=1)
+    rows = rows.with_columns(active.alias("is_active")).with_columns(
+        pl.when("is_active").then(pl.col("total_tokens") / minutes).alias("burn_tokens_per_minute"),
+        pl.when("is_active").then(pl.col("total_tokens") / minutes
+                                  * ((pl.col("end") - pl.col("first").min().over("block")).dt.total_seconds() / 60))
+        .round(0).alias("projected_total_tokens"))
+    # the gaps: from 5 hours after a block's last call to the next block's first call
+    spans = rows.group_by("block").agg(pl.col("first").min(), pl.col("last").max()).sort("block")
+    gaps = spans.with_columns(pl.col("first").shift(-1).alias("next")).filter(
+        pl.col("next").is_not_null() & (pl.col("next") - pl.col("last") >= pl.duration(seconds=BLOCK))).select(
+        (pl.col("block") + 0.5).alias("order"), (pl.col("last") + pl.duration(seconds=BLOCK)).alias("start"),
+        pl.col("next").alias("end"), pl.lit(True).alias("is_gap"), pl.lit(False).alias("is_active"),
+        pl.lit(0, pl.Int64).alias("calls"), *[pl.lit(0, pl.Int64).alias(c) for c in TOKENS],
+        pl.lit(0, pl.Int64).alias("unpriced_calls"))
+    rows = pl.concat([rows.with_columns(pl.col("block").cast(pl.Float64).alias("order")), gaps], how="diagonal")
+    local = [pl.col(c).dt.convert_time_zone(zone) for c in ("start", "end", "first", "last")]
+    order = ["order", "model"] if breakdown else ["order"]
+    columns = ["start", "end", "first", "last", "is_gap", "is_active", *(["model"] if breakdown else ["models"]),
+               "calls", *TOKENS, "cost_usd", "unpriced_calls", "burn_tokens_per_minute", "projected_total_tokens"]
+    return rows.with_columns(local).sort(order, nulls_last=True).select(columns)
 
 
 def _print_table(report, period: str, zone: str) -> None:
