@@ -27,6 +27,7 @@ from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import prices as prices_cmd
 from chronicle.commands import report as report_cmd
 from chronicle.commands import search as search_cmd
+from chronicle.commands import sql as sql_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
 from chronicle.commands.output import out, print_json
@@ -501,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
     report_cmd.add_verb(sub)
     prices_cmd.add_verbs(verb, sub)
+    sql_cmd.add_verb(sub)
     verb("demo", cmd_demo, "run the end-to-end demo on the embedded example data", "chronicle --root demo demo",
          json_flag=False)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
@@ -13,3 +14,11 @@ def print_json(obj: object) -> None:
 
 def out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def terminal_width(default: int = 200) -> int:
+    """Columns of the terminal stdout goes to (``default`` when it is a pipe or file)."""
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return default

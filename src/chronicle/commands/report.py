@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import date, datetime, timezone
 
-from chronicle.commands.output import print_json
+from chronicle.commands.output import print_json, terminal_width
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
@@ -228,19 +228,12 @@ def _print_table(report, period: str, zone: str) -> None:
     if "models" in shown.columns:
         shown = shown.with_columns(pl.col("models").list.join(", "))
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   fmt_str_lengths=48, tbl_width_chars=_width()):
+                   fmt_str_lengths=48, tbl_width_chars=terminal_width()):
         print(shown)
     cost = report["cost_usd"].sum()
     unpriced = report["unpriced_calls"].sum()
     print(f"total: {report['calls'].sum():,} calls, {report['total_tokens'].sum():,} tokens, ${cost:,.2f}"
           + (f" ({unpriced:,} calls of unpriced models not included)" if unpriced else "") + f"; times in {zone}")
-
-
-def _width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 200
 
 
 def add_verb(sub: argparse._SubParsersAction) -> None:
