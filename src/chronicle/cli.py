@@ -542,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb not in NO_WORKSPACE and not (ws.log_dir / "MANIFEST").is_file():
             from chronicle.store.errors import NotAWorkspace
 
-            raise NotAWorkspace(f"{ws.root} is not a chronicle workspace (no data/log): run `chronicle --root "
-                                f"{ws.root} init` to make it one, or pass --root WORKSPACE")
+            raise NotAWorkspace(f"{ws.root} is not a chronicle workspace (no data/log): run `chronicle init` "
+                                "there to make it one, or pass --root WORKSPACE")
         return args.func(ws, args)
     except ChronicleError as exc:
         print(f"chronicle {args.verb}: {exc.label}{exc}", file=sys.stderr)
