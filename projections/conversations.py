@@ -32,6 +32,12 @@ OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "sessio
 #: messages holds the transcripts' text (100 MB of CSV for 700 MB of transcripts, rewritten on every update):
 #: Parquet only, read with `chronicle show messages --csv` when wanted.
 NO_CSV = ["messages"]
+#: What `chronicle show` prints for people (every column with --columns all, --json or --csv).
+VIEW = {
+    "sessions": ["session_id", "title", "project", "first_time", "duration_s", "human_messages", "models"],
+    "messages": ["seq", "session_id", "time", "role", "is_human", "text"],
+    "tool_calls": ["session_id", "called_at", "tool_name", "input_summary", "is_error"],
+}
 
 #: Message text kept in the table (the full text stays in the log).
 TEXT_LIMIT = 2000
@@ -177,8 +183,13 @@ def sessions(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
 def _titled(rows: pl.DataFrame, lines: pl.LazyFrame, known: pl.DataFrame | None = None) -> pl.DataFrame:
     """Session rows (see session_rows) with their titles, in table order: read from all
     ``lines``, or taken from ``known`` (for_session, title) when an update found they stand."""
+    first_line = pl.col("first_prompt").str.strip_chars().str.split("\n").list.first().str.slice(0, 80)
     return (rows.join(titles(lines) if known is None else known, left_on="session_id", right_on="for_session",
                       how="left")
+            # else the first thing the human said (which can move: a record counts at its latest recording)
+            .with_columns(pl.col("title").is_null().alias("title_from_prompt"))
+            .with_columns(pl.coalesce("title", first_line).alias("title"),
+                          (pl.col("title_from_prompt") & first_line.is_not_null()).alias("title_from_prompt"))
             .select(_SESSION_COLUMNS).sort("first_time", "session_id", nulls_last=True))
 
 
@@ -221,14 +232,15 @@ def session_rows(lines: pl.LazyFrame, messages: pl.DataFrame) -> pl.DataFrame:
               .agg(pl.struct(pl.col("record_type").alias("type"), pl.col("len").cast(pl.Int64).alias("n"))
                    .alias("record_counts")).collect())
     humans = (messages.filter(pl.col("is_human")).group_by("session_id")
-              .agg(pl.len().cast(pl.Int64).alias("human_messages")))
+              .agg(pl.len().cast(pl.Int64).alias("human_messages"),
+                   pl.col("text").sort_by("seq").first().alias("first_prompt")))
     return (base.join(counts, on="session_id", how="left").join(humans, on="session_id", how="left")
             .with_columns(pl.col("human_messages").fill_null(0)))
 
 
-_SESSION_COLUMNS = ["session_id", "title", "project", "slug", "first_time", "last_time", "duration_s", "records",
-                    "user_records", "assistant_records", "system_records", "human_messages", "record_counts",
-                    "models", "git_branches", "subagents", "files"]
+_SESSION_COLUMNS = ["session_id", "title", "title_from_prompt", "project", "slug", "first_time", "last_time", "duration_s", "records",
+                    "user_records", "assistant_records", "system_records", "human_messages", "first_prompt",
+                    "record_counts", "models", "git_branches", "subagents", "files"]
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
@@ -280,10 +292,10 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
     kept_tools = previous["tool_calls"].filter(untouched)
     if kept_tools.join(tools.select("tool_use_id"), on="tool_use_id", how="semi").height:
         raise NeedsRebuild("a tool call id repeated in another session")
-    kept = previous["sessions"].filter(untouched).drop("title")
+    kept = previous["sessions"].filter(untouched).drop("title", "title_from_prompt")
     known = None
-    if titles_stand(new, lines):
-        known = previous["sessions"].filter(pl.col("title").is_not_null()).select(
+    if titles_stand(new, lines):  # the titles records gave stand; a first prompt is taken again
+        known = previous["sessions"].filter(pl.col("title").is_not_null() & ~pl.col("title_from_prompt")).select(
             pl.col("session_id").alias("for_session"), "title")
     all_sessions = _titled(pl.concat([kept, session_rows(mine, messages)], how="diagonal"), lines, known)
     # a subagent is made from all its own lines (one agent's lines may carry more than one session)

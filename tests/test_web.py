@@ -123,7 +123,10 @@ def test_lists_and_long_sessions_are_paginated(viewer: Viewer) -> None:
     assert len(ids[0]) == 50 and ids[1] and not ids[0] & ids[1]
     assert re.search(r"page 2 of \d+", second) and 'rel="prev"' in second
     pages = [viewer.get(f"/sessions/{LONG_SID}?page={n}")[1] for n in (1, 2, 3)]
-    conversations = [p.split('<section class="episodes">')[0] for p in pages]
+    # the conversation: after the header (whose title is the first thing said), before the episodes
+    conversations = [p.split('<p class="meta">', 1)[1].split("</p>", 1)[1].split('<section class="episodes">')[0]
+                     for p in pages]
+    assert all('<p class="meta">message number 0 ·' in p for p in pages), "untitled: the first prompt is its title"
     numbers = [set(map(int, re.findall(r"message number (\d+)", c))) for c in conversations]
     assert [len(n) for n in numbers] == [200, 200, 50]
     assert min(numbers[1]) == 200 and max(numbers[2]) == 449

@@ -27,6 +27,7 @@ from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import prices as prices_cmd
 from chronicle.commands import report as report_cmd
 from chronicle.commands import search as search_cmd
+from chronicle.commands import show as show_cmd
 from chronicle.commands import sql as sql_cmd
 from chronicle.commands import sessions as sessions_cmd
 from chronicle.commands import watch as watch_cmd
@@ -280,37 +281,6 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
-    import polars as pl
-
-    from chronicle.projection import csv_ready, read_tables
-    from chronicle.store import StoreError
-
-    engine = _engine(ws)
-    known = {t for p in engine.projections.values() for t in p.outputs}
-    if args.table not in known:
-        raise UsageError(f"no table named {args.table!r} (known tables: {', '.join(sorted(known))})")
-    if not args.stale:  # what was recorded is in the very next show: the table is brought up to date first
-        engine.run(ws.open_log().snapshot(), [args.table])
-    try:
-        df = read_tables(ws.tables_dir, [args.table])[0][args.table]
-    except FileNotFoundError:
-        raise UsageError(f"table {args.table!r} has not been built yet (run `chronicle rebuild`, or drop --stale)") from None
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise StoreError(f"{ws.tables_dir / args.table}.parquet: cannot be read ({type(exc).__name__}); "
-                         "`chronicle show` without --stale rebuilds it") from None
-    if args.limit is not None:
-        df = df.head(args.limit)
-    if args.json:
-        sys.stdout.write(df.write_ndjson())
-    elif args.csv:
-        sys.stdout.write(csv_ready(df).write_csv())
-    else:
-        with pl.Config(tbl_rows=50, fmt_str_lengths=60, tbl_width_chars=160):
-            out(str(df))
-    return EXIT_OK
-
-
 def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.store import integrity
 
@@ -433,11 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
     p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
     verb("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
-    p = verb("show", cmd_show, "print a table (brought up to date with the log first)", "chronicle show events_by_type --csv")
-    p.add_argument("table")
-    p.add_argument("--stale", action="store_true", help="print the table as it stands, without bringing it up to date")
-    p.add_argument("--csv", action="store_true", help="CSV output")
-    p.add_argument("--limit", type=int)
+    show_cmd.add_verb(verb)
     p = verb("verify", cmd_verify, "recompute every hash; exit 1 naming the first bad file and byte range",
              "chronicle verify --against 1200:5f0c...")
     p.add_argument("--against", metavar="SEQ:HASH", help="also prove the log only grew since this checkpoint")

@@ -35,7 +35,7 @@ import os
 import pkgutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -80,6 +80,8 @@ class Projection:
     no_csv: frozenset[str] = frozenset()
     #: ``update`` takes a third argument: every event of its inputs (lazily), to re-read the streams the delta touches.
     update_reads_all: bool = False
+    #: Per table, the columns `chronicle show` prints for people by default (``VIEW``).
+    views: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_module(cls, module: ModuleType, name: str) -> Projection:
@@ -101,6 +103,7 @@ class Projection:
             source=module.__file__ or name,
             no_csv=frozenset(getattr(module, "NO_CSV", ())),
             update_reads_all=hasattr(module, "update") and len(inspect.signature(module.update).parameters) >= 3,
+            views=dict(getattr(module, "VIEW", {})),
         )
 
 
