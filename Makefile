@@ -6,13 +6,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench local stress wheel-check clean
 
-$(STAMP): pyproject.toml
+BASE := $(VENV)/.base
+
+# chronicle itself: all the demo needs.
+$(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(BASE)
+
+# and what the tests and benchmarks use.
+$(STAMP): $(BASE)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/chronicle --root demo demo
 
 test: $(STAMP)

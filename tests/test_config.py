@@ -74,3 +74,24 @@ def test_the_readme_reference_is_the_one_the_structs_print() -> None:
 
     readme = (ROOT / "README.md").read_text()
     assert f"```toml\n{config.reference().rstrip()}\n```" in readme, "README: paste config.reference() again"
+
+
+def test_init_writes_every_setting_commented_and_the_provider_example_works_uncommented(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    proc = run_cli("--root", str(ws), "init", root=tmp_path)
+    assert proc.returncode == 0 and b"next:" in proc.stdout and b"report daily" in proc.stdout
+    text = (ws / "chronicle.toml").read_text()
+    assert config.load(ws) == config.Config(), "all commented out: the defaults"
+    for struct in (config.ProviderTable, config.WatchTable, config.ProjectionsTable, config.RunTable):
+        for field in struct.__struct_fields__:
+            assert f"# {field}" in text, field
+    lines = text.splitlines()
+    start = lines.index("# [providers.openrouter]")
+    lines[start:start + 3] = [line[2:] for line in lines[start:start + 3]]
+    (ws / "chronicle.toml").write_text("\n".join(lines) + "\n")
+    router = providers.configured(config.load(ws))["openrouter"]
+    assert (router.kind, router.base_url, router.api_key_env) == ("openai", "https://openrouter.ai/api/v1",
+                                                                  "OPENROUTER_API_KEY")
+    again = run_cli("--root", str(ws), "init", root=tmp_path)
+    assert again.returncode == 0 and b"already initialised" in again.stdout and b"wrote" not in again.stdout
+    assert "[providers.openrouter]\n" in (ws / "chronicle.toml").read_text(), "never overwritten"

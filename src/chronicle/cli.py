@@ -68,9 +68,23 @@ def _engine(ws: Workspace) -> Engine:
 # ------------------------------------------------------------------- verbs
 
 def cmd_init(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.commands.output import command_name
+    from chronicle.config import CONFIG_NAME, commented_template
+
     existed = ws.log_dir.joinpath("MANIFEST").exists()
     ws.init()
     out(f"{'workspace already initialised' if existed else 'initialised workspace'} at {ws.root}")
+    config = ws.root / CONFIG_NAME
+    if not config.exists():
+        config.write_text(commented_template())
+        out(f"wrote {config}: every setting, commented out")
+    c = command_name() + ("" if Path.cwd().resolve() == ws.root else f" --root {ws.root}")
+    out("next:")
+    for command, why in ((f"{c} report daily", "Claude Code tokens and cost per day (reads ~/.claude/projects)"),
+                         (f"{c} show sessions", "your sessions, titled"),
+                         (f"{c} watch", "keep recording as you work"),
+                         (f"{c} serve", "browse them at http://127.0.0.1:8765/")):
+        out(f"  {command:<{len(c) + 16}} # {why}")
     return EXIT_OK
 
 

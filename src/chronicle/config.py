@@ -163,3 +163,20 @@ def reference() -> str:
             lines.append(f"{field.name}{shown}" + (f"  # {description}" if description else ""))
         lines.append("")
     return "\n".join(lines)
+
+
+def commented_template() -> str:
+    """A chronicle.toml with every setting shown and commented out (what ``init`` writes)."""
+    lines = ["# chronicle.toml: every setting, commented out, with its default. Uncomment to change one.",
+             "# An unknown key is refused by name. Reference: README, section Configuration.", ""]
+    for line in reference().splitlines():
+        if line.startswith("# ["):
+            section = line[2:].split("]", 1)[0] + "]"
+            lines += [f"# {line[2:]}", f"# {section.replace('NAME', 'openrouter')}"]
+            if "providers" in section:
+                lines += ['# base_url = "https://openrouter.ai/api/v1"', '# api_key_env = "OPENROUTER_API_KEY"']
+        elif line:
+            lines.append(f"# {line}")
+        else:
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -91,5 +91,11 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         out(str(pl.read_parquet(ws.tables_dir / "evaluation_scores_by_template_model.parquet")))
     cp = integrity.checkpoint(log)
     out(f"checkpoint {cp}")
-    out(f"tables: {ws.tables_dir}  (try: chronicle --root {ws.root} show events_by_type)")
+    from chronicle.commands.output import command_name
+
+    c = f"{command_name()} --root {ws.root}"
+    out(f"tables: {ws.tables_dir}")
+    out(f"try:  {c} show sessions")
+    out(f"      {c} report daily --no-ingest")
+    out(f"      {c} serve          # then open http://127.0.0.1:8765/")
     return 0 if report.ok else 1

@@ -22,3 +22,21 @@ def terminal_width(default: int = 200) -> int:
         return os.get_terminal_size(sys.stdout.fileno()).columns
     except (OSError, ValueError):
         return default
+
+
+def command_name() -> str:
+    """How to type `chronicle` here: the bare name when it is the one on PATH, else the
+    path of the one running (``.venv/bin/chronicle`` after ``make demo``)."""
+    import shutil
+    from pathlib import Path
+
+    running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if running is None or running.name != "chronicle":
+        return "chronicle"
+    on_path = shutil.which("chronicle")
+    if on_path and Path(on_path).resolve() == running.resolve():
+        return "chronicle"
+    try:
+        return str(running.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(running.resolve())
