@@ -21,7 +21,7 @@ CORPUS = SHARED / "corpus" / "claude-code"
 PROJECTIONS = ["usage", "episodes", "conversations"]
 
 
-def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int) -> None:
+def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int, part_rows: int = 100_000) -> None:
     files = sorted(p for p in src_root.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json"))
     rng = random.Random(seed)
     src = tmp_path / "src"
@@ -29,7 +29,7 @@ def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int) -> None:
     actions: dict[str, set[str]] = {p: set() for p in PROJECTIONS}
     with EventLog.init(tmp_path / "log") as log:
         ingester = SessionIngester(log, tmp_path / "ingest.lock", quiet_seconds=3600)
-        inc = Engine(tmp_path / "inc", discover())
+        inc = Engine(tmp_path / "inc", discover(), part_rows=part_rows)
         for step in range(steps):
             last = step == steps - 1
             for f in (files if last else rng.sample(files, k=max(1, len(files) // 2))):
@@ -46,8 +46,12 @@ def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int) -> None:
             for o in inc.run(log.snapshot(), PROJECTIONS):
                 actions[o.name].add(o.action)
             full = tmp_path / f"full{step}"
-            Engine(full, discover()).run(log.snapshot(), PROJECTIONS, full=True)
-            for t in sorted(p.name for p in full.glob("*.parquet")):
+            Engine(full, discover(), part_rows=part_rows).run(log.snapshot(), PROJECTIONS, full=True)
+            published = sorted(p.relative_to(full) for p in full.rglob("*.parquet") if ".gen" not in p.parts)
+            assert published == sorted(p.relative_to(tmp_path / "inc") for p in (tmp_path / "inc").rglob("*.parquet")
+                                       if ".gen" not in p.parts), f"step {step}: the same files"
+            assert part_rows > 1000 or any(t.parent.name for t in published), "small parts: some table in parts"
+            for t in published:  # a table in parts: each part, linked from before or written, the same bytes
                 a, b = (tmp_path / "inc" / t).read_bytes(), (full / t).read_bytes()
                 assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest(), f"step {step}: {t}"
             shutil.rmtree(full)
@@ -62,6 +66,11 @@ def test_incremental_tables_equal_full_builds_on_the_real_corpus(tmp_path: Path)
 
 def test_incremental_tables_equal_full_builds_on_the_examples(tmp_path: Path) -> None:
     _feed(ROOT / "data" / "examples" / "claude-projects", tmp_path, steps=6, seed=8)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is absent (a fresh clone)")
+def test_incremental_tables_in_parts_equal_full_builds_on_the_real_corpus(tmp_path: Path) -> None:
+    _feed(CORPUS, tmp_path, steps=5, seed=5, part_rows=40)
 
 
 def test_experiment_tables_updated_step_by_step_equal_full_builds(tmp_path: Path) -> None:

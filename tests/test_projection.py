@@ -219,3 +219,59 @@ def test_updates_run_side_by_side_and_one_failing_leaves_the_others_committed(lo
     assert checkpoints["steady"]["seq"] == log.snapshot().head == 7, "the update that worked is committed"
     assert checkpoints["broken"]["seq"] == 5, "the one that failed keeps its tables and checkpoint"
     assert pl.read_parquet(tables / "steady_notes.parquet")["seq"].to_list() == list(range(1, 8))
+
+
+PARTED = '''
+import polars as pl
+from chronicle.projection import NeedsRebuild
+INPUTS = ["annotation"]
+OUTPUTS = ["notes"]
+def build(inputs):
+    df = inputs["annotation"].select("seq", "value").sort("seq").collect()
+    return {"notes": df.head(2) if (df["value"] == "shrink").any() else df}
+def update(previous, delta):
+    new = delta["annotation"].select("seq", "value").sort("seq").collect()
+    if (new["value"] == "shrink").any():
+        raise NeedsRebuild("shrink")
+    return {"notes": pl.concat([previous["notes"], new])}
+'''
+
+
+def test_a_large_table_is_written_in_parts_and_an_update_rewrites_only_the_parts_it_changed(
+        log: EventLog, tmp_path: Path) -> None:
+    from chronicle.committed import load_checkpoints
+    from chronicle.projection import read_tables
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "parted.py").write_text(PARTED)
+    tables = tmp_path / "tables"
+    engine = Engine(tables, discover([folder]), part_rows=4)
+    _fill(log, 0, 10)
+    engine.run(log.snapshot(), ["parted"])
+    first = load_checkpoints(tables)["parted"]
+    assert first["parts"] == {"notes": 3} and not (tables / "notes.parquet").exists()
+    assert sorted(p.name for p in (tables / "notes").iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+    assert pl.read_parquet(tables / "notes" / "*.parquet")["seq"].to_list() == list(range(1, 11)), "plain files"
+    inodes = {p.name: p.stat().st_ino for p in (tables / first["gen"] / "notes").iterdir()}
+    _fill(log, 10, 1)
+    assert engine.run(log.snapshot(), ["parted"])[0].action == "updated"
+    second = load_checkpoints(tables)["parted"]
+    new = tables / second["gen"] / "notes"
+    assert {p.name: p.stat().st_ino == inodes[p.name] for p in new.iterdir()} == {
+        "part-00000.parquet": True, "part-00001.parquet": True, "part-00002.parquet": False}, \
+        "the parts the update left as they were are linked, the last one written"
+    got = read_tables(tables, ["notes"])[0]["notes"]
+    full = tmp_path / "full"
+    Engine(full, discover([folder]), part_rows=4).run(log.snapshot(), ["parted"], full=True)
+    assert got.equals(read_tables(full, ["notes"])[0]["notes"]) and got["seq"].to_list() == list(range(1, 12))
+    full_gen = full / load_checkpoints(full)["parted"]["gen"]
+    for part in sorted((full_gen / "notes").iterdir()):
+        assert part.read_bytes() == (new / part.name).read_bytes(), f"{part.name}: linked or written, the same bytes"
+    assert Engine(tables, discover([folder])).state(discover([folder])["parted"], second, log.snapshot().head) == "ok"
+    (new / "part-00000.parquet").write_bytes(b"damaged")
+    assert engine.state(discover([folder])["parted"], second, log.snapshot().head) == "damaged", "every part is checked"
+    log.append([note(99, value="shrink")])
+    assert engine.run(log.snapshot(), ["parted"])[0].action == "built"
+    assert (tables / "notes.parquet").exists() and not (tables / "notes").exists(), "one file again, the parts gone"
+    assert read_tables(tables, ["notes"])[0]["notes"].height == 2

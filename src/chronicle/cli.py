@@ -60,9 +60,9 @@ def _snapshot(ws: Workspace, as_of: str | None):
 
 
 def _engine(ws: Workspace) -> Engine:
-    from chronicle.projection import Engine, discover
+    from chronicle.projection import Engine
 
-    return Engine(ws.tables_dir, discover(ws.projection_dirs()))
+    return Engine.of(ws)
 
 
 # ------------------------------------------------------------------- verbs
@@ -273,6 +273,8 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
 def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
+    from chronicle.committed import table_files
+
     engine = _engine(ws)
     checkpoints = engine.checkpoints()
     head = ws.open_log().snapshot().head
@@ -281,10 +283,11 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
         cp = checkpoints.get(p.name)
         state = engine.state(p, cp, head)
         for t in p.outputs:
-            path = ws.tables_dir / f"{t}.parquet"
-            size = path.stat().st_size if path.exists() else None
+            files = table_files(ws.tables_dir, cp or {}, t)
+            size = sum(f.stat().st_size for f in files) if all(f.exists() for f in files) else None
             rows.append({"table": t, "projection": p.name, "rows": (cp or {}).get("rows", {}).get(t) if size else None,
-                         "bytes": size, "seq": (cp or {}).get("seq"), "state": state})
+                         "bytes": size, "parts": len(files) if size else None, "seq": (cp or {}).get("seq"),
+                         "state": state})
     rows.sort(key=lambda r: r["table"])
     if args.json:
         for r in rows:

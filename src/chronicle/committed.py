@@ -58,11 +58,23 @@ class Committed:
         owner = self._owner.get(table)
         return None if owner is None else self.checkpoints[owner]["seq"]
 
-    def path(self, table: str, suffix: str = ".parquet") -> Path:
-        """The committed file of ``table``; the plain file for a table no checkpoint names."""
+    def files(self, table: str) -> list[Path]:
+        """The committed Parquet files of ``table``, in order: one, or its parts (a large
+        table); the plain file for a table no checkpoint names."""
         owner = self._owner.get(table)
-        gen = self.checkpoints[owner].get("gen") if owner is not None else None
-        return (self.tables_dir / gen if gen else self.tables_dir) / f"{table}{suffix}"
+        return table_files(self.tables_dir, self.checkpoints[owner] if owner is not None else {}, table)
+
+
+def table_files(target: Path, cp: dict, table: str) -> list[Path]:
+    """The Parquet files a checkpoint names for ``table``: ``<table>.parquet``, or
+    ``<table>/part-NNNNN.parquet`` when it was written in parts."""
+    base = target / cp["gen"] if cp.get("gen") else target
+    parts = cp.get("parts", {}).get(table)
+    return [base / part_name(table, i) for i in range(parts)] if parts else [base / f"{table}.parquet"]
+
+
+def part_name(table: str, i: int) -> str:
+    return f"{table}/part-{i:05d}.parquet"
 
 
 def load_checkpoints(tables_dir: Path) -> dict[str, dict]:
@@ -72,54 +84,72 @@ def load_checkpoints(tables_dir: Path) -> dict[str, dict]:
         return {}
 
 
-def open_tables(tables_dir: Path, tables: Iterable[str]) -> tuple[Committed, dict[str, object]]:
-    """Open the committed files of ``tables``, all from one read of the checkpoints;
-    open file objects (the caller closes them) go on reading their bytes even if
-    a newer commit removes their generation."""
+def open_tables(tables_dir: Path, tables: Iterable[str]) -> tuple[Committed, dict[str, list]]:
+    """Open the committed files of ``tables`` (each a list: one file, or its parts), all
+    from one read of the checkpoints; open file objects (the caller closes them) go on
+    reading their bytes even if a newer commit removes their generation."""
     names = list(tables)
     for _ in range(_RETRIES):
         committed = Committed.at(tables_dir)
-        handles: dict[str, object] = {}
+        handles: dict[str, list] = {}
         try:
             for t in names:
-                handles[t] = open(committed.path(t), "rb")
+                handles[t] = []
+                for path in committed.files(t):
+                    handles[t].append(open(path, "rb"))
             return committed, handles
         except FileNotFoundError:
-            for fh in handles.values():
-                fh.close()  # type: ignore[attr-defined]
+            for opened in handles.values():
+                for fh in opened:
+                    fh.close()
             if not any(committed.projection_of(t) for t in names):
                 raise  # never built: nothing newer will appear by asking again
     raise OSError(f"{tables_dir}: tables {names} kept being replaced while being opened")
 
 
 def write_generation(target: Path, projection: str, seq: int, tables: dict[str, object]) -> tuple[str, dict[str, list]]:
-    """Write a generation: ``tables`` maps a file name (``api_calls.parquet``) to a
-    function that writes it to a given path. Returns the generation's path
-    relative to ``target`` and, per Parquet table, [bytes, mtime ns, sha256]."""
+    """Write a generation: ``tables`` maps a file name (``api_calls.parquet``, or a
+    part: ``messages/part-00002.parquet``) to a function that writes it to a given
+    path, or to the Path of an identical file of the previous generation (a part the
+    update left as it was: hard-linked, not written again). Returns the
+    generation's path relative to ``target`` and, per Parquet file (by name without
+    ``.parquet``), [bytes, mtime ns, sha256]."""
     rel = f"{GENERATIONS}/{projection}/{seq:012d}-{os.getpid()}-{secrets.token_hex(4)}"
     gen = target / rel
     gen.mkdir(parents=True)
     try:
         from concurrent.futures import ThreadPoolExecutor
 
+        for name in tables:
+            (gen / name).parent.mkdir(exist_ok=True)
         # Polars releases the GIL while it encodes: the tables are written side by side.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for done in [pool.submit(write, gen / name) for name, write in tables.items()]:
+            for done in [pool.submit(_link if isinstance(write, Path) else write,
+                                     *((write, gen / name) if isinstance(write, Path) else (gen / name,)))
+                         for name, write in tables.items()]:
                 done.result()
         files = {}
-        for f in sorted(gen.iterdir()):
-            with open(f, "rb") as fh:
-                if f.suffix == ".parquet":
+        for name in sorted(tables):
+            with open(gen / name, "rb") as fh:
+                if name.endswith(".parquet"):
                     digest = hashlib.file_digest(fh, "sha256").hexdigest()
                     st = os.fstat(fh.fileno())
-                    files[f.stem] = [st.st_size, st.st_mtime_ns, digest]
+                    files[name.removesuffix(".parquet")] = [st.st_size, st.st_mtime_ns, digest]
                 os.fsync(fh.fileno())
-        fsync_dir(gen)
+        for folder in {(gen / name).parent for name in tables}:
+            fsync_dir(folder)
         fsync_dir(gen.parent)
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)
         raise
     return rel, files
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links: a copy
+        shutil.copyfile(src, dst)
 
 
 def commit(target: Path, projection: str, entry: dict) -> None:
@@ -132,41 +162,61 @@ def commit(target: Path, projection: str, entry: dict) -> None:
 
 
 def publish(target: Path, entry: dict, tables: Iterable[str]) -> None:
-    """Give each committed table its plain name (``<table>.parquet``, ``.csv``),
-    unless it already has it. Idempotent: run again after a crash."""
-    gen = entry.get("gen")
-    if not gen:
+    """Give each committed table its plain name, unless it already has it: ``<table>.parquet``
+    (and ``.csv``), or, for a table written in parts, the folder ``<table>/`` of them
+    (``read_parquet('<table>/*.parquet')``). Idempotent: run again after a crash."""
+    if not entry.get("gen"):
         return
     changed = False
     for t in tables:
-        for suffix in (".parquet", ".csv"):
-            src, dst = target / gen / f"{t}{suffix}", target / f"{t}{suffix}"
-            try:
-                if os.path.samefile(src, dst):
-                    continue
-            except FileNotFoundError:
-                if not src.exists():
-                    if suffix == ".csv":  # a Parquet-only table: no CSV of an older build may linger
-                        dst.unlink(missing_ok=True)
-                    continue
-            tmp = target / f".{t}{suffix}.publish"
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(src, tmp)
-            except OSError:  # a file system without hard links: a copy
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-            changed = True
+        parts = entry.get("parts", {}).get(t)
+        if parts:
+            folder = target / t
+            folder.mkdir(exist_ok=True)
+            names = [part_name(t, i) for i in range(parts)]
+            changed |= any([_publish_file(target / entry["gen"] / n, target / n) for n in names])
+            keep = {Path(n).name for n in names}
+            for stale in folder.iterdir():
+                if stale.name not in keep:
+                    stale.unlink()
+                    changed = True
+            stale_files = [target / f"{t}.parquet", target / f"{t}.csv"]
+        else:
+            changed |= _publish_file(target / entry["gen"] / f"{t}.parquet", target / f"{t}.parquet")
+            csv = target / entry["gen"] / f"{t}.csv"
+            changed |= _publish_file(csv, target / f"{t}.csv") if csv.exists() else False
+            stale_files = [] if csv.exists() else [target / f"{t}.csv"]  # a Parquet-only table: no old CSV
+            if (target / t).is_dir():  # it was written in parts before
+                shutil.rmtree(target / t)
+                changed = True
+        for stale in stale_files:
+            if stale.exists():
+                stale.unlink()
+                changed = True
     if changed:
         fsync_dir(target)
 
 
+def _publish_file(src: Path, dst: Path) -> bool:
+    """``dst`` made the same file as ``src`` by one rename; whether it had to change."""
+    try:
+        if os.path.samefile(src, dst):
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = dst.with_name(f".{dst.name}.publish")
+    tmp.unlink(missing_ok=True)
+    _link(src, tmp)
+    os.replace(tmp, dst)
+    return True
+
+
 def published(target: Path, entry: dict, tables: Iterable[str]) -> bool:
-    gen = entry.get("gen")
-    if not gen:
+    if not entry.get("gen"):
         return True
     try:
-        return all(os.path.samefile(target / gen / f"{t}.parquet", target / f"{t}.parquet") for t in tables)
+        return all(os.path.samefile(f, target / f.relative_to(target / entry["gen"]))
+                   for t in tables for f in table_files(target, entry, t))
     except FileNotFoundError:
         return False
 

@@ -77,6 +77,8 @@ class ProjectionsTable(_Section):
     """[projections]: the workspace's own projection modules."""
 
     paths: Annotated[list[str], _doc("folders of projection modules, relative to the workspace")] = []
+    part_rows: Annotated[PosInt, _doc("a table of more rows is written in parts of this many (an update rewrites "
+                                      "only the parts it changes)")] = 100_000
 
 
 class RunTable(_Section):

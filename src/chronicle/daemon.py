@@ -49,7 +49,7 @@ from chronicle.ingest.claude_files import SourceFile, classify, default_roots, d
 from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.sessions import SessionIngester
-from chronicle.projection import Engine, ProjectionError, discover as discover_projections
+from chronicle.projection import Engine, ProjectionError
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
 from chronicle.daemon_state import LOCK_NAME, STATE_NAME, read_state
@@ -152,7 +152,7 @@ class Watcher:
         self.logger = logger
         self.stop = threading.Event()
         self.log = ws.open_log()
-        self.engine = Engine(ws.tables_dir, discover_projections(ws.projection_dirs()))
+        self.engine = Engine.of(ws)
         self.state = _State(pid=os.getpid(), started_at=_now(),
                             roots=[str(p) for p in [*config.claude_roots, config.definitions_dir,
                                                     config.cohorts_dir, *config.git_repos]])

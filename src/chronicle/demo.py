@@ -25,7 +25,7 @@ from chronicle.experiment import providers
 from chronicle.experiment.runner import RunOptions, Runner
 from chronicle.ingest.sessions import SessionIngester
 from chronicle.jsonl import parse_lines
-from chronicle.projection import Engine, discover
+from chronicle.projection import Engine
 from chronicle.store import integrity
 from chronicle.workspace import Workspace
 
@@ -71,7 +71,7 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         f"{run.already_done} already done")
     sealed = log.seal()
     out(f"sealed {sum(e.count for e in sealed):,} events into {len(sealed)} segment(s)")
-    engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
+    engine = Engine.of(ws)
     for o in engine.run(log.snapshot()):
         out(f"projection {o.name}: {o.action} at seq {o.seq} ({', '.join(f'{t}: {n:,} rows' for t, n in o.rows.items())})")
     docs = materialize(log.snapshot(), ws.data / "docs", prune=True)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -54,7 +55,13 @@ from chronicle.store import Snapshot
 from chronicle.store.errors import CorruptionError, StorageFull, StoreError
 from chronicle.store.fsutil import is_full, locked
 
+if TYPE_CHECKING:
+    from chronicle.workspace import Workspace
+
 ALL_EVENTS = "*"
+#: A table of more rows than this is written in parts of this many rows (see Engine._write;
+#: ``[projections] part_rows`` in chronicle.toml).
+PART_ROWS = 100_000
 
 
 class ProjectionError(CheckFailed):
@@ -148,9 +155,15 @@ class Outcome:
 
 
 class Engine:
-    def __init__(self, tables_dir: Path, projections: dict[str, Projection]):
+    def __init__(self, tables_dir: Path, projections: dict[str, Projection], *, part_rows: int = PART_ROWS):
         self.tables_dir = tables_dir
         self.projections = projections
+        self.part_rows = part_rows
+
+    @classmethod
+    def of(cls, ws: Workspace) -> Engine:
+        """The workspace's engine: its tables, the built-in projections and its own, its settings."""
+        return cls(ws.tables_dir, discover(ws.projection_dirs()), part_rows=ws.config.projections.part_rows)
 
     def checkpoints(self, out_dir: Path | None = None) -> dict[str, dict]:
         return committed.load_checkpoints(out_dir or self.tables_dir)
@@ -220,7 +233,7 @@ class Engine:
         """How a projection's tables stand against a log at ``head``: "ok", "missing",
         "damaged", "stale code", "ahead of the log" or "behind by N"."""
         target = target or self.tables_dir
-        if cp is None or not all(_table_path(target, cp, t).exists() for t in p.outputs):
+        if cp is None or not all(f.exists() for t in p.outputs for f in committed.table_files(target, cp, t)):
             return "missing"
         if not tables_intact(target, p.outputs, cp):
             return "damaged"
@@ -269,7 +282,7 @@ class Engine:
         if action == "updated" and result is previous:  # an update that changed nothing rewrites nothing
             entry |= {"files": cp.get("files"), "gen": cp.get("gen")}
         else:
-            entry |= self._write(p, result, target, snap.head)
+            entry |= self._write(p, result, target, snap.head, previous, cp)
         committed.commit(target, p.name, entry)
         committed.publish(target, entry, p.outputs)
         committed.collect_garbage(target, p.name, entry.get("gen"))
@@ -280,7 +293,7 @@ class Engine:
         """The tables an update merges into; None when one cannot be read (a damaged
         table is rebuilt from the log, never merged into)."""
         try:
-            return {t: pl.read_parquet(_table_path(target, cp, t)) for t in p.outputs}
+            return {t: _read_files(committed.table_files(target, cp, t)) for t in p.outputs}
         except (OSError, pl.exceptions.PolarsError):
             return None
 
@@ -301,14 +314,34 @@ class Engine:
             if not isinstance(df, pl.DataFrame):
                 raise ProjectionError(f"projection {p.name}: table {t} is a {type(df).__name__}, not a polars DataFrame")
 
-    @staticmethod
-    def _write(p: Projection, result: dict[str, pl.DataFrame], target: Path, seq: int) -> dict:
-        """Write a new generation of the tables (not yet committed): its "gen" and "files"."""
-        writers = {f"{t}.parquet": partial(df.write_parquet, compression="zstd") for t, df in result.items()}
-        writers |= {f"{t}.csv": partial(_write_csv, df) for t, df in result.items() if t not in p.no_csv}
+    def _write(self, p: Projection, result: dict[str, pl.DataFrame], target: Path, seq: int,
+               previous: dict[str, pl.DataFrame] | None = None, cp: dict | None = None) -> dict:
+        """Write a new generation of the tables (not yet committed): its "gen", "files"
+        and "parts". A table of more than ``part_rows`` rows is written in parts of that
+        many rows (Parquet only); a part equal to the same part of the previous
+        tables is linked from their generation, not written again, so an update
+        that adds rows at the end of a large table writes its last part."""
+        writers: dict[str, object] = {}
+        parts: dict[str, int] = {}
+        for t, df in result.items():
+            if df.height <= self.part_rows:
+                writers[f"{t}.parquet"] = partial(df.write_parquet, compression="zstd")
+                if t not in p.no_csv:
+                    writers[f"{t}.csv"] = partial(_write_csv, df)
+                continue
+            parts[t] = -(-df.height // self.part_rows)
+            before = previous.get(t) if previous is not None and cp is not None else None
+            had = (cp or {}).get("parts", {}).get(t, 0)
+            for i in range(parts[t]):
+                chunk = df.slice(i * self.part_rows, self.part_rows)
+                name = committed.part_name(t, i)
+                if before is not None and i < had and chunk.equals(before.slice(i * self.part_rows, self.part_rows)):
+                    writers[name] = target / cp["gen"] / name  # type: ignore[index]
+                else:
+                    writers[name] = partial(chunk.write_parquet, compression="zstd")
         try:
             gen, files = committed.write_generation(target, p.name, seq, writers)
-            return {"gen": gen, "files": files}
+            return {"gen": gen, "files": files, **({"parts": parts} if parts else {})}
         except OSError as exc:
             if is_full(exc):
                 raise StorageFull(f"{target}: no space to write the tables of {p.name} ({os.strerror(exc.errno or 0)}); "
@@ -326,14 +359,15 @@ def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     always; the sha256 when the file's mtime changed since (or none was recorded,
     by an older engine: then its Parquet footer at least must read)."""
     files = cp.get("files") or {}
-    for t in tables:
-        path = _table_path(target, cp, t)
+    base = target / cp["gen"] if cp.get("gen") else target
+    for path in (f for t in tables for f in committed.table_files(target, cp, t)):
+        key = path.relative_to(base).as_posix().removesuffix(".parquet")
         try:
             st = os.stat(path)
-            if t not in files:
+            if key not in files:
                 pq.read_metadata(path)
                 continue
-            size, mtime_ns, digest = files[t]
+            size, mtime_ns, digest = files[key]
             if st.st_size != size:
                 return False
             if st.st_mtime_ns != mtime_ns:
@@ -345,9 +379,10 @@ def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     return True
 
 
-def _table_path(target: Path, cp: dict, table: str) -> Path:
-    gen = cp.get("gen")
-    return (target / gen if gen else target) / f"{table}.parquet"
+def _read_files(files: list) -> pl.DataFrame:
+    """One table from its files (paths or open handles), parts concatenated in order."""
+    frames = [pl.read_parquet(f) for f in files]
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
 
 
 def _write_csv(df: pl.DataFrame, path: Path) -> None:
@@ -372,15 +407,8 @@ def read_tables(tables_dir: Path, names: list[str]) -> tuple[dict[str, pl.DataFr
     then pages), and a handle always sees one whole file."""
     view, handles = committed.open_tables(tables_dir, names)
     try:
-        return {t: pl.read_parquet(fh) for t, fh in handles.items()}, view
+        return {t: _read_files(opened) for t, opened in handles.items()}, view
     finally:
-        for fh in handles.values():
-            fh.close()
-
-
-def list_tables(tables_dir: Path) -> list[tuple[str, int, int]]:
-    """(name, rows, bytes) of every table present."""
-    out = []
-    for path in sorted(tables_dir.glob("*.parquet")):
-        out.append((path.stem, pq.ParquetFile(path).metadata.num_rows, path.stat().st_size))
-    return out
+        for opened in handles.values():
+            for fh in opened:
+                fh.close()

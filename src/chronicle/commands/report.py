@@ -110,11 +110,11 @@ def _ingest(ws: Workspace) -> None:
 
 def _current_calls(ws: Workspace):
     """``api_calls`` brought up to date, and the price table in force."""
-    from chronicle.projection import Engine, discover, read_tables
+    from chronicle.projection import Engine, read_tables
     from chronicle.projections.usage import prices_in_force
 
     snap = ws.open_log().snapshot()
-    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(snap, ["usage"])
+    Engine.of(ws).run(snap, ["usage"])
     return read_tables(ws.tables_dir, ["api_calls"])[0]["api_calls"], prices_in_force(snap.frame("prices.imported"))
 
 

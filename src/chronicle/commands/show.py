@@ -41,12 +41,12 @@ def add_verb(verb) -> None:
 def run(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
-    from chronicle.projection import Engine, csv_ready, discover, read_tables
+    from chronicle.projection import Engine, csv_ready, read_tables
     from chronicle.store import StoreError
 
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit must be 0 or more (got {args.limit})")
-    engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
+    engine = Engine.of(ws)
     owner = {t: p for p in engine.projections.values() for t in p.outputs}
     if args.table not in owner:
         raise UsageError(f"no table named {args.table!r} (known tables: {', '.join(sorted(owner))})")

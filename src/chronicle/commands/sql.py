@@ -49,11 +49,11 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
 
     from chronicle.committed import Committed
     from chronicle.events import CATALOG
-    from chronicle.projection import Engine, csv_ready, discover, read_tables
+    from chronicle.projection import Engine, csv_ready, read_tables
 
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must be 0 or more")
-    engine = Engine(ws.tables_dir, discover(ws.projection_dirs()))
+    engine = Engine.of(ws)
     tables = sorted(t for p in engine.projections.values() for t in p.outputs)
     wanted = named(args.query, tables)
     snap = ws.open_log().snapshot()

@@ -592,9 +592,9 @@ async def _catch_up_forever(app: web.Application) -> None:
 
 
 def _run_projections(ws: Workspace) -> None:
-    from chronicle.projection import Engine, discover
+    from chronicle.projection import Engine
 
-    Engine(ws.tables_dir, discover(ws.projection_dirs())).run(ws.open_log().snapshot())
+    Engine.of(ws).run(ws.open_log().snapshot())
 
 
 def tables_behind(ws: Workspace) -> tuple[int, int] | None:

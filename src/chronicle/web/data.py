@@ -30,27 +30,36 @@ class TableCache:
 
     def __init__(self, tables_dir: Path):
         self.dir = tables_dir
-        self._cache: dict[str, tuple[tuple[str, int, int, int], pl.DataFrame]] = {}
+        self._cache: dict[str, tuple[tuple, pl.DataFrame]] = {}
 
     def view(self) -> TableView:
         return TableView(self, Committed.at(self.dir))
 
     def read(self, committed: Committed, name: str) -> pl.DataFrame | None:
-        path = committed.path(name)
+        handles = []
         try:
-            with open(path, "rb") as fh:  # open first: a newer commit may remove the generation
-                st = os.fstat(fh.fileno())
-                stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-                hit = self._cache.get(name)
-                if hit is not None and hit[0] == stamp:
-                    return hit[1]
-                df = pl.read_parquet(fh)
+            for path in committed.files(name):  # open first: a newer commit may remove the generation
+                handles.append(open(path, "rb"))
+            stamp = tuple((str(fh.name), *_stat(fh)) for fh in handles)
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            frames = [pl.read_parquet(fh) for fh in handles]
+            df = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
         except FileNotFoundError:
             if committed.projection_of(name) is None:
                 return None
             return self.read(Committed.at(self.dir), name)  # replaced since this page began: the newer one
+        finally:
+            for fh in handles:
+                fh.close()
         self._cache[name] = (stamp, df)
         return df
+
+
+def _stat(fh) -> tuple[int, int, int]:
+    st = os.fstat(fh.fileno())
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class TableView:
