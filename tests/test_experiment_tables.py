@@ -99,7 +99,7 @@ def test_reparse_catches_a_changed_parser_and_records_without_overwriting(tmp_pa
                             real.summary)
     monkeypatch.setitem(parsers.PARSERS, "score", broken)
     report = audit.reparse(log, stage="evaluation", record=True)
-    changed = {d["doc_id"] for d in report.disagreements}
+    changed = {d["doc_id"] for d in report.disagreements + report.scale_only}  # both are recorded
     assert report.checked == 48 and len(changed) > 0 and report.recorded == len(changed)
     results = log.snapshot().frame("parse.result").collect()
     assert results.height == 84 + len(changed)  # appended, nothing overwritten
@@ -128,3 +128,22 @@ def test_audit_prompt_uses_the_definitions_as_recorded_then(tmp_path: Path) -> N
     bad = chronicle("audit", "prompt", "v_forged", root=ws)
     assert bad.returncode == 1 and "DOES NOT MATCH" in bad.stdout
     assert chronicle("audit", "prompt", "nope", root=ws).returncode == 2
+
+
+def test_reparse_compares_the_score_and_reports_a_scale_difference_apart(tmp_path: Path, monkeypatch) -> None:
+    ws = make_workspace(tmp_path)
+    assert chronicle("run", "demo", "--provider", "echo", root=ws).returncode == 0
+    log = EventLog(ws / "data" / "log")
+    real = parsers.PARSERS["score"]
+
+    def rescaled(text: str) -> parsers.Parsed:
+        found = real(text)
+        return parsers.Parsed(found.status, found.parsed, found.score, 100.0 if found.score is not None else None,
+                              found.reason)
+
+    monkeypatch.setitem(parsers.PARSERS, "score", parsers.Parser("score", real.version, real.stage, rescaled,
+                                                                 real.summary))
+    report = audit.reparse(log, parser_name="score", stage="evaluation")
+    scored = [d for d in report.scale_only if d["recorded"]["score"] is not None]
+    assert report.disagreements == [] or all(d["recorded"]["score"] != d["now"]["score"] for d in report.disagreements)
+    assert scored and all(d["now"]["scale"] == 100.0 and d["recorded"]["score"] == d["now"]["score"] for d in scored)

@@ -284,3 +284,20 @@ def test_sigkill_mid_run_then_resume_sends_nothing_twice(tmp_path: Path) -> None
         assert max(r["in_flight"] for r in after) == 4
     finally:
         server.stop()
+
+
+def test_a_failed_run_says_why_grouped_and_counted(tmp_path: Path) -> None:
+    server = Server("--fault-rate", "1.0", "--faults", "500", "--require-key", SECRET)
+    try:
+        ws = make_workspace(tmp_path, provider_toml(server.url, max_attempts=1))
+        as_json = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", "--limit", "2", "--json", root=ws)
+        summary = json.loads(as_json.stdout)
+        assert sum(summary["causes"].values()) == summary["failed"] == 2
+        assert all(c.startswith("gen_error (HTTP 500)") for c in summary["causes"])
+        proc = chronicle("run", "demo", "--provider", "fake", "--stage", "draft", "--limit", "3", root=ws)
+        assert proc.returncode == 1
+        why = [line for line in proc.stdout.splitlines() if line.startswith("  failed: ")]
+        assert why and why[0].startswith("  failed: 3 x gen_error (HTTP 500)"), proc.stdout
+        assert SECRET not in proc.stdout + as_json.stdout
+    finally:
+        server.stop()

@@ -34,11 +34,14 @@ class ReparseReport:
     checked: int = 0
     agree: int = 0
     disagreements: list[dict] = field(default_factory=list)
+    #: Results whose finding (status and score) agrees and only the scale differs (say 7/9 then, 7/10 now).
+    scale_only: list[dict] = field(default_factory=list)
     recorded: int = 0
 
 
-def _same(old: dict, new: parsers.Parsed) -> bool:
-    return (old["status"], old["parsed"], old["score"], old["scale"]) == (new.status, new.parsed, new.score, new.scale)
+def _found(status: str, parsed: str | None, score: float | None) -> tuple:
+    """What a parser found: its status and score (its text, for a parser that gives no score)."""
+    return (status, score) if score is not None else (status, parsed)
 
 
 def reparse(log: EventLog, parser_name: str | None = None, stage: str | None = None, record: bool = False
@@ -64,10 +67,11 @@ def reparse(log: EventLog, parser_name: str | None = None, stage: str | None = N
             continue
         new = parser(row["text"])
         report.checked += 1
-        if _same(row, new):
+        same_finding = _found(row["status"], row["parsed"], row["score"]) == _found(new.status, new.parsed, new.score)
+        if same_finding and row["scale"] == new.scale:
             report.agree += 1
             continue
-        report.disagreements.append({
+        (report.scale_only if same_finding else report.disagreements).append({
             "doc_id": row["doc_id"], "stage": row["stage"],
             "recorded": {"parser": f"{row['parser']}@{row['parser_version']}", "status": row["status"],
                          "score": row["score"], "scale": row["scale"]},

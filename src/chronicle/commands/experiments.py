@@ -181,6 +181,10 @@ def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
     print(f"run {s.run_id} ({s.provider}): took on {todo}; {s.ok} ok, {s.failed} failed, {s.calls} calls, "
           f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion tokens in {s.seconds:.1f}s; "
           f"{s.already_done} already done, {s.blocked} waiting for their parent, {s.left_failed} failed earlier")
+    for cause, n in sorted(s.causes.items(), key=lambda c: (-c[1], c[0])):
+        print(f"  failed: {n} x {cause}")
+    if s.causes:
+        print("  (every attempt is recorded: chronicle show documents --where \"status != 'ok'\"; retry those keys with --retry-errors)")
 
 
 # ---------------------------------------------------------------- parse
@@ -253,9 +257,14 @@ def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
                 print(f"  {d['doc_id']}: {d['why']}")
         if len(report.disagreements) > 50:
             print(f"  ... and {len(report.disagreements) - 50} more (--json for all)")
+        if report.scale_only:
+            scales = {(d["recorded"]["scale"], d["now"]["scale"]) for d in report.scale_only}
+            said = ", ".join(f"{a if a is not None else 'none'} -> {b if b is not None else 'none'}"
+                             for a, b in sorted(scales, key=str))
+            print(f"  {len(report.scale_only)} agree on the score and differ only in its scale ({said})")
         print(f"reparse: {report.checked} responses checked, {report.agree} agree, "
-              f"{len(report.disagreements)} disagree" + (f"; {report.recorded} new parse results recorded"
-                                                         if args.record else ""))
+              f"{len(report.disagreements)} disagree, {len(report.scale_only)} differ only in scale"
+              + (f"; {report.recorded} new parse results recorded" if args.record else ""))
     return EXIT_FAILED if report.disagreements and not args.record else EXIT_OK
 
 

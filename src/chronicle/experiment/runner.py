@@ -80,6 +80,25 @@ class RunSummary:
     completion_tokens: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)  # e.g. a template that fails to render
+    #: Why keys failed: a cause (status, HTTP status, the error's first line) -> how many keys.
+    causes: dict[str, int] = field(default_factory=dict)
+
+    def failed_because(self, cause: str) -> None:
+        self.failed += 1
+        self.causes[cause] = self.causes.get(cause, 0) + 1
+
+
+def failure_cause(attempt: Attempt) -> str:
+    """A key's failure, grouped with its kind: status, HTTP status and the error's first line
+    (numbers that vary per request, such as ids and timings, blanked)."""
+    import re
+
+    http = f" (HTTP {attempt.http_status})" if attempt.http_status is not None else ""
+    first = (attempt.error or "").strip().splitlines()[0] if attempt.error else ""
+    if attempt.status == "truncated" and not first:
+        first = f"the reply was cut off (finish_reason {attempt.finish_reason or 'length'}); raise max_tokens"
+    first = re.sub(r"\d+(\.\d+)?", "N", first)[:160]
+    return f"{attempt.status}{http}" + (f": {first}" if first else "")
 
 
 def load_state(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
@@ -247,7 +266,7 @@ class Runner:
                 prompt = pending if pending is not None else self._prompt_for(m)
             except RenderError as exc:  # nothing was sent; the key stays to do once the template is fixed
                 self.summary.problems.append(f"{m.stage} {m.logical_key_id}: {exc}")
-                self.summary.failed += 1
+                self.summary.failed_because(f"template {m.template_id} did not render")
                 return
             for i in range(max(1, self.provider.max_attempts)):
                 if pending is None:
@@ -318,5 +337,5 @@ class Runner:
                                 self.provider.name, retry_after, self.provider.max_retry_after_seconds)
                     retry_after = self.provider.max_retry_after_seconds
                 await asyncio.sleep(backoff_delay(i, self.provider.backoff_seconds, retry_after))
-            self.summary.failed += 1
+            self.summary.failed_because(failure_cause(attempt))
             self.on_progress(self.summary, self.inflight)
