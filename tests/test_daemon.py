@@ -4,6 +4,7 @@ and the tables it leaves equal a one-shot ingest of the final files."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -265,3 +266,18 @@ def test_daemon_records_definitions_and_replans_cohorts_as_they_change(setup) ->
 def make_workspace_files(ws: Path) -> None:
     shutil.copytree(EXPERIMENT / "1_raw", ws / "data" / "1_raw", dirs_exist_ok=True)
     shutil.copytree(EXPERIMENT / "cohorts", ws / "data" / "cohorts", dirs_exist_ok=True)
+
+
+def test_watch_says_each_pass_in_one_line_on_the_terminal_too(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    projects = tmp_path / "claude"
+    shutil.copytree(ROOT / "data" / "examples" / "claude-projects", projects)
+    Workspace.at(ws).init()
+    (ws / "chronicle.toml").write_text(f'[watch]\nclaude_roots = ["{projects}"]\ngit_repos = []\n')
+    proc = subprocess.run([sys.executable, "-m", "chronicle", "watch", "--once"], capture_output=True, text=True,
+                          env={**os.environ, "CHRONICLE_ROOT": str(ws)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    passes = [line for line in proc.stderr.splitlines() if " pass: " in line]
+    assert len(passes) == 1 and re.match(r"\d\d:\d\d:\d\d pass: 4 files, \d+ new lines, .* MB, 0 rewritten", passes[0])
+    logged = [json.loads(line) for line in (ws / "data" / "logs" / "watch.log").read_text().splitlines()]
+    assert [e for e in logged if e["event"] == "pass"][0]["files"] == 4, "and in the JSON log"

@@ -459,3 +459,20 @@ def test_reaction_taxonomy(text: str, label: str) -> None:
     from chronicle.projections.episodes import reaction
 
     assert reaction(text)[0] == label
+
+
+def test_export_session_finds_a_session_whose_file_is_named_otherwise(ws: Workspace, tmp_path: Path) -> None:
+    """`history session` finds a session by the id its lines carry; so does `export session`."""
+    folder = tmp_path / "projects" / "-tmp"
+    folder.mkdir(parents=True)
+    line = json.dumps({"type": "user", "uuid": "u1", "sessionId": "lonely", "cwd": "/tmp",
+                       "timestamp": "2026-01-01T00:00:00.000Z", "message": {"role": "user", "content": "hi"}}) + "\n"
+    (folder / "named-otherwise.jsonl").write_text(line)
+    (folder / "twice-a.jsonl").write_text(line.replace("lonely", "twice"))
+    (folder / "twice-b.jsonl").write_text(line.replace("lonely", "twice").replace("u1", "u2"))
+    ingest(ws, tmp_path / "projects")
+    assert run_cli("history", "session", "lonely", root=ws.root).returncode == 0
+    exported = run_cli("export", "session", "lonely", root=ws.root)
+    assert exported.returncode == 0 and exported.stdout == line.encode()
+    both = run_cli("export", "session", "twice", root=ws.root)
+    assert both.returncode == 2 and b"in 2 transcripts" in both.stderr and b"export sessions DIR --session" in both.stderr

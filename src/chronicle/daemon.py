@@ -114,7 +114,23 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, sort_keys=True)
 
 
-def make_logger(ws: Workspace) -> logging.Logger:
+class _LineFormatter(logging.Formatter):
+    """For the terminal: the time, the event and its fields on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        if record.getMessage() == "pass":
+            said = (f"pass: {fields.get('files', 0):,} files, {fields.get('lines', 0):,} new lines, "
+                    f"{(fields.get('bytes') or 0) / 1e6:,.1f} MB, {fields.get('rewritten', 0)} rewritten, "
+                    f"{fields.get('problems', 0)} problems ({fields.get('seconds') or 0:.2f} s)")
+        else:
+            said = " ".join([record.getMessage(), *(f"{k}={v}" for k, v in fields.items())])
+        return f"{datetime.fromtimestamp(record.created).strftime('%H:%M:%S')} {said}"
+
+
+def make_logger(ws: Workspace, terminal: bool = False) -> logging.Logger:
+    """The daemon's log: JSON Lines in data/logs/watch.log, and one line per event on
+    stderr when ``terminal`` (`chronicle watch` run by hand)."""
     folder = ws.data / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(f"chronicle.watch.{ws.root}")
@@ -124,6 +140,10 @@ def make_logger(ws: Workspace) -> logging.Logger:
         handler = logging.handlers.RotatingFileHandler(folder / "watch.log", maxBytes=10 << 20, backupCount=5)
         handler.setFormatter(_JsonFormatter())
         logger.addHandler(handler)
+        if terminal:
+            line = logging.StreamHandler(sys.stderr)
+            line.setFormatter(_LineFormatter())
+            logger.addHandler(line)
     return logger
 
 
@@ -407,7 +427,7 @@ def serve(ws: Workspace, once: bool = False) -> None:
         except BlockingIOError:
             state = read_state(ws)
             raise AlreadyRunning(f"a daemon already watches {ws.root} (pid {state.get('pid', '?')})") from None
-        watcher = Watcher(ws, WatchConfig.from_workspace(ws), make_logger(ws))
+        watcher = Watcher(ws, WatchConfig.from_workspace(ws), make_logger(ws, terminal=True))
 
         def stop(signum: int, _frame: object) -> None:
             _info(watcher.logger, "signal", signal=signal.Signals(signum).name)

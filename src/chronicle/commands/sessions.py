@@ -73,11 +73,17 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle import export
 
     snap = ws.open_log().snapshot()
-    files = export.session_files(snap, args.session_id)
-    main = [f for f in files if Path(f.path).stem == args.session_id and f.kind == "session"]
+    files = [f for f in export.session_files(snap, args.session_id) if f.kind == "session"]
+    # its own <id>.jsonl; else the one transcript whose lines carry its id (a file named otherwise)
+    main = [f for f in files if Path(f.path).stem == args.session_id] or files
     if not main:
         print(f"chronicle export session: error: no ingested transcript for session {args.session_id!r}",
               file=sys.stderr)
+        return EXIT_USAGE
+    if len(main) > 1:
+        print(f"chronicle export session: error: session {args.session_id!r} is in {len(main)} transcripts "
+              f"({', '.join(sorted(f.path for f in main)[:5])}); `chronicle export sessions DIR --session "
+              f"{args.session_id}` writes them all", file=sys.stderr)
         return EXIT_USAGE
     done = export.write_one(snap, main[0], Path(args.output) if args.output else None)
     if args.output:
