@@ -253,7 +253,12 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.jsonl import dump
 
     snap = ws.open_log().snapshot()
-    found = history.of_session(snap, args.id) if args.kind == "session" else history.of_doc(snap, args.id)
+    from chronicle import id_lookup
+
+    if args.kind == "session":
+        found = history.of_session(snap, id_lookup.session_id(snap, args.id))
+    else:
+        found = history.of_doc(snap, id_lookup.doc_id(snap, args.id))
     if not found.events:
         raise UsageError(f"no events for {args.kind} {args.id!r}")
     if args.json:
@@ -434,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("history", cmd_history, "every event of a session or document, in order, with its lineage",
              "chronicle history session 5e55a000-0000-4000-8000-000000000001")
     p.add_argument("kind", choices=["session", "doc"])
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the id, a unique prefix of it, or (doc) DayDreaming's task id")
     verb("checkpoint", cmd_checkpoint, "print head seq, head hash and time (to anchor outside)", "chronicle checkpoint")
     ingest = verb("ingest", None, "record sources as events (see: chronicle ingest sessions --help)",
                   "chronicle ingest sessions ~/.claude/projects", json_flag=False)
@@ -460,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = verb("session", sessions_cmd.export_session, "one session's transcript, byte for byte (stdout or -o FILE)",
              "chronicle export session 6f1c...-e2 -o session.jsonl", parent=esub)
-    p.add_argument("session_id", metavar="ID")
+    p.add_argument("session_id", metavar="ID", help="the session id or a unique prefix of it")
     p.add_argument("-o", "--output", metavar="FILE")
     p = verb("sessions", sessions_cmd.export_sessions, "every ingested transcript and sidecar, as a tree under DIR",
              "chronicle export sessions ~/restored --session 6f1c...-e2", parent=esub)

@@ -272,7 +272,10 @@ def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle import audit
 
     try:
-        result = audit.reprompt(ws.open_log().snapshot(), args.doc_id)
+        from chronicle.id_lookup import doc_id
+
+        snap = ws.open_log().snapshot()
+        result = audit.reprompt(snap, doc_id(snap, args.doc_id))
     except audit.AuditError as exc:
         _err("audit prompt", str(exc))
         return EXIT_USAGE
@@ -326,7 +329,7 @@ def add_verbs(verb, sub, isub) -> None:
                    help="append the differing results as new parse.result events (provenance audit:reparse)")
     p = verb("prompt", cmd_audit_prompt, "re-render a document's prompt from the recorded definitions; compare hashes",
              "chronicle audit prompt v_a3lmlopwpq6ighgfq", parent=asub)
-    p.add_argument("doc_id", metavar="DOC_ID")
+    p.add_argument("doc_id", metavar="DOC_ID", help="the doc id, a unique prefix of it, or DayDreaming's task id")
     p = verb("docs", cmd_docs, "write every document as files: data/docs/<stage>/<doc_id>/{prompt,raw,parsed}.txt "
              "and metadata.json (a projection: delete it and run again)", "chronicle docs")
     p.add_argument("--out", metavar="DIR", help="write elsewhere (default: data/docs, where stale documents are removed)")

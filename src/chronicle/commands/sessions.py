@@ -72,7 +72,10 @@ def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
 def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle import export
 
+    from chronicle.id_lookup import session_id
+
     snap = ws.open_log().snapshot()
+    args.session_id = session_id(snap, args.session_id)  # a unique prefix will do
     files = [f for f in export.session_files(snap, args.session_id) if f.kind == "session"]
     # its own <id>.jsonl; else the one transcript whose lines carry its id (a file named otherwise)
     main = [f for f in files if Path(f.path).stem == args.session_id] or files
