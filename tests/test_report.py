@@ -95,6 +95,14 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], 
 
 
 corpus = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/corpus is not present (a fresh clone)")
+CCUSAGE = os.environ.get("CCUSAGE") or shutil.which("ccusage")
+with_ccusage = pytest.mark.skipif(not (REAL.is_dir() and CCUSAGE), reason="ccusage is not installed (npm install "
+                                  "ccusage@20.0.24, or set CCUSAGE), or ../shared/corpus is absent")
+
+
+def ccusage(env: dict[str, str], *args: str) -> dict:
+    return json.loads(subprocess.run([CCUSAGE or "ccusage", *args, "--json", "--offline"], env=env, capture_output=True,
+                                     text=True, check=True, timeout=120).stdout)
 
 
 @corpus
@@ -110,14 +118,10 @@ def test_on_the_real_corpus_the_tokens_equal_the_reference_totals(tmp_path: Path
     assert {m: tuple(v) for m, v in got.items()} == REFERENCE
 
 
-@corpus
-@pytest.mark.skipif(not (os.environ.get("CCUSAGE") or shutil.which("ccusage")),
-                    reason="ccusage is not installed (npm install ccusage@20.0.24, or set CCUSAGE)")
+@with_ccusage
 def test_on_the_real_corpus_every_day_equals_ccusage(tmp_path: Path) -> None:
     _, env = _workspace(tmp_path, REAL)
-    ccusage = os.environ.get("CCUSAGE") or shutil.which("ccusage") or "ccusage"
-    theirs = json.loads(subprocess.run([ccusage, "daily", "--json", "--offline", "--timezone", "UTC"], env=env,
-                                       capture_output=True, text=True, check=True, timeout=120).stdout)["daily"]
+    theirs = ccusage(env, "daily", "--timezone", "UTC")["daily"]
     ours = {r["date"]: r for r in report(env, "daily", "--timezone", "UTC")}
     assert sorted(ours) == sorted(d["period"] for d in theirs)
     for d in theirs:
@@ -152,14 +156,10 @@ def test_blocks_cut_five_hour_windows_and_the_active_one_has_a_burn_rate(tmp_pat
     assert first["start"].endswith(":00:00+00:00"), "a block starts on the hour"
 
 
-@corpus
-@pytest.mark.skipif(not (os.environ.get("CCUSAGE") or shutil.which("ccusage")),
-                    reason="ccusage is not installed (npm install ccusage@20.0.24, or set CCUSAGE)")
+@with_ccusage
 def test_on_the_real_corpus_blocks_equal_ccusages(tmp_path: Path) -> None:
     _, env = _workspace(tmp_path, REAL)
-    ccusage = os.environ.get("CCUSAGE") or shutil.which("ccusage") or "ccusage"
-    theirs = json.loads(subprocess.run([ccusage, "blocks", "--json", "--offline"], env=env, capture_output=True,
-                                       text=True, check=True, timeout=120).stdout)["blocks"]
+    theirs = ccusage(env, "blocks")["blocks"]
     ours = report(env, "blocks", "--timezone", "UTC")
     assert [b["is_gap"] for b in ours] == [b["isGap"] for b in theirs]
     for o, t in zip(ours, theirs):
