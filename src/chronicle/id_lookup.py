@@ -2,8 +2,10 @@
 tables and the viewer show); for a document, also DayDreaming's id of the task
 (its gen_id, kept as ``task_id``), which names the task's latest attempt.
 
-An id that matches nothing, or a prefix that matches several, is a usage error
-that says so (and lists a few of the matches).
+A prefix that matches several ids is a usage error that lists a few of them;
+text that starts no id is returned as it is (the verb says it found nothing,
+and a document known only from other events, such as a legacy import's, is
+still found by its full id).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ _SHOWN = 5
 
 def session_id(snap: Snapshot, text: str) -> str:
     if "session.line" not in snap.types():
-        raise UsageError(f"no session {text!r}: no transcripts are recorded")
+        return text
     ids = snap.frame("session.line", ["session_id"]).select(pl.col("session_id").unique()).drop_nulls()
     return _one("session", text, ids.filter(pl.col("session_id").str.starts_with(text)).collect()["session_id"])
 
 
 def doc_id(snap: Snapshot, text: str) -> str:
     if "llm.prompt" not in snap.types():
-        raise UsageError(f"no document {text!r}: no prompts are recorded")
+        return text
     prompts = snap.frame("llm.prompt", ["seq", "doc_id", "task_id"])
     by_task = (prompts.filter(pl.col("task_id") == text).sort("seq").select("doc_id").tail(1).collect())
     if by_task.height and not prompts.filter(pl.col("doc_id") == text).head(1).collect().height:
@@ -36,11 +38,9 @@ def doc_id(snap: Snapshot, text: str) -> str:
 
 def _one(kind: str, text: str, matches: pl.Series) -> str:
     found = sorted(matches.to_list())
-    if text in found:
+    if text in found or not found:
         return text
     if len(found) == 1:
         return found[0]
-    if not found:
-        raise UsageError(f"no {kind} is {text!r} or starts with it")
     more = f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else ""
     raise UsageError(f"{text!r} starts {len(found)} {kind} ids ({', '.join(found[:_SHOWN])}{more}): give more of it")
