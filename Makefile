@@ -12,7 +12,7 @@ BASE := $(VENV)/.base
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet .
 	touch $(BASE)
 
 # and what the tests and benchmarks use.
