@@ -471,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
              "chronicle export sessions ~/restored --session 6f1c...-e2", parent=esub)
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--session", metavar="ID", help="only this session (with its subagents and sidecars)")
+    for kind, what in (("html", "web pages"), ("markdown", "Markdown files")):
+        p = verb(kind, sessions_cmd.export_static, f"every session as {what}: an index and a page per session, "
+                 "transcript text escaped (safe to share)", f"chronicle export {kind} ~/sessions-{kind}", parent=esub)
+        p.add_argument("dir", metavar="DIR")
+        p.add_argument("--session", metavar="ID", help="only this session (an id or a unique prefix)")
     p = verb("watch", watch_cmd.watch, "keep ingesting and projecting as files change (until SIGTERM/SIGINT)",
              "chronicle watch            # or: chronicle watch --once  (one catch-up pass, for cron)",
              json_flag=False)

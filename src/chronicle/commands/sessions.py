@@ -113,3 +113,18 @@ def _report(done: list[Exported], as_json: bool) -> None:
     if not as_json:
         total = sum(d.bytes for d in done)
         print(f"exported {len(done)} files, {total:,} bytes; every chunk matched the hash recorded at ingest")
+
+
+def export_static(ws: Workspace, args: argparse.Namespace) -> int:
+    """`chronicle export html|markdown DIR`: an index and a page per session."""
+    from chronicle import static_export
+    from chronicle.id_lookup import session_id
+
+    session = session_id(ws.open_log().snapshot(), args.session) if args.session else None
+    done = static_export.export(ws, Path(args.dir), args.what, session)
+    if args.json:
+        print_json({"dir": str(done.dir), "sessions": done.sessions, "files": done.files})
+    else:
+        index = "index.html" if args.what == "html" else "index.md"
+        print(f"exported {done.sessions} sessions to {done.dir} (open {done.dir / index})")
+    return EXIT_OK

@@ -33,7 +33,7 @@ from chronicle.committed import CHECKPOINTS
 from chronicle.store import Snapshot, StoreError
 from chronicle.store.head import log_head
 from chronicle.web import charts
-from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, live_stamp
+from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, conversation, live_stamp
 from chronicle.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -204,33 +204,6 @@ async def sessions(request: web.Request) -> web.Response:
                    projects=_options(all_rows, "project"), models=models, sort=sort)
 
 
-def _conversation(messages: pl.DataFrame, calls: pl.DataFrame | None, api: pl.DataFrame | None) -> list[dict]:
-    """Main-thread messages in order; each with its tool calls, a subagent's messages nested under the call that
-    spawned it, and the tokens of the API call that produced it."""
-    tokens: dict[str, int] = {}
-    if api is not None and api.height:
-        tokens = dict(zip(api["message_id"].to_list(), api["total_tokens"].to_list()))
-    by_message: dict[str, list[dict]] = {}
-    if calls is not None:
-        for c in calls.sort("call_seq").to_dicts():
-            by_message.setdefault(c["message_uuid"], []).append(c)
-    rows = messages.sort("seq").to_dicts()
-    by_agent: dict[str, list[dict]] = {}
-    for m in rows:
-        m["tokens"] = tokens.get(m["message_id"]) if m["message_id"] else None
-        m["calls"] = by_message.get(m["uuid"], [])
-        if m["agent_id"]:
-            by_agent.setdefault(m["agent_id"], []).append(m)
-    for m in rows:
-        for c in m["calls"]:
-            c["agent_messages"] = by_agent.pop(c["spawned_agent_id"], []) if c["spawned_agent_id"] else []
-    main = [m for m in rows if not m["agent_id"]]
-    # subagents whose spawning call is not known are still shown, after the main thread
-    for agent, ms in sorted(by_agent.items()):
-        main.append({"orphan_agent": agent, "messages": ms})
-    return main
-
-
 async def session(request: web.Request) -> web.Response:
     tables = request.app[TABLES_KEY].view()
     sid = request.match_info["session_id"]
@@ -240,7 +213,7 @@ async def session(request: web.Request) -> web.Response:
     calls = tables.get("tool_calls")
     api = tables.get("api_calls")
     episodes = tables.get("episodes")
-    conv = _conversation(
+    conv = conversation(
         messages.filter(pl.col("session_id") == sid) if messages is not None else pl.DataFrame(),
         calls.filter(pl.col("session_id") == sid) if calls is not None else None,
         api.filter(pl.col("session_id") == sid) if api is not None else None) if messages is not None else []

@@ -112,3 +112,30 @@ def live_stamp(data_dir: Path) -> tuple[int, ...]:
         except FileNotFoundError:
             out += [0, 0]
     return tuple(out)
+
+
+def conversation(messages: pl.DataFrame, calls: pl.DataFrame | None, api: pl.DataFrame | None) -> list[dict]:
+    """Main-thread messages in order; each with its tool calls, a subagent's messages nested under the call that
+    spawned it, and the tokens of the API call that produced it."""
+    tokens: dict[str, int] = {}
+    if api is not None and api.height:
+        tokens = dict(zip(api["message_id"].to_list(), api["total_tokens"].to_list()))
+    by_message: dict[str, list[dict]] = {}
+    if calls is not None:
+        for c in calls.sort("call_seq").to_dicts():
+            by_message.setdefault(c["message_uuid"], []).append(c)
+    rows = messages.sort("seq").to_dicts()
+    by_agent: dict[str, list[dict]] = {}
+    for m in rows:
+        m["tokens"] = tokens.get(m["message_id"]) if m["message_id"] else None
+        m["calls"] = by_message.get(m["uuid"], [])
+        if m["agent_id"]:
+            by_agent.setdefault(m["agent_id"], []).append(m)
+    for m in rows:
+        for c in m["calls"]:
+            c["agent_messages"] = by_agent.pop(c["spawned_agent_id"], []) if c["spawned_agent_id"] else []
+    main = [m for m in rows if not m["agent_id"]]
+    # subagents whose spawning call is not known are still shown, after the main thread
+    for agent, ms in sorted(by_agent.items()):
+        main.append({"orphan_agent": agent, "messages": ms})
+    return main
