@@ -88,11 +88,15 @@ def _evaluations(docs: pl.DataFrame) -> pl.DataFrame:
         pl.col("task_id").alias("essay_task_id"), pl.col("doc_dir").alias("essay_dir"))
     drafts = ok.filter(pl.col("stage") == "draft").select(
         pl.col("doc_id").alias("draft_doc_id"), pl.col("template_id").alias("draft_template"),
-        pl.col("model_id").alias("draft_model"))
+        pl.col("model_id").alias("draft_model"), pl.col("task_id").alias("draft_task_id"))
     return (ev.join(essays, left_on="parent_doc_id", right_on="essay_doc_id", how="left")
             .join(drafts, on="draft_doc_id", how="left")
             .select(
-                pl.col("doc_id").alias("gen_id"), pl.col("parent_doc_id").alias("parent_gen_id"), "task_id",
+                # gen_id as DayDreaming means it: the task's id (a legacy import's doc_id is one already);
+                # doc_id names chronicle's attempt
+                pl.coalesce("task_id", "doc_id").alias("gen_id"),
+                pl.coalesce("essay_task_id", "parent_doc_id").alias("parent_gen_id"), "task_id", "doc_id",
+                pl.col("parent_doc_id").alias("essay_doc_id"),
                 "logical_key_id", pl.col("template_id").alias("evaluation_template"),
                 pl.col("model_id").alias("evaluation_llm_model"), "score", "scale",
                 pl.when(pl.col("parse_status") != "ok").then(pl.col("parse_reason")).alias("error"),
@@ -102,7 +106,8 @@ def _evaluations(docs: pl.DataFrame) -> pl.DataFrame:
                     "generation_response_path"),
                 pl.when(pl.col("generation_model") == "copy").then(pl.lit("copy")).otherwise(pl.lit("llm"))
                 .alias("input_mode"),
-                pl.when(pl.col("generation_model") == "copy").then(pl.col("draft_doc_id")).alias("copied_from"),
+                pl.when(pl.col("generation_model") == "copy").then(pl.coalesce("draft_task_id", "draft_doc_id"))
+                .alias("copied_from"),
                 "parser", "created_at")
             .sort("origin_cohort_id", "gen_id", nulls_last=True).collect())
 
@@ -161,9 +166,13 @@ def _tables(docs: pl.DataFrame, cohorts: pl.LazyFrame) -> dict[str, pl.DataFrame
     scored = ev.filter(pl.col("score").is_not_null())
     by_gen = scored.group_by("parent_gen_id").agg(pl.col("score").mean().alias("mean_score"),
                                                   pl.len().alias("n_evaluations"))
+    draft_ids = docs.filter(pl.col("stage") == "draft").select(
+        pl.col("doc_id").alias("parent_doc_id"), pl.coalesce("task_id", "doc_id").alias("parent_gen_id"))
     generation = (docs.filter((pl.col("stage") == "essay") & (pl.col("status") == "ok"))
-                  .select(pl.col("doc_id").alias("gen_id"), pl.col("parent_doc_id").alias("parent_gen_id"),
-                          "task_id", "combo_id", pl.col("template_id").alias("generation_template"),
+                  .join(draft_ids, on="parent_doc_id", how="left")
+                  .select(pl.coalesce("task_id", "doc_id").alias("gen_id"),
+                          pl.coalesce("parent_gen_id", "parent_doc_id").alias("parent_gen_id"), "task_id", "doc_id",
+                          "combo_id", pl.col("template_id").alias("generation_template"),
                           pl.col("model_id").alias("generation_model"), pl.col("cohort_id").alias("origin_cohort_id"),
                           "parsed_chars", "parse_status")
                   .join(by_gen.rename({"parent_gen_id": "gen_id"}), on="gen_id", how="left")
@@ -181,7 +190,7 @@ def _tables(docs: pl.DataFrame, cohorts: pl.LazyFrame) -> dict[str, pl.DataFrame
         final = final.join(wide.rename({"parent_gen_id": "gen_id"}), on="gen_id", how="left")
     perfect = (scored.filter(pl.col("scale").is_not_null() & (pl.col("score") == pl.col("scale")))
                .select("gen_id", "evaluation_template", "evaluation_llm_model", "score", "scale", "combo_id",
-                       "draft_doc_id", "draft_template", "draft_model", pl.col("parent_gen_id").alias("essay_doc_id"),
+                       "draft_doc_id", "draft_template", "draft_model", "essay_doc_id",
                        "generation_template", "generation_model", "origin_cohort_id",
                        "evaluation_response_path", "generation_response_path").sort("gen_id"))
     variance = (scored.group_by("parent_gen_id", "evaluation_template", "evaluation_llm_model")

@@ -68,6 +68,14 @@ def test_score_tables_keep_the_source_column_names_and_agree_with_each_other(ran
     assert usage["calls"].sum() == 84 and usage.filter(pl.col("model_id") == "copy")["cost"].null_count() == 1
     members = table(ran, "cohort_membership")
     assert members.height == 84 and set(members["state"]) == {"done"}
+    # gen_id as DayDreaming means it: the task's id (v_/e_/d_...), chronicle's attempt in doc_id
+    docs = table(ran, "documents")
+    task_of = dict(zip(docs["doc_id"].to_list(), docs["task_id"].to_list()))
+    assert ev["gen_id"].to_list() == [task_of[d] for d in ev["doc_id"].to_list()]
+    assert ev["parent_gen_id"].to_list() == [task_of[d] for d in ev["essay_doc_id"].to_list()]
+    assert set(final["gen_id"]) == set(docs.filter(pl.col("stage") == "essay")["task_id"])
+    drafts = set(docs.filter(pl.col("stage") == "draft")["task_id"])
+    assert set(agg["copied_from"].drop_nulls()) <= drafts and set(table(ran, "generation_results")["parent_gen_id"]) <= drafts
 
 
 def _tree_digest(root: Path) -> str:

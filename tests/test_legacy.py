@@ -98,8 +98,10 @@ def test_import_keeps_ids_versions_lineage_and_leaves_the_source_untouched(sourc
     # scores: the gens store's own parse (in_last_line on 0..9), the older layout scored on import;
     # a replaced version is never counted
     ev = pl.read_parquet(ws / "data" / "tables" / "evaluation_results.parquet")
-    scores = dict(zip(ev["gen_id"].to_list(), ev["score"].to_list()))
+    scores = dict(zip(ev["doc_id"].to_list(), ev["score"].to_list()))
     assert scores == {"v_3f60c6lp4ui66f0o": 7.0, f"{OLD_EVAL}_v2": 7.0, "v_548m13eeua2og2yf": 5.0}
+    # gen_id as DayDreaming means it: the task's own id (the older layout's file name), not the version's doc_id
+    assert dict(zip(ev["doc_id"].to_list(), ev["gen_id"].to_list()))[f"{OLD_EVAL}_v2"] == OLD_EVAL
     row = ev.filter(pl.col("gen_id") == "v_3f60c6lp4ui66f0o").row(0, named=True)
     assert (row["scale"], row["draft_template"], row["generation_model"]) == (9.0, "links-v1", "deepseek_r1_f")
 
