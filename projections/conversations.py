@@ -34,7 +34,8 @@ OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "sessio
 NO_CSV = ["messages"]
 #: What `chronicle show` prints for people (every column with --columns all, --json or --csv).
 VIEW = {
-    "sessions": ["session_id", "title", "project", "first_time", "duration_s", "human_messages", "models"],
+    "sessions": ["session_id", "title", "project", "first_time", "duration_s", "human_messages", "models",
+                 "usage_by_session.total_tokens", "usage_by_session.cost_usd"],
     "messages": ["seq", "session_id", "time", "role", "is_human", "text"],
     "tool_calls": ["session_id", "called_at", "tool_name", "input_summary", "is_error"],
 }

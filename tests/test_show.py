@@ -43,6 +43,8 @@ def test_for_people_it_fits_and_says_what_it_left_out(tmp_path: Path) -> None:
     assert "parent_uuid" in "".join(wide) and "more columns" not in wide[-1]
     sessions = show(env, "sessions").stdout
     assert "(untitled)" not in sessions and "title" in sessions
+    assert "total_tokens" in sessions and "cost_usd" in sessions, "tokens and cost, from usage_by_session"
+    assert "total_tokens" not in show(env, "sessions", "--json").stdout, "--json: the table's own columns"
 
 
 def test_bad_options_name_the_column(tmp_path: Path) -> None:

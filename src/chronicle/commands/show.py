@@ -59,9 +59,13 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise StoreError(f"{ws.tables_dir / args.table}.parquet: cannot be read ({type(exc).__name__}); "
                          "`chronicle show` without --stale rebuilds it") from None
-    df = _shaped(df, args, pl)
     for_people = not (args.json or args.csv)
-    columns = _columns(df, args.columns, owner[args.table].views.get(args.table) if for_people else None)
+    view = owner[args.table].views.get(args.table) if for_people and args.columns is None else None
+    if view:
+        df = _with_other_tables(ws, engine, df, view, args.stale)
+        view = [c.split(".", 1)[-1] for c in view]
+    df = _shaped(df, args, pl)
+    columns = _columns(df, args.columns, view)
     rows = df.select(columns) if args.limit is None else df.select(columns).head(args.limit)
     if args.json:
         sys.stdout.write(rows.write_ndjson())
@@ -70,6 +74,31 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         _print(df, columns, args.limit, pl)
     return EXIT_OK
+
+
+def _with_other_tables(ws: Workspace, engine, df, view: list[str], stale: bool):
+    """A VIEW may show a column of another table (``usage_by_session.cost_usd``): joined
+    on the columns the two tables share, that table brought up to date first."""
+    from chronicle.projection import read_tables
+
+    wanted: dict[str, list[str]] = {}
+    for column in view:
+        if "." in column:
+            table, name = column.split(".", 1)
+            wanted.setdefault(table, []).append(name)
+    if not wanted:
+        return df
+    if not stale:
+        engine.run(ws.open_log().snapshot(), sorted(wanted))
+    try:
+        others = read_tables(ws.tables_dir, sorted(wanted))[0]
+    except FileNotFoundError:
+        return df
+    for table, names in wanted.items():
+        keys = [c for c in others[table].columns if c in df.columns and c not in names]
+        if keys:
+            df = df.join(others[table].select(*keys, *names), on=keys, how="left")
+    return df
 
 
 def _shaped(df, args: argparse.Namespace, pl):
