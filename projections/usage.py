@@ -38,10 +38,15 @@ def prices_in_force(imported: pl.LazyFrame) -> dict:
 
 
 def price_table(prices: dict) -> pl.DataFrame:
-    """One row per (model key, effective date) with per-token rates."""
-    rows = [{"key": key, "from": date.fromisoformat(e["from"]), **{r: e[r] / 1e6 for r in _RATES}}
+    """One row per (model key, effective date) with integer rates in pico-USD a token
+    (USD per million tokens x 10^6: exact for any rate of six decimals), and the
+    rates above 200,000 tokens of a kind in one call where the model has them."""
+    rows = [{"key": key, "from": date.fromisoformat(e["from"]),
+             **{r: round(e[r] * 1e6) for r in _RATES},
+             **{f"{r}_above": round(e.get(f"{r}_above_200k", e[r]) * 1e6) for r in _RATES}}
             for key, entries in prices["models"].items() for e in entries]
-    schema = {"key": pl.String, "from": pl.Date, **{r: pl.Float64 for r in _RATES}}
+    schema = {"key": pl.String, "from": pl.Date, **{r: pl.Int64 for r in _RATES},
+              **{f"{r}_above": pl.Int64 for r in _RATES}}
     return pl.DataFrame(rows, schema=schema).sort("key", "from")
 
 
@@ -53,35 +58,40 @@ def price_key(model: str, keys: set[str]) -> str | None:
     return undated if undated != model and undated in keys else None
 
 
-def _priced(daily: pl.DataFrame, prices: dict, digits: int | None = 6) -> pl.DataFrame:
-    """Attach the price in effect on each row's day for its model (see price_key)
-    (the cost rounded to ``digits``; None keeps it whole, for rows that are summed later)."""
-    table = price_table(prices)
-    known = set(table["key"].unique())
-    models = daily.select("model").unique().drop_nulls()["model"].to_list()
-    keys = {m: price_key(m, known) for m in models}
-    daily = daily.with_columns(pl.col("model").replace_strict(keys, default=None, return_dtype=pl.String).alias("key"))
-    joined = daily.sort("day").join_asof(table, left_on="day", right_on="from", by="key",
-                                         strategy="backward", check_sortedness=False)  # sorted within each key
-    cache_5m = pl.col("cache_creation_5m_tokens")
-    cache_1h = pl.col("cache_creation_1h_tokens")
-    unsplit = pl.col("cache_creation_input_tokens") - cache_5m - cache_1h
-    cost = (pl.col("input_tokens") * pl.col("input") + pl.col("output_tokens") * pl.col("output")
-            + (cache_5m + unsplit) * pl.col("cache_write_5m") + cache_1h * pl.col("cache_write_1h")
-            + pl.col("cache_read_input_tokens") * pl.col("cache_read"))
-    return joined.with_columns(
-        pl.col("input").is_not_null().alias("priced"),
-        (cost if digits is None else cost.round(digits)).alias("cost_usd"),
-        pl.lit(prices["version"]).alias("price_table"),
-    ).drop("key", "from", *_RATES)
+TIER = 200_000  # tokens of one kind in one call above which a long-context rate applies (as ccusage prices it)
 
 
 def priced_calls(calls: pl.DataFrame, prices: dict) -> pl.DataFrame:
-    """``api_calls`` rows with ``priced``, ``cost_usd`` and ``price_table``, each priced as
-    ``usage_daily`` prices it (the rates in effect on its UTC day)."""
-    tokens = [*TOKEN_COLUMNS, "cache_creation_5m_tokens", "cache_creation_1h_tokens"]
-    return _priced(calls.with_columns(pl.col("time").dt.date().alias("day"), *[pl.col(c).fill_null(0) for c in tokens]),
-                   prices, digits=None).drop("day")
+    """``api_calls`` rows with ``priced``, ``cost_pico`` (pico-USD, exact) and ``price_table``:
+    each call priced at the rates in effect on its UTC day for its model (see price_key);
+    each kind of token above 200,000 in the call at the model's higher rate, where it has one."""
+    table = price_table(prices)
+    known = set(table["key"].unique())
+    keys = {m: price_key(m, known) for m in calls.select("model").unique().drop_nulls()["model"].to_list()}
+    calls = calls.with_columns(pl.col("time").dt.date().alias("_day"),
+                               pl.col("model").replace_strict(keys, default=None, return_dtype=pl.String).alias("_key"),
+                               pl.int_range(pl.len()).alias("_row"))
+    joined = calls.sort("_day").join_asof(table.rename({"key": "_key"}), left_on="_day", right_on="from", by="_key",
+                                          strategy="backward", check_sortedness=False).sort("_row")
+    t = {c: pl.col(c).fill_null(0) for c in ["input_tokens", "output_tokens", "cache_creation_input_tokens",
+                                             "cache_read_input_tokens", "cache_creation_5m_tokens",
+                                             "cache_creation_1h_tokens"]}
+    unsplit = t["cache_creation_input_tokens"] - t["cache_creation_5m_tokens"] - t["cache_creation_1h_tokens"]
+    kinds = [(t["input_tokens"], "input"), (t["output_tokens"], "output"),
+             (t["cache_creation_5m_tokens"] + unsplit, "cache_write_5m"),
+             (t["cache_creation_1h_tokens"], "cache_write_1h"), (t["cache_read_input_tokens"], "cache_read")]
+    cost = pl.sum_horizontal([n.clip(upper_bound=TIER) * pl.col(r) + (n - TIER).clip(lower_bound=0) * pl.col(f"{r}_above")
+                              for n, r in kinds])
+    return joined.with_columns(
+        pl.col("input").is_not_null().alias("priced"),
+        pl.when(pl.col("input").is_not_null()).then(cost).cast(pl.Int64).alias("cost_pico"),
+        pl.lit(prices["version"]).alias("price_table"),
+    ).drop("_day", "_key", "_row", "from", *_RATES, *[f"{r}_above" for r in _RATES])
+
+
+def usd(pico: pl.Expr) -> pl.Expr:
+    """pico-USD summed exactly, as dollars to the millionth."""
+    return (pico / 1e12).round(6)
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
@@ -114,30 +124,25 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
 
 
 def _tables(calls: pl.DataFrame, prices: dict) -> dict[str, pl.DataFrame]:
+    # every call priced on its own (a long-context rate applies per call), summed exactly in pico-USD;
+    # a group's cost is null when none of its calls could be priced: unknown is not $0
+    priced = priced_calls(calls, prices).with_columns(pl.col("time").dt.date().alias("day"))
+    cost = pl.when(pl.col("priced").any()).then(usd(pl.col("cost_pico").sum())).alias("cost_usd")
     daily = (
-        calls.with_columns(pl.col("time").dt.date().alias("day"))
-        .group_by("day", "model", "project")
+        priced.group_by("day", "model", "project")
         .agg(
             pl.len().cast(pl.Int64).alias("calls"),
             *[pl.col(c).sum() for c in TOKEN_COLUMNS],
             pl.col("cache_creation_5m_tokens").fill_null(0).sum(),
             pl.col("cache_creation_1h_tokens").fill_null(0).sum(),
             pl.col("total_tokens").sum(),
+            pl.col("priced").all(), cost, pl.col("price_table").first(),
         )
+        .sort("day", "model", "project", nulls_last=True)
     )
-    daily = _priced(daily, prices).sort("day", "model", "project", nulls_last=True)
-    # per session: priced by day and model like usage_daily, then summed; unpriced calls are counted, not zeroed
-    per_session = _priced(
-        calls.with_columns(pl.col("time").dt.date().alias("day"))
-        .group_by("session_id", "day", "model")
-        .agg(pl.len().cast(pl.Int64).alias("calls"), *[pl.col(c).fill_null(0).sum() for c in TOKEN_COLUMNS],
-             pl.col("cache_creation_5m_tokens").fill_null(0).sum(), pl.col("cache_creation_1h_tokens").fill_null(0).sum(),
-             pl.col("total_tokens").sum()), prices).sort("session_id", "day", "model", nulls_last=True)
-    # sorted first: the float sum of a session's costs then adds in one order, build or update
-    by_session = (per_session.group_by("session_id")
-                  .agg(pl.col("calls").sum(), pl.col("total_tokens").sum(), pl.col("input_tokens").sum(),
-                       pl.col("output_tokens").sum(),
-                       pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).alias("cost_usd"),
-                       pl.col("calls").filter(~pl.col("priced")).sum().alias("unpriced_calls"))
+    by_session = (priced.group_by("session_id")
+                  .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("total_tokens").sum(),
+                       pl.col("input_tokens").fill_null(0).sum(), pl.col("output_tokens").fill_null(0).sum(), cost,
+                       (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"))
                   .sort("session_id"))
     return {"api_calls": calls, "usage_daily": daily, "usage_by_session": by_session}

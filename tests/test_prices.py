@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,41 @@ def test_a_bad_price_file_is_refused_naming_what_is_wrong(tmp_path: Path, conten
     proc = chronicle(env, "prices", "import", str(bad))
     assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
     assert "prices.imported" not in chronicle(env, "stats", "--json").stdout, "nothing was recorded"
+
+
+LONG_CONTEXT = [  # (input, output, cache write, cache read) of one claude-sonnet-4 call each
+    (150_000, 10_000, 0, 150_000), (250_000, 10_000, 0, 0), (100_000, 1_000, 150_000, 0), (199_999, 1, 0, 0),
+    (0, 0, 0, 1_000_000)]
+
+
+def _tiered(tokens: int, rate: float, above: float) -> float:
+    return min(tokens, 200_000) * rate / 1e6 + max(tokens - 200_000, 0) * above / 1e6
+
+
+def test_tokens_of_a_kind_above_200k_in_one_call_are_priced_at_the_long_context_rate(tmp_path: Path) -> None:
+    projects, env = _workspace(tmp_path, EXAMPLES)
+    with open(projects / "-home-ana-repo" / "long.jsonl", "w") as fh:
+        for n, (i, o, cw, cr) in enumerate(LONG_CONTEXT):
+            fh.write(json.dumps({"type": "assistant", "uuid": f"long{n}", "sessionId": "long", "cwd": "/tmp",
+                                 "timestamp": f"2027-02-{n + 1:02d}T10:00:00.000Z", "requestId": f"req_long{n}",
+                                 "version": "1.0.0", "message": {
+                                     "id": f"msg_long{n}", "model": "claude-sonnet-4-20250514", "role": "assistant",
+                                     "content": [{"type": "text", "text": "x"}],
+                                     "usage": {"input_tokens": i, "output_tokens": o,
+                                               "cache_creation_input_tokens": cw, "cache_read_input_tokens": cr}}},
+                                separators=(",", ":")) + "\n")
+    days = {r["date"]: r for r in report(env, "daily", "--timezone", "UTC", "--since", "2027-02-01")}
+    for n, (i, o, cw, cr) in enumerate(LONG_CONTEXT):
+        want = _tiered(i, 3, 6) + _tiered(o, 15, 22.5) + _tiered(cw, 3.75, 7.5) + _tiered(cr, 0.3, 0.6)
+        assert days[f"2027-02-{n + 1:02d}"]["cost_usd"] == pytest.approx(want, abs=1e-6), n
+    ccusage = os.environ.get("CCUSAGE") or shutil.which("ccusage")
+    if ccusage:  # and as ccusage 20.0.24 prices them
+        only = tmp_path / "only" / "projects" / "-p"
+        only.mkdir(parents=True)
+        shutil.copy(projects / "-home-ana-repo" / "long.jsonl", only / "long.jsonl")
+        theirs = json.loads(subprocess.run([ccusage, "daily", "--json", "--offline", "--timezone", "UTC"],
+                                           env={**env, "CLAUDE_CONFIG_DIR": str(tmp_path / "only")},
+                                           capture_output=True, text=True, check=True).stdout)["daily"]
+        for d in theirs:
+            assert days[d["period"]]["cost_usd"] == pytest.approx(d["totalCost"], abs=1e-6), d["period"]
+        assert len(theirs) == len(LONG_CONTEXT)

@@ -39,14 +39,22 @@ def from_litellm(data: dict, version: str) -> dict:
             continue
         per_m = {k: float(entry[k]) * 1e6 if entry.get(k) is not None else None for k in (
             "input_cost_per_token", "output_cost_per_token", "cache_creation_input_token_cost",
-            "cache_creation_input_token_cost_above_1hr", "cache_read_input_token_cost")}
+            "cache_creation_input_token_cost_above_1hr", "cache_read_input_token_cost",
+            "input_cost_per_token_above_200k_tokens", "output_cost_per_token_above_200k_tokens",
+            "cache_creation_input_token_cost_above_200k_tokens", "cache_read_input_token_cost_above_200k_tokens")}
         if per_m["output_cost_per_token"] is None:
             continue
         write_5m = per_m["cache_creation_input_token_cost"] or per_m["input_cost_per_token"]
-        models[model] = [{"from": "1970-01-01", "input": per_m["input_cost_per_token"],
-                          "output": per_m["output_cost_per_token"], "cache_write_5m": write_5m,
-                          "cache_write_1h": per_m["cache_creation_input_token_cost_above_1hr"] or write_5m,
-                          "cache_read": per_m["cache_read_input_token_cost"] or 0.0}]
+        rates = {"from": "1970-01-01", "input": per_m["input_cost_per_token"],
+                 "output": per_m["output_cost_per_token"], "cache_write_5m": write_5m,
+                 "cache_write_1h": per_m["cache_creation_input_token_cost_above_1hr"] or write_5m,
+                 "cache_read": per_m["cache_read_input_token_cost"] or 0.0}
+        for ours, theirs in (("input", "input_cost_per_token"), ("output", "output_cost_per_token"),
+                             ("cache_write_5m", "cache_creation_input_token_cost"),
+                             ("cache_read", "cache_read_input_token_cost")):
+            if per_m[f"{theirs}_above_200k_tokens"] is not None:  # the long-context rate above 200k tokens
+                rates[f"{ours}_above_200k"] = per_m[f"{theirs}_above_200k_tokens"]
+        models[model] = [rates]
     if not models:
         raise UsageError("no Anthropic Claude models with prices in this file (is it LiteLLM's "
                          "model_prices_and_context_window.json?)")
@@ -70,7 +78,7 @@ def check_table(table: dict, path: Path) -> dict:
                 date.fromisoformat(str(e.get("from")))
             except ValueError:
                 raise UsageError(f"{where}.from: {e.get('from')!r} is not a date (YYYY-MM-DD)") from None
-            for r in _RATES:
+            for r in (*_RATES, *(f"{r}_above_200k" for r in _RATES if f"{r}_above_200k" in e)):
                 if not isinstance(e.get(r), (int, float)) or isinstance(e.get(r), bool) or e[r] < 0:
                     raise UsageError(f"{where}.{r}: {e.get(r)!r} is not a rate (a number, per million tokens)")
     return table

@@ -124,7 +124,7 @@ def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None
     """The report: a row per period (and model, with ``breakdown``), oldest first."""
     import polars as pl
 
-    from chronicle.projections.usage import priced_calls
+    from chronicle.projections.usage import priced_calls, usd
 
     local = pl.col("time").dt.convert_time_zone(zone)
     calls = calls.with_columns(local.dt.date().alias("local_day"))
@@ -153,7 +153,7 @@ def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None
     aggregates = [
         pl.len().cast(pl.Int64).alias("calls"),
         *[pl.col(c).fill_null(0).sum() for c in TOKENS],
-        pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).round(6).alias("cost_usd"),
+        pl.when(pl.col("priced").any()).then(usd(pl.col("cost_pico").sum())).alias("cost_usd"),
         (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
     ]
     if not breakdown:
@@ -173,6 +173,8 @@ def _blocks(calls, zone: str, breakdown: bool, now: datetime | None = None):
     rate (tokens a minute so far) and a projection to its end."""
     import polars as pl
 
+    from chronicle.projections.usage import usd
+
     calls = calls.sort("time")
     starts, last_seen, index = [], None, []
     for t in calls["time"].dt.epoch("s").to_list():
@@ -186,7 +188,7 @@ def _blocks(calls, zone: str, breakdown: bool, now: datetime | None = None):
         pl.col("time").min().alias("first"), pl.col("time").max().alias("last"),
         *([] if breakdown else [pl.col("model").drop_nulls().unique().sort().alias("models")]),
         pl.len().cast(pl.Int64).alias("calls"), *[pl.col(c).fill_null(0).sum() for c in TOKENS],
-        pl.when(pl.col("priced").any()).then(pl.col("cost_usd").sum()).round(6).alias("cost_usd"),
+        pl.when(pl.col("priced").any()).then(usd(pl.col("cost_pico").sum())).alias("cost_usd"),
         (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"),
     )
     begin = pl.from_epoch(pl.Series("start", starts, dtype=pl.Int64), time_unit="s").dt.replace_time_zone("UTC")
