@@ -170,6 +170,13 @@ def test_a_crash_at_the_commit_or_before_publishing_never_double_counts(tmp_path
         assert tables_read["events_by_type"]["events"].sum() == 10 and view.seq("events_by_type") == 10
         assert Engine(tables, projections).run(log.snapshot(), ["events_by_type"])[0].action == "current"
         assert pl.read_parquet(tables / "events_by_type.parquet")["events"].sum() == 10, "published by the next run"
+        # 3. A build that died before its commit, of a projection that then has nothing new to build:
+        # its generation goes all the same
+        dead = tables / ".gen" / "events_by_type" / "000000000010-999999-deadbeef"
+        dead.mkdir()
+        (dead / "events_by_type.parquet").write_bytes(b"half written")
+        assert Engine(tables, projections).run(log.snapshot(), ["events_by_type"])[0].action == "current"
+        assert not dead.exists()
 
 
 READER_PROJECTION = """\

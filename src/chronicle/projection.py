@@ -251,6 +251,8 @@ class Engine:
                                   "events it was built from are missing from the log")
         if cp is not None and not committed.published(target, cp, p.outputs):
             committed.publish(target, cp, p.outputs)  # a build that died between its commit and publishing
+        # the generations of builds that died before their commit, even when nothing is to be built now
+        committed.collect_garbage(target, p.name, (cp or {}).get("gen"))
         state = self.state(p, cp, snap.head, target)
         reusable = not full and (state == "ok" or state.startswith("behind"))
         if reusable and cp["seq"] == snap.head:
