@@ -20,8 +20,6 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 from chronicle import __version__
 from chronicle.commands import experiments as experiments_cmd
 from chronicle.commands import prices as prices_cmd
@@ -35,9 +33,6 @@ from chronicle.commands.output import out, print_json
 from chronicle.errors import EXIT_FAILED, EXIT_OK, EXIT_STORE, EXIT_USAGE, ChronicleError, UsageError
 from chronicle.store.fsutil import LockWaits
 from chronicle.workspace import Workspace
-
-if TYPE_CHECKING:
-    from chronicle.projection import Engine
 
 
 def parse_as_of(text: str) -> int | datetime:
@@ -57,12 +52,6 @@ def _snapshot(ws: Workspace, as_of: str | None):
         return snap
     point = parse_as_of(as_of)
     return snap.as_of(point if isinstance(point, int) else snap.seq_at(point))
-
-
-def _engine(ws: Workspace) -> Engine:
-    from chronicle.projection import Engine
-
-    return Engine.of(ws)
 
 
 # ------------------------------------------------------------------- verbs
@@ -219,8 +208,10 @@ def cmd_seal(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.projection import Engine
+
     snap = _snapshot(ws, args.as_of)
-    engine = _engine(ws)
+    engine = Engine.of(ws)
     out_dir = ws.tables_dir / "as-of" / f"seq-{snap.head}" if args.as_of else None
     outcomes = engine.run(snap, args.names, full=args.full or bool(args.as_of), out_dir=out_dir)
     for o in outcomes:
@@ -235,9 +226,11 @@ def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def cmd_replay(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.projection import Engine
+
     snap = _snapshot(ws, args.as_of)
     out_dir = Path(args.out).resolve() if args.out else ws.tables_dir / "as-of" / f"seq-{snap.head}"
-    outcomes = _engine(ws).run(snap, args.names, full=True, out_dir=out_dir)
+    outcomes = Engine.of(ws).run(snap, args.names, full=True, out_dir=out_dir)
     for o in outcomes:
         if args.json:
             print_json({"projection": o.name, "seq": o.seq, "rows": o.rows, "out": str(out_dir)})
@@ -279,8 +272,9 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
     from chronicle.committed import table_files
+    from chronicle.projection import Engine
 
-    engine = _engine(ws)
+    engine = Engine.of(ws)
     checkpoints = engine.checkpoints()
     head = ws.open_log().snapshot().head
     rows = []

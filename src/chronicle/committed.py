@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from chronicle.store.fsutil import fsync_dir, locked, write_durably
@@ -120,13 +121,13 @@ def write_generation(target: Path, projection: str, seq: int, tables: dict[str, 
     try:
         from concurrent.futures import ThreadPoolExecutor
 
-        for name in tables:
+        jobs = []
+        for name, write in tables.items():
             (gen / name).parent.mkdir(exist_ok=True)
+            jobs.append(partial(_link, write, gen / name) if isinstance(write, Path) else partial(write, gen / name))
         # Polars releases the GIL while it encodes: the tables are written side by side.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            for done in [pool.submit(_link if isinstance(write, Path) else write,
-                                     *((write, gen / name) if isinstance(write, Path) else (gen / name,)))
-                         for name, write in tables.items()]:
+            for done in [pool.submit(job) for job in jobs]:
                 done.result()
         files = {}
         for name in sorted(tables):

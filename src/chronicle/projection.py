@@ -295,7 +295,7 @@ class Engine:
         """The tables an update merges into; None when one cannot be read (a damaged
         table is rebuilt from the log, never merged into)."""
         try:
-            return {t: _read_files(committed.table_files(target, cp, t)) for t in p.outputs}
+            return {t: read_files(committed.table_files(target, cp, t)) for t in p.outputs}
         except (OSError, pl.exceptions.PolarsError):
             return None
 
@@ -381,7 +381,7 @@ def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:
     return True
 
 
-def _read_files(files: list) -> pl.DataFrame:
+def read_files(files: list) -> pl.DataFrame:
     """One table from its files (paths or open handles), parts concatenated in order."""
     frames = [pl.read_parquet(f) for f in files]
     return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
@@ -409,7 +409,7 @@ def read_tables(tables_dir: Path, names: list[str]) -> tuple[dict[str, pl.DataFr
     then pages), and a handle always sees one whole file."""
     view, handles = committed.open_tables(tables_dir, names)
     try:
-        return {t: _read_files(opened) for t, opened in handles.items()}, view
+        return {t: read_files(opened) for t, opened in handles.items()}, view
     finally:
         for opened in handles.values():
             for fh in opened:

@@ -102,7 +102,7 @@ def _env(kind: str) -> jinja2.Environment:
         env.filters["markdown"] = lambda text: jinja2.utils.markupsafe.Markup(md.render(text or ""))
     else:
         env.filters["markdown"] = markdown_text
+        env.filters["inline"] = lambda text: markdown_text(" ".join((text or "").split()))
     env.filters["when"] = lambda t: t.strftime("%Y-%m-%d %H:%M:%S UTC") if t is not None else "-"
     env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, (int, float)) else "-"
-    env.filters["inline"] = lambda text: markdown_text(" ".join((text or "").split()))
     return env

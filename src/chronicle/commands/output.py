@@ -40,3 +40,17 @@ def command_name() -> str:
         return str(running.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(running.resolve())
+
+
+def write_rows(df, args) -> bool:
+    """``df`` as JSON Lines (``--json``) or CSV (``--csv``, nested values as JSON text);
+    False when neither was asked for (the caller prints a table for people)."""
+    if getattr(args, "json", False):
+        sys.stdout.write(df.write_ndjson())
+    elif getattr(args, "csv", False):
+        from chronicle.projection import csv_ready
+
+        sys.stdout.write(csv_ready(df).write_csv())
+    else:
+        return False
+    return True

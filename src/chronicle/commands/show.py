@@ -9,9 +9,8 @@ a last line says how many rows and columns were left out. ``--json`` and
 from __future__ import annotations
 
 import argparse
-import sys
 
-from chronicle.commands.output import out, terminal_width
+from chronicle.commands.output import out, terminal_width, write_rows
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
@@ -41,7 +40,7 @@ def add_verb(verb) -> None:
 def run(ws: Workspace, args: argparse.Namespace) -> int:
     import polars as pl
 
-    from chronicle.projection import Engine, csv_ready, read_tables
+    from chronicle.projection import Engine, read_tables
     from chronicle.store import StoreError
 
     if args.limit is not None and args.limit < 0:
@@ -67,11 +66,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     df = _shaped(df, args, pl)
     columns = _columns(df, args.columns, view)
     rows = df.select(columns) if args.limit is None else df.select(columns).head(args.limit)
-    if args.json:
-        sys.stdout.write(rows.write_ndjson())
-    elif args.csv:
-        sys.stdout.write(csv_ready(rows).write_csv())
-    else:
+    if not write_rows(rows, args):
         _print(df, columns, args.limit, pl)
     return EXIT_OK
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 
-from chronicle.commands.output import out, terminal_width
+from chronicle.commands.output import out, terminal_width, write_rows
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
@@ -49,7 +48,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
 
     from chronicle.committed import Committed
     from chronicle.events import CATALOG
-    from chronicle.projection import Engine, csv_ready, read_tables
+    from chronicle.projection import Engine, read_tables
 
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must be 0 or more")
@@ -79,11 +78,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"{message}{hint}") from None
     if args.limit is not None:
         result = result.head(args.limit)
-    if args.json:
-        sys.stdout.write(result.write_ndjson())
-    elif args.csv:
-        sys.stdout.write(csv_ready(result).write_csv())
-    else:
+    if not write_rows(result, args):
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=terminal_width()):
             out(str(result))
     return EXIT_OK

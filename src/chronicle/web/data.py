@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.committed import CHECKPOINTS, Committed
+from chronicle.projection import read_files
 
 PER_PAGE = 50
 
@@ -44,8 +45,7 @@ class TableCache:
             hit = self._cache.get(name)
             if hit is not None and hit[0] == stamp:
                 return hit[1]
-            frames = [pl.read_parquet(fh) for fh in handles]
-            df = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+            df = read_files(handles)
         except FileNotFoundError:
             if committed.projection_of(name) is None:
                 return None
