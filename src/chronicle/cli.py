@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo", metavar="REPO")
     p.add_argument("--since", metavar="DATE", help="only commits after DATE (anything git log --since takes)")
     experiments_cmd.add_verbs(verb, sub, isub)
-    export = verb("export", None, "write ingested sources back out, byte for byte",
+    export = verb("export", None, "write ingested sources back out, byte for byte, or sessions as HTML or Markdown",
                   "chronicle export sessions ~/restored", json_flag=False)
     esub = export.add_subparsers(dest="what", metavar="WHAT", required=True)
     p = verb("session", sessions_cmd.export_session, "one session's transcript, byte for byte (stdout or -o FILE)",

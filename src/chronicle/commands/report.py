@@ -19,7 +19,7 @@ from chronicle.workspace import Workspace
 
 PERIODS = ("daily", "weekly", "monthly", "session", "blocks")
 BLOCK = 5 * 3600  # seconds: Claude's usage windows, as ccusage cuts them
-HELP = "token usage and cost by day, week, month or session (reads new transcript bytes first)"
+HELP = "token usage and cost by day, week, month, session or 5-hour block (reads new transcript bytes first)"
 EXAMPLES = """\
 examples:
   chronicle report daily                         # this machine's time zone
