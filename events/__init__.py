@@ -15,6 +15,7 @@ import polars as pl
 
 from .annotation import Annotation, AnnotationV1, upcast_v1_to_v2
 from .clock import ClockStep
+from .codex import CodexLine
 from .cohort import CohortDefined
 from .definitions import DefinitionsSnapshot
 from .envelope import ENVELOPE_FIELDS, Event
@@ -47,6 +48,7 @@ _CURRENT: tuple[type[Event], ...] = (
     SourceError,
     SessionLine,
     SessionMeta,
+    CodexLine,
     GitCommit,
     DefinitionsSnapshot,
     CohortDefined,

@@ -106,7 +106,8 @@ def best_copies(copies: Frame) -> Frame:
 
 
 def in_call_order(calls: Frame) -> Frame:
-    return calls.sort(["time", "message_id", "request_id"], nulls_last=True)
+    # path and line_no break ties (Codex calls have no ids), so any build gives one order
+    return calls.sort(["time", "message_id", "request_id", "path", "line_no"], nulls_last=True)
 
 
 def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
@@ -135,6 +136,7 @@ def api_calls(lines: pl.LazyFrame) -> pl.LazyFrame:
             pl.col("cache_5m_input_tokens").cast(pl.Int64).alias("cache_creation_5m_tokens"),
             pl.col("cache_1h_input_tokens").cast(pl.Int64).alias("cache_creation_1h_tokens"),
             "total_tokens", "path", "line_no", "seq",
+            pl.lit("claude-code").alias("agent"), pl.lit(None, pl.Int64).alias("reasoning_output_tokens"),
         )
     )
 

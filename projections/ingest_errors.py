@@ -8,7 +8,7 @@ import polars as pl
 from chronicle.projections._json_fields import SHAPES, problems
 
 #: Event types that carry an ``error`` field and a source location.
-LOCATED = ["session.line", "source.error"]
+LOCATED = ["session.line", "codex.line", "source.error"]
 INPUTS = [*LOCATED, *sorted({t for t, _ in SHAPES})]
 OUTPUTS = ["ingest_errors"]
 

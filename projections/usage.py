@@ -1,7 +1,8 @@
-"""api_calls and usage_daily: Claude Code token accounting and cost.
+"""api_calls and usage_daily: coding-agent token accounting and cost.
 
-``api_calls`` has one row per API call, deduplicated by the rule in the corpus
-NOTES (see ``_claude.api_calls``). ``usage_daily`` sums it by UTC day x model x
+``api_calls`` has one row per API call, its ``agent`` a column: Claude Code's
+deduplicated by the rule in the corpus NOTES (see ``_claude.api_calls``),
+Codex CLI's counted by the rule in its NOTES (see ``_codex.api_calls``). ``usage_daily`` sums it by UTC day x model x
 project and prices it from ``claude_prices.json``, a dated table shipped with
 the code, or from the latest table imported with ``chronicle prices import``
 (a ``prices.imported`` event); its version is a column. A model is priced by
@@ -21,9 +22,10 @@ from pathlib import Path
 import polars as pl
 
 from chronicle.projection import NeedsRebuild
+from chronicle.projections import _codex
 from chronicle.projections._claude import TOKEN_COLUMNS, api_calls, best_copies, in_call_order, rewritten
 
-INPUTS = ["session.line", "prices.imported"]
+INPUTS = ["session.line", "codex.line", "prices.imported"]
 OUTPUTS = ["api_calls", "usage_daily", "usage_by_session"]
 
 SHIPPED = json.loads((Path(__file__).with_name("claude_prices.json")).read_text())
@@ -95,7 +97,8 @@ def usd(pico: pl.Expr) -> pl.Expr:
 
 
 def build(inputs: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    return _tables(api_calls(inputs["session.line"]).collect(), prices_in_force(inputs["prices.imported"]))
+    calls = pl.concat([api_calls(inputs["session.line"]), _codex.api_calls(inputs["codex.line"])])
+    return _tables(in_call_order(calls).collect(), prices_in_force(inputs["prices.imported"]))
 
 
 def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
@@ -113,14 +116,24 @@ def update(previous: dict[str, pl.DataFrame], delta: dict[str, pl.LazyFrame],
         raise NeedsRebuild("a transcript was rewritten")
     prices = prices_in_force(inputs["prices.imported"])
     new = api_calls(lines).collect()
-    if not new.height:
+    # A Codex call is counted against the file's previous total: the files the delta
+    # touches are counted again from all their lines (a rewrite included).
+    codex_paths = delta["codex.line"].select("path").unique().collect()["path"]
+    if not new.height and not codex_paths.len():
         if delta["prices.imported"].head(1).collect().height:
             return _tables(previous["api_calls"], prices)  # the same calls, priced again
         return previous
     old, key = previous["api_calls"], ["message_id", "request_id"]
-    named = new.select(key).unique()
-    again = best_copies(pl.concat([old.join(named, on=key, how="semi", nulls_equal=True), new]))
-    return _tables(in_call_order(pl.concat([old.join(named, on=key, how="anti", nulls_equal=True), again])), prices)
+    kept = [old.filter(~pl.col("path").is_in(codex_paths.implode()) | (pl.col("agent") != "codex"))]
+    if codex_paths.len():
+        kept.append(_codex.api_calls(inputs["codex.line"].filter(pl.col("path").is_in(codex_paths.implode())))
+                    .collect())
+    if new.height:
+        claude = old.filter(pl.col("agent") == "claude-code")
+        named = new.select(key).unique()
+        again = best_copies(pl.concat([claude.join(named, on=key, how="semi", nulls_equal=True), new]))
+        kept = [kept[0].join(named, on=key, how="anti", nulls_equal=True), *kept[1:], again]
+    return _tables(in_call_order(pl.concat(kept)), prices)
 
 
 def _tables(calls: pl.DataFrame, prices: dict) -> dict[str, pl.DataFrame]:
@@ -129,7 +142,7 @@ def _tables(calls: pl.DataFrame, prices: dict) -> dict[str, pl.DataFrame]:
     priced = priced_calls(calls, prices).with_columns(pl.col("time").dt.date().alias("day"))
     cost = pl.when(pl.col("priced").any()).then(usd(pl.col("cost_pico").sum())).alias("cost_usd")
     daily = (
-        priced.group_by("day", "model", "project")
+        priced.group_by("day", "agent", "model", "project")
         .agg(
             pl.len().cast(pl.Int64).alias("calls"),
             *[pl.col(c).sum() for c in TOKEN_COLUMNS],
@@ -138,10 +151,10 @@ def _tables(calls: pl.DataFrame, prices: dict) -> dict[str, pl.DataFrame]:
             pl.col("total_tokens").sum(),
             pl.col("priced").all(), cost, pl.col("price_table").first(),
         )
-        .sort("day", "model", "project", nulls_last=True)
+        .sort("day", "agent", "model", "project", nulls_last=True)
     )
     by_session = (priced.group_by("session_id")
-                  .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("total_tokens").sum(),
+                  .agg(pl.col("agent").first(), pl.len().cast(pl.Int64).alias("calls"), pl.col("total_tokens").sum(),
                        pl.col("input_tokens").fill_null(0).sum(), pl.col("output_tokens").fill_null(0).sum(), cost,
                        (~pl.col("priced")).sum().cast(pl.Int64).alias("unpriced_calls"))
                   .sort("session_id"))

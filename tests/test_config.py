@@ -14,7 +14,7 @@ from conftest import run_cli
 
 
 @pytest.mark.parametrize("text, says", [
-    ("[watch]\nseal_mbb = 3\n", "[watch] unknown key `seal_mbb` (known: claude_roots, git_repos, seal_mb"),
+    ("[watch]\nseal_mbb = 3\n", "[watch] unknown key `seal_mbb` (known: claude_roots, codex_roots, git_repos, seal_mb"),
     ("[watch]\nseal_mb = -1\n", "[watch] seal_mb: expected `float` > 0.0"),
     ('[watch]\nslow_projections = "episodes"\n', "[watch] slow_projections: expected `array`, got `str`"),
     ('[providers.openrouter]\nbase_urll = "x"\n', "[providers.openrouter] unknown key `base_urll`"),

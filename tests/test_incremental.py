@@ -18,11 +18,14 @@ from chronicle.store import EventLog
 from conftest import ROOT, SHARED
 
 CORPUS = SHARED / "corpus" / "claude-code"
+CODEX = SHARED / "corpus" / "codex"
 PROJECTIONS = ["usage", "episodes", "conversations"]
 
 
-def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int, part_rows: int = 100_000) -> None:
-    files = sorted(p for p in src_root.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json"))
+def _feed(src_roots: list[Path], tmp_path: Path, steps: int, seed: int, part_rows: int = 100_000) -> None:
+    """Every file under ``src_roots`` (each copied under its own name), fed in random chunks."""
+    files = sorted(p for r in src_roots for p in r.rglob("*") if p.is_file() and p.suffix in (".jsonl", ".json"))
+    home = {f: r for r in src_roots for f in files if f.is_relative_to(r)}
     rng = random.Random(seed)
     src = tmp_path / "src"
     written = {f: 0 for f in files}
@@ -35,13 +38,13 @@ def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int, part_rows: int 
             for f in (files if last else rng.sample(files, k=max(1, len(files) // 2))):
                 data = f.read_bytes()
                 upto = len(data) if last else min(len(data), written[f] + rng.randrange(1, 20_000))
-                target = src / f.relative_to(src_root)
+                target = src / home[f].name / f.relative_to(home[f])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data[:upto])
                 written[f] = upto
             if step == steps // 2:  # a rewrite: a file shrinks; its earlier lines no longer count
                 victim = next(f for f in files if f.suffix == ".jsonl" and written[f] > 10)
-                (src / victim.relative_to(src_root)).write_bytes(victim.read_bytes()[: written[victim] // 2])
+                (src / home[victim].name / victim.relative_to(home[victim])).write_bytes(victim.read_bytes()[: written[victim] // 2])
             ingester.run([src])
             for o in inc.run(log.snapshot(), PROJECTIONS):
                 actions[o.name].add(o.action)
@@ -61,16 +64,17 @@ def _feed(src_root: Path, tmp_path: Path, steps: int, seed: int, part_rows: int 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is absent (a fresh clone)")
 def test_incremental_tables_equal_full_builds_on_the_real_corpus(tmp_path: Path) -> None:
-    _feed(CORPUS, tmp_path, steps=7, seed=3)
+    _feed([CORPUS, CODEX], tmp_path, steps=7, seed=3)
 
 
 def test_incremental_tables_equal_full_builds_on_the_examples(tmp_path: Path) -> None:
-    _feed(ROOT / "data" / "examples" / "claude-projects", tmp_path, steps=6, seed=8)
+    examples = ROOT / "data" / "examples"
+    _feed([examples / "claude-projects", examples / "codex-sessions"], tmp_path, steps=6, seed=8)
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is absent (a fresh clone)")
 def test_incremental_tables_in_parts_equal_full_builds_on_the_real_corpus(tmp_path: Path) -> None:
-    _feed(CORPUS, tmp_path, steps=5, seed=5, part_rows=40)
+    _feed([CORPUS, CODEX], tmp_path, steps=5, seed=5, part_rows=40)
 
 
 def test_experiment_tables_updated_step_by_step_equal_full_builds(tmp_path: Path) -> None:

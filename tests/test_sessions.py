@@ -166,14 +166,17 @@ def test_both_subagent_layouts_sidecars_and_workflow_files(ws: Workspace, tmp_pa
             assert (out / f.relative_to(tmp_path / "projects")).read_bytes() == f.read_bytes(), f
 
 
-def test_default_roots_include_every_claude_config_dir(tmp_path: Path) -> None:
-    from chronicle.ingest.claude_files import default_roots
+def test_default_roots_include_every_claude_config_dir_and_codex_home(tmp_path: Path) -> None:
+    from chronicle.ingest.sources import default_roots
 
     (tmp_path / "a" / "projects").mkdir(parents=True)
     (tmp_path / "b").mkdir()
-    roots = default_roots({"HOME": str(tmp_path / "home"), "CLAUDE_CONFIG_DIR": f"{tmp_path / 'a'}, {tmp_path / 'b'}"})
+    env = {"HOME": str(tmp_path / "home"), "CLAUDE_CONFIG_DIR": f"{tmp_path / 'a'}, {tmp_path / 'b'}"}
+    roots = default_roots(env)
     assert roots[:2] == [tmp_path / "home" / ".claude" / "projects", tmp_path / "home" / ".config" / "claude" / "projects"]
-    assert roots[2:] == [(tmp_path / "a" / "projects").resolve(), (tmp_path / "b").resolve()]
+    assert roots[2:4] == [(tmp_path / "a" / "projects").resolve(), (tmp_path / "b").resolve()]
+    assert roots[4:] == [tmp_path / "home" / ".codex" / "sessions"]
+    assert default_roots({**env, "CODEX_HOME": str(tmp_path / "cx")})[4:] == [tmp_path / "cx" / "sessions"]
 
 
 # ------------------------------------------------------------------ projections

@@ -439,12 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "chronicle ingest sessions ~/.claude/projects", json_flag=False)
     isub = ingest.add_subparsers(dest="source", metavar="SOURCE", required=True)
     p = verb("sessions", sessions_cmd.ingest_sessions,
-             "Claude Code transcripts: every line becomes a session.line event; a second run adds only new "
-             "bytes; a rewritten file becomes a new generation",
-             "chronicle ingest sessions ~/.claude/projects/-home-me-repo --json", parent=isub)
+             "Claude Code and Codex CLI transcripts: every line becomes a session.line (codex.line) event; "
+             "a second run adds only new bytes; a rewritten file becomes a new generation",
+             "chronicle ingest sessions ~/.claude/projects/-home-me-repo ~/.codex/sessions --json", parent=isub)
     p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="projects root, project folder or file (default: ~/.claude/projects, "
-                        "~/.config/claude/projects, $CLAUDE_CONFIG_DIR)")
+                   help="folders or files of either agent (default: ~/.claude/projects, "
+                        "~/.config/claude/projects, $CLAUDE_CONFIG_DIR, $CODEX_HOME/sessions or ~/.codex/sessions)")
     p.add_argument("--quiet-seconds", type=float, default=10.0,
                    help="ingest an unterminated last line once the file has been unchanged this long (default 10)")
     p = verb("git", sessions_cmd.ingest_git_repo,

@@ -62,6 +62,8 @@ class WatchTable(_Section):
     claude_roots: Annotated[list[str] | None, _doc(
         "Claude Code projects folders (default: ~/.claude/projects, ~/.config/claude/projects, "
         "$CLAUDE_CONFIG_DIR)")] = None
+    codex_roots: Annotated[list[str] | None, _doc(
+        "Codex CLI sessions folders (default: $CODEX_HOME/sessions, else ~/.codex/sessions)")] = None
     git_repos: Annotated[list[str], _doc("git repositories whose commits are recorded")] = []
     seal_mb: Annotated[PosFloat, _doc("seal the WAL into Parquet once it holds this many MB")] = 16
     seal_seconds: Annotated[PosFloat, _doc("or this long after the last seal")] = 300

@@ -8,6 +8,7 @@ repositories named in ``chronicle.toml``::
 
     [watch]
     claude_roots = ["~/.claude/projects"]   # default: the ingest defaults
+    codex_roots = ["~/.codex/sessions"]     # default: $CODEX_HOME/sessions
     git_repos = ["~/src/myrepo"]
     seal_mb = 16                # seal when the WAL holds this much ...
     seal_seconds = 300          # ... or this long after the last seal
@@ -45,10 +46,10 @@ from pathlib import Path
 import watchfiles
 
 from chronicle import search
-from chronicle.ingest.claude_files import SourceFile, classify, default_roots, discover
+from chronicle.ingest.sources import SourceFile, by_agent, classify, discover
 from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
-from chronicle.ingest.sessions import SessionIngester
+from chronicle.ingest.sessions import SessionIngester, cursors, known_kinds
 from chronicle.projection import Engine, ProjectionError
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
@@ -74,7 +75,8 @@ class AlreadyRunning(Exception):
 
 @dataclass
 class WatchConfig:
-    claude_roots: list[Path]
+    #: Every coding agent's session folders (Claude Code's, then Codex's).
+    session_roots: list[Path]
     git_repos: list[Path]
     definitions_dir: Path
     cohorts_dir: Path
@@ -93,7 +95,8 @@ class WatchConfig:
             return default if given is None else [(ws.root / Path(v).expanduser()).resolve() for v in given]
 
         return cls(
-            claude_roots=paths(section.claude_roots, default_roots()),
+            session_roots=[*paths(section.claude_roots, by_agent("claude-code").default_roots(os.environ)),
+                           *paths(section.codex_roots, by_agent("codex").default_roots(os.environ))],
             git_repos=paths(section.git_repos, []),
             definitions_dir=definitions_folder(ws),
             cohorts_dir=cohorts_folder(ws),
@@ -174,7 +177,7 @@ class Watcher:
         self.log = ws.open_log()
         self.engine = Engine.of(ws)
         self.state = _State(pid=os.getpid(), started_at=_now(),
-                            roots=[str(p) for p in [*config.claude_roots, config.definitions_dir,
+                            roots=[str(p) for p in [*config.session_roots, config.definitions_dir,
                                                     config.cohorts_dir, *config.git_repos]])
         self.last_seal = time.monotonic()
         self.last_slow = 0.0
@@ -189,8 +192,9 @@ class Watcher:
 
     def _pass(self, changed: set[Path] | None) -> None:
         started = time.monotonic()
-        roots = [r for r in self.config.claude_roots if r.is_dir()]
-        files = discover(roots) if changed is None else self._changed_files(changed, roots)
+        roots = [r for r in self.config.session_roots if r.is_dir()]
+        known = known_kinds(cursors(self.log.snapshot()))
+        files = discover(roots, known) if changed is None else self._changed_files(changed, roots, known)
         ingester = SessionIngester(self.log, self.ws.data / "ingest.lock", quiet_seconds=10.0)
         summary = ingester.run(roots, files)
         for problem in summary.problems:
@@ -241,10 +245,10 @@ class Watcher:
 
     def _watched(self) -> set[Path]:
         c = self.config
-        return {r for r in [*c.claude_roots, c.definitions_dir, c.cohorts_dir] if r.is_dir()}
+        return {r for r in [*c.session_roots, c.definitions_dir, c.cohorts_dir] if r.is_dir()}
 
     @staticmethod
-    def _changed_files(changed: set[Path], roots: list[Path]) -> list[SourceFile]:
+    def _changed_files(changed: set[Path], roots: list[Path], known: dict[str, str]) -> list[SourceFile]:
         """The files to read for a batch of changes. A folder that appeared is
         read whole: files created in it before the watch reached it send no event."""
         out: dict[Path, SourceFile] = {}
@@ -253,10 +257,10 @@ class Watcher:
             if root is None:
                 continue
             if p.is_dir() and not p.is_symlink():
-                for f in discover([p]):
+                for f in discover([p], known):
                     out.setdefault(f.path, SourceFile(f.path, root, f.kind))
                 continue
-            kind = classify(p)
+            kind = classify(p, known)
             if kind and p.is_file() and not p.is_symlink():
                 out.setdefault(p, SourceFile(p, root, kind))
         return sorted(out.values(), key=lambda f: f.path)

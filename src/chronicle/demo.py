@@ -35,6 +35,7 @@ GENERATED = 5_000
 #: The example events ship as package data (chronicle.data), in a checkout and in a wheel.
 EXAMPLES = shipped.EXAMPLES / "events.jsonl"
 CLAUDE_PROJECTS = shipped.EXAMPLES / "claude-projects"
+CODEX_SESSIONS = shipped.EXAMPLES / "codex-sessions"
 EXPERIMENT = shipped.EXAMPLES / "experiment"
 
 
@@ -58,11 +59,13 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         acks += log.append(generated[start : start + 1000])
     new = sum(not a.duplicate for a in acks)
     out(f"appended {new:,} new events ({len(acks) - new:,} already recorded) to {ws.log_dir}")
-    projects = ws.root / "claude-projects"
-    if not projects.exists():
-        shutil.copytree(CLAUDE_PROJECTS, projects)
-    summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run([projects])
-    out(f"ingest sessions: {summary.line()}")
+    copies = []
+    for example in (CLAUDE_PROJECTS, CODEX_SESSIONS):  # one folder of each agent's sessions
+        copies.append(ws.root / example.name)
+        if not copies[-1].exists():
+            shutil.copytree(example, copies[-1])
+    summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run(copies)
+    out(f"ingest sessions (Claude Code and Codex CLI): {summary.line()}")
     for sub in ("1_raw", "cohorts"):
         shutil.copytree(EXPERIMENT / sub, ws.data / sub, dirs_exist_ok=True)
     plan, d = plan_cohort(ws, "demo", record=True)

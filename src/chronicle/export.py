@@ -1,6 +1,6 @@
 """Transcripts back out of the log, byte for byte: the backup promise.
 
-A file's bytes are the ``raw`` of its ``session.line`` events of its latest
+A file's bytes are the ``raw`` of its line events (``session.line``, ``codex.line``: its source's) of its latest
 generation, in offset order (sidecars: the latest ``session.meta``). Before a
 file is written, its bytes are checked against the chunk hashes recorded in
 ``source.appended`` at ingest, and the chunks must tile the file from byte 0.
@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import polars as pl
 
 from chronicle.errors import CheckFailed
+from chronicle.ingest.sources import session_lines, source_of
 from chronicle.store import Snapshot
 from chronicle.store.fsutil import write_durably
 
@@ -51,9 +52,11 @@ def sources(snap: Snapshot) -> list[SourceRecord]:
 
 def session_files(snap: Snapshot, session_id: str) -> list[SourceRecord]:
     """The files of one session: its transcript (``<id>.jsonl``) and every
-    file whose lines carry its sessionId (subagents), then their sidecars."""
-    lines = snap.frame("session.line", ["path", "session_id"]).filter(pl.col("session_id") == session_id)
-    paths = set(lines.select("path").unique().collect()["path"].to_list())
+    file whose lines carry its id (subagents; a Codex file's ``session_meta``),
+    then their sidecars."""
+    lines = session_lines(snap, ["path", "session_id"])
+    paths = set() if lines is None else set(
+        lines.filter(pl.col("session_id") == session_id).select("path").unique().collect()["path"].to_list())
     out = []
     for s in sources(snap):
         p = PurePosixPath(s.path)
@@ -64,7 +67,8 @@ def session_files(snap: Snapshot, session_id: str) -> list[SourceRecord]:
 
 def content(snap: Snapshot, src: SourceRecord) -> bytes:
     """The file's bytes as ingested, checked against the recorded chunk hashes."""
-    if src.kind in ("agent-meta", "workflow"):
+    source = source_of(src.kind)
+    if src.kind in source.meta_kinds:
         metas = snap.frame("session.meta", ["seq", "path", "sha256", "raw"]).filter(pl.col("path") == src.path)
         last = metas.sort("seq").tail(1).collect()
         if last.height == 0:
@@ -74,7 +78,8 @@ def content(snap: Snapshot, src: SourceRecord) -> bytes:
             raise ExportError(f"{src.path}: recorded content does not match its sha256")
         return data
     where = (pl.col("path") == src.path) & (pl.col("generation") == src.generation)
-    lines = snap.frame("session.line", ["path", "generation", "offset", "raw"]).filter(where).sort("offset").collect()
+    lines = (snap.frame(source.line_event.type_name(), ["path", "generation", "offset", "raw"])
+             .filter(where).sort("offset").collect())
     chunks = (snap.frame("source.appended", ["path", "generation", "start", "end", "sha256"])
               .filter(where).sort("start").collect())
     data = b"".join(lines["raw"].to_list())

@@ -38,15 +38,19 @@ def _events(snap: Snapshot, where: dict[str, pl.Expr]) -> list[Event]:
 
 
 def of_session(snap: Snapshot, session_id: str) -> History:
-    if "session.line" not in snap.types():
+    from chronicle.ingest.sources import LINE_EVENTS, session_lines
+
+    lines = session_lines(snap, ["path", "session_id", "agent_id"])
+    if lines is None:
         return History()
-    lines = snap.frame("session.line", ["path", "session_id", "agent_id"]).filter(pl.col("session_id") == session_id)
-    per_file = lines.group_by("path").agg(pl.len().alias("n"), pl.col("agent_id").drop_nulls().first()).sort("path").collect()
+    # every line of the files that carry its id (a Codex file names its session on its first line only)
+    files = lines.filter(pl.col("session_id") == session_id).select("path").unique()
+    per_file = lines.join(files, on="path", how="semi").group_by("path").agg(pl.len().alias("n"), pl.col("agent_id").drop_nulls().first()).sort("path").collect()
     paths = set(per_file["path"].to_list())
     seen = snap.frame("source.seen", ["path"]).collect()["path"].to_list() if "source.seen" in snap.types() else []
     paths |= {p for p in seen if f"/{session_id}/" in p or p.rsplit("/", 1)[-1].startswith(session_id + ".")}
     streams = [f"source:{p}" for p in sorted(paths)]
-    where = {t: pl.col("stream").is_in(streams) for t in CATALOG if t.startswith(("source.", "session."))}
+    where = {t: pl.col("stream").is_in(streams) for t in CATALOG if t.startswith(("source.", "session.")) or t in LINE_EVENTS}
     found = History(events=_events(snap, where))
     found.lineage.append(f"session {session_id}: {sum(per_file['n'])} lines in {per_file.height} files")
     for path, n, agent in per_file.iter_rows():

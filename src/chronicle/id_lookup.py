@@ -19,9 +19,12 @@ _SHOWN = 5
 
 
 def session_id(snap: Snapshot, text: str) -> str:
-    if "session.line" not in snap.types():
+    from chronicle.ingest.sources import session_lines
+
+    lines = session_lines(snap, ["session_id"])
+    if lines is None:
         return text
-    ids = snap.frame("session.line", ["session_id"]).select(pl.col("session_id").unique()).drop_nulls()
+    ids = lines.select(pl.col("session_id").unique()).drop_nulls()
     return _one("session", text, ids.filter(pl.col("session_id").str.starts_with(text)).collect()["session_id"])
 
 

@@ -28,7 +28,9 @@ examples:
   chronicle report session --project myrepo --model opus --csv
   chronicle report blocks                        # 5-hour windows; the active one's burn rate
   chronicle report daily --no-ingest             # only what is recorded already
+  chronicle report daily --agent codex           # Codex CLI sessions only (as `ccusage codex daily`)
 """
+AGENTS = ("claude-code", "codex")  # the transcript sources' agents (ingest.sources; light to name here)
 TOKENS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "total_tokens"]
 
 
@@ -41,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first day of a week for `weekly` (default sunday, as ccusage)")
     p.add_argument("--project", metavar="TEXT", help="only projects whose path contains TEXT")
     p.add_argument("--model", metavar="TEXT", help="only models whose name contains TEXT")
+    p.add_argument("--agent", choices=AGENTS, help="only this coding agent's sessions (default: every agent's)")
     p.add_argument("--breakdown", action="store_true", help="a row per model within each period")
     p.add_argument("--no-ingest", action="store_true", help="do not read new transcript bytes first")
     fmt = p.add_mutually_exclusive_group()
@@ -56,7 +59,7 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
         _ingest(ws)
     calls, prices = _current_calls(ws)
     report = summarise(calls, prices, args.period, zone, since=since, until=until, project=args.project, model=args.model,
-                       breakdown=args.breakdown, start_of_week=args.start_of_week)
+                       agent=args.agent, breakdown=args.breakdown, start_of_week=args.start_of_week)
     if args.json:
         for row in report.iter_rows(named=True):
             print_json(row)
@@ -100,12 +103,12 @@ def _day(text: str | None, flag: str) -> date | None:
 
 
 def _ingest(ws: Workspace) -> None:
-    from chronicle.ingest.claude_files import default_roots, discover
     from chronicle.ingest.sessions import SessionIngester
+    from chronicle.ingest.sources import default_roots
 
     roots = [r for r in default_roots() if r.is_dir()]
     if roots:
-        SessionIngester(ws.open_log(), ws.data / "ingest.lock").run(roots, discover(roots))
+        SessionIngester(ws.open_log(), ws.data / "ingest.lock").run(roots)
 
 
 def _current_calls(ws: Workspace):
@@ -119,7 +122,8 @@ def _current_calls(ws: Workspace):
 
 
 def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None = None, until: date | None = None,
-              project: str | None = None, model: str | None = None, breakdown: bool = False,
+              project: str | None = None, model: str | None = None, agent: str | None = None,
+              breakdown: bool = False,
               start_of_week: str = "sunday"):
     """The report: a row per period (and model, with ``breakdown``), oldest first."""
     import polars as pl
@@ -136,6 +140,8 @@ def summarise(calls, prices: dict, period: str, zone: str, *, since: date | None
         calls = calls.filter(pl.col("project").fill_null("").str.contains(project, literal=True))
     if model:
         calls = calls.filter(pl.col("model").fill_null("").str.contains(model, literal=True))
+    if agent:
+        calls = calls.filter(pl.col("agent") == agent)
     calls = priced_calls(calls, prices)
     if period == "blocks":
         return _blocks(calls, zone, breakdown)

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
-    from chronicle.ingest.claude_files import default_roots, discover
-    from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors
+    from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors, known_kinds
+    from chronicle.ingest.sources import SOURCES, default_roots, discover
 
     given = [Path(p) for p in args.paths]
     missing = [str(p) for p in given if not p.exists()]
@@ -31,8 +31,9 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     roots = given or [r for r in default_roots() if r.is_dir()]
     log = ws.open_log()
-    files = discover(roots)
-    bar = Progress(bytes_behind(files, cursors(log.snapshot())) / 1e6, "ingest", " MB")
+    known = cursors(log.snapshot())
+    files = discover(roots, known_kinds(known))
+    bar = Progress(bytes_behind(files, known) / 1e6, "ingest", " MB")
     ingester = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=args.quiet_seconds,
                                on_bytes=lambda n, name: bar.advance(n / 1e6, name))
     try:
@@ -44,8 +45,8 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
                      "problems": summary.problems[:1000]})
     else:
         if not roots:
-            print("no Claude Code projects folder found (looked in ~/.claude/projects, ~/.config/claude/projects, "
-                  "$CLAUDE_CONFIG_DIR); give a PATH", file=sys.stderr)
+            looked = "; ".join(f"{s.agent}: {s.roots_help}" for s in SOURCES)
+            print(f"no coding-agent sessions folder found (looked in {looked}); give a PATH", file=sys.stderr)
         for p in summary.problems[:20]:
             print(f"  problem: {p}", file=sys.stderr)
         if len(summary.problems) > 20:
@@ -71,12 +72,12 @@ def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
 
 def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle import export
-
     from chronicle.id_lookup import session_id
+    from chronicle.ingest.sources import SESSION_KINDS
 
     snap = ws.open_log().snapshot()
     args.session_id = session_id(snap, args.session_id)  # a unique prefix will do
-    files = [f for f in export.session_files(snap, args.session_id) if f.kind == "session"]
+    files = [f for f in export.session_files(snap, args.session_id) if f.kind in SESSION_KINDS]
     # its own <id>.jsonl; else the one transcript whose lines carry its id (a file named otherwise)
     main = [f for f in files if Path(f.path).stem == args.session_id] or files
     if not main:

@@ -30,9 +30,9 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
 
     from chronicle import daemon, daemon_state
     from chronicle.committed import CHECKPOINTS
-    from chronicle.ingest.claude_files import META_KINDS, discover
+    from chronicle.ingest.sources import META_KINDS, discover
     from chronicle.ingest.cohort_plans import cohorts_behind, definitions_behind
-    from chronicle.ingest.sessions import bytes_behind, cursors
+    from chronicle.ingest.sessions import bytes_behind, cursors, known_kinds
 
     state = daemon_state.read_state(ws)
     running = daemon_state.is_running(ws)
@@ -46,11 +46,11 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
     config = daemon.WatchConfig.from_workspace(ws)
     known = cursors(snap)
     lag = []
-    for root in config.claude_roots:
+    for root in config.session_roots:
         if not root.is_dir():
             lag.append({"root": str(root), "exists": False, "files": 0, "bytes_behind": 0})
             continue
-        files = [f for f in discover([root]) if f.kind not in META_KINDS]
+        files = [f for f in discover([root], known_kinds(known)) if f.kind not in META_KINDS]
         lag.append({"root": str(root), "exists": True, "files": len(files), "bytes_behind": bytes_behind(files, known)})
     # Experiment folders lag in files (definitions not yet recorded, cohort specs not yet planned).
     for root, behind in ((config.definitions_dir, definitions_behind), (config.cohorts_dir, cohorts_behind)):

@@ -1,4 +1,9 @@
-"""``chronicle ingest sessions``: Claude Code transcripts into the log, incrementally.
+"""``chronicle ingest sessions``: coding-agent transcripts into the log, incrementally.
+
+Generic over sources (``ingest.sources``): a file's kind names the source
+whose ``line_table`` turns its bytes into line events; everything here
+(cursors, generations, partial lines, tail hashes, commits) is the same for
+every agent.
 
 Per file, the log holds a cursor: the latest ``source.seen`` (a generation
 starts at byte 0) or ``source.appended`` (ingested up to ``end``). A pass
@@ -35,9 +40,9 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from chronicle.events import Event, SessionLine, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen
-from chronicle.ingest import event_ids, transcript_lines
-from chronicle.ingest.claude_files import META_KINDS, SourceFile, discover
+from chronicle.events import Event, SessionMeta, SourceAppended, SourceError, SourceRewritten, SourceSeen, event_class
+from chronicle.ingest import event_ids
+from chronicle.ingest.sources import META_KINDS, SourceFile, discover, source_of
 from chronicle.store import ConflictingEvent, EventLog, Snapshot, StoreError, codec
 from chronicle.store.log import PreparedTables, prepare_tables
 from chronicle.store.fsutil import locked
@@ -61,6 +66,8 @@ class Cursor:
     tail_sha256: str
     #: When the cursor was recorded (µs): a file modified after it without growing is checked whole.
     recorded_at_us: int = 0
+    #: The file's kind as ``source.seen`` recorded it (which source reads it).
+    kind: str = ""
 
 
 @dataclass
@@ -105,15 +112,22 @@ _EMPTY_SHA = _sha(b"")
 
 def cursors(snap: Snapshot) -> dict[str, Cursor]:
     """The latest cursor of every source path in the log."""
-    seen = snap.frame("source.seen", ["seq", "recorded_at", "path", "generation"]).with_columns(
+    seen = snap.frame("source.seen", ["seq", "recorded_at", "path", "generation", "kind"]).with_columns(
         end=pl.lit(0, pl.Int64), end_line=pl.lit(0, pl.Int64), tail_sha256=pl.lit(_EMPTY_SHA))
     appended = snap.frame("source.appended",
                           ["seq", "recorded_at", "path", "generation", "end", "end_line", "tail_sha256"])
-    latest = (pl.concat([seen, appended], how="vertical_relaxed")
-              .group_by("path").agg(pl.all().sort_by("seq").last())
+    latest = (pl.concat([seen, appended], how="diagonal_relaxed")
+              .group_by("path").agg(pl.all().exclude("kind").sort_by("seq").last(),
+                                    pl.col("kind").sort_by("seq").drop_nulls().last())
               .with_columns(pl.col("recorded_at").dt.epoch("us")).collect())
-    return {p: Cursor(g, e, n, t, r) for p, g, e, n, t, r in
-            latest.select("path", "generation", "end", "end_line", "tail_sha256", "recorded_at").iter_rows()}
+    return {p: Cursor(g, e, n, t, r, k or "") for p, g, e, n, t, r, k in
+            latest.select("path", "generation", "end", "end_line", "tail_sha256", "recorded_at", "kind").iter_rows()}
+
+
+def known_kinds(known: dict[str, Cursor]) -> dict[str, str]:
+    """path -> recorded kind, for ``discover``: a file with lines ingested keeps its kind
+    (its first line is not read again); one without is classified again (see _lines)."""
+    return {p: c.kind for p, c in known.items() if c.kind and c.end > 0}
 
 
 def chunk_hashes(snap: Snapshot, path: str, generation: int) -> list[tuple[int, int, str]]:
@@ -185,13 +199,13 @@ class _Committer:
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-hash")
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-commit")
         self.inflight: deque[Future] = deque()
-        self.items: list[pa.Table | Event] = []  # line tables and events, in recording order
+        self.items: list[_Lines | Event] = []  # line tables and events, in recording order
         self.pending_lines = 0
         self.pending_bytes = 0
 
-    def add(self, lines: pa.Table, cursor: SourceAppended, size: int) -> None:
+    def add(self, lines: _Lines, cursor: SourceAppended, size: int) -> None:
         self.items += (lines, cursor)
-        self.pending_lines += lines.num_rows
+        self.pending_lines += lines.table.num_rows
         self.record([], size)
 
     def record(self, events: list[Event], size: int = 0) -> None:
@@ -213,26 +227,30 @@ class _Committer:
         self.inflight.append(self.writer.submit(self._commit, prepared, previous))
 
     @staticmethod
-    def _prepare(items: list[pa.Table | Event], small: bool) -> PreparedTables | list[Event]:
+    def _prepare(items: list[_Lines | Event], small: bool) -> PreparedTables | list[Event]:
         """A small batch as events for the WAL, in order; a large one as tables for
         a segment: other events first (so a file's ``source.seen`` precedes its
         lines), then the lines, then their cursors."""
         if small:
             events: list[Event] = []
             for item in items:
-                if isinstance(item, pa.Table):
-                    events += (SessionLine(**row) for row in item.to_pylist())
+                if isinstance(item, _Lines):
+                    cls = event_class(item.event)
+                    events += (cls(**row) for row in item.table.to_pylist())
                 else:
                     events.append(item)
             return events
         by_type: dict[str, list[Event]] = {}
+        lines: dict[str, list[pa.Table]] = {}
         for item in items:
-            if not isinstance(item, pa.Table):
+            if isinstance(item, _Lines):
+                lines.setdefault(item.event, []).append(item.table)
+            else:
                 by_type.setdefault(item.type_name(), []).append(item)
         cursors = by_type.pop(SourceAppended.type_name(), [])
         tables = {name: codec.events_to_table(events) for name, events in by_type.items()}
         if cursors:  # each cursor came with its lines
-            tables[SessionLine.type_name()] = pa.concat_tables([i for i in items if isinstance(i, pa.Table)])
+            tables.update((name, pa.concat_tables(parts)) for name, parts in lines.items())
             tables[SourceAppended.type_name()] = codec.events_to_table(cursors)
         return prepare_tables(tables)
 
@@ -267,6 +285,14 @@ class _Committer:
             self.log.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Lines:
+    """One chunk's line events as a table, and their type's name."""
+
+    event: str
+    table: pa.Table
+
+
 def _renamed(batch: PreparedTables | list[Event], taken: str) -> PreparedTables | list[Event]:
     """``batch`` with the event id ``taken`` given the next free suffix."""
     base, _, n = taken.partition("~")
@@ -299,11 +325,11 @@ class SessionIngester:
     def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
         started = time.monotonic()
         summary = Summary()
-        files = discover(paths) if files is None else files
-        summary.files = len(files)
         with locked(self.lock_path), _cyclic_gc_paused():
             snap = self.log.snapshot()
             known = cursors(snap)
+            files = discover(paths, known_kinds(known)) if files is None else files
+            summary.files = len(files)
             metas = meta_versions(snap)
             self._known_errors = set(snap.frame("source.error", ["event_id"]).collect()["event_id"].to_list())
             self._committer = _Committer(self.log.path, self.chunk_bytes)
@@ -387,6 +413,8 @@ class SessionIngester:
                     self._problem(f, "empty file (0 bytes)", summary)
             else:
                 reason = self._rewrite_reason(fh, cur, size)
+                if reason is None and cur.kind and cur.kind != f.kind:
+                    reason = f"its first record shows a {f.kind} file (recorded as {cur.kind} before any line was)"
                 if reason is None and size == cur.end and st.st_mtime_ns // 1000 > cur.recorded_at_us:
                     reason = self._changed_in_place(fh, path, cur)
                 if reason:
@@ -459,7 +487,8 @@ class SessionIngester:
     def _commit(self, f: SourceFile, generation: int, pos: int, line_no: int, data: bytes, tail: bytes,
                 summary: Summary) -> tuple[int, int, bytes]:
         path = str(f.path)
-        lines = transcript_lines.table(path, generation, pos, line_no, data)
+        source = source_of(f.kind)
+        lines = source.line_table(path, generation, pos, line_no, data)
         n = lines.num_rows
         end = pos + len(data)
         tail = (tail + data[-TAIL:])[-TAIL:]
@@ -468,7 +497,7 @@ class SessionIngester:
                                 path=path, generation=generation, start=pos, end=end, end_line=line_no + n - 1,
                                 sha256=_sha(data), tail_sha256=_sha(tail))
         assert self._committer is not None
-        self._committer.add(lines, cursor, len(data))
+        self._committer.add(_Lines(source.line_event.type_name(), lines), cursor, len(data))
         errors = lines.column("error")
         if errors.null_count < n:
             for row in lines.filter(errors.is_valid()).select(["line_no", "error"]).to_pylist():
