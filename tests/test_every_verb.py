@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chronicle.cli import NO_WORKSPACE, build_parser
+from chronicle.cli import COMMAND_MODULES, build_parser
 
 from conftest import run_cli
 
@@ -44,11 +44,40 @@ def test_the_enumeration_finds_every_verb() -> None:
     assert len(names) >= 30
 
 
+def test_every_verb_is_declared_one_way_by_a_command_module() -> None:
+    import pkgutil
+    from importlib import import_module
+
+    import chronicle.commands
+
+    declaring = {m.name for m in pkgutil.iter_modules(chronicle.commands.__path__)
+                 if hasattr(import_module(f"chronicle.commands.{m.name}"), "register")}
+    assert declaring == set(COMMAND_MODULES), "a module with register() that cli does not call, or the reverse"
+    for path, parser in VERBS:
+        assert callable(parser.get_default("func")), path
+        assert parser.get_default("command") == " ".join(path)
+        assert parser.get_default("needs_workspace") in (True, False)
+    outside = {" ".join(p) for p, parser in VERBS if not parser.get_default("needs_workspace")}
+    assert outside == {"init", "demo", "parse"}
+
+
+def test_a_verb_under_an_undeclared_group_is_refused_by_name() -> None:
+    from chronicle.commands.verbs import Verbs
+
+    verbs = Verbs(argparse.ArgumentParser())
+    with pytest.raises(KeyError, match="no group 'nope'"):
+        verbs.add("x", lambda ws, args: 0, "help", "example", under="nope")
+    verbs.group("g", "a group", "chronicle g x")
+    verbs.group("g", "declared twice: once", "chronicle g x")
+    verbs.add("x", lambda ws, args: 0, "help", "example", under="g")
+    assert verbs.names == ["g"]
+
+
 @pytest.mark.parametrize("path, parser", VERBS, ids=[" ".join(p) for p, _ in VERBS])
 def test_outside_a_workspace_a_verb_says_what_to_run(tmp_path: Path, path: tuple[str, ...],
                                                     parser: argparse.ArgumentParser) -> None:
-    if path[0] in NO_WORKSPACE:
-        pytest.skip(f"{path[0]} works outside a workspace")
+    if parser.get_default("needs_workspace") is False:
+        pytest.skip(f"{' '.join(path)} works outside a workspace")
     nowhere = tmp_path / "not-a-workspace"
     nowhere.mkdir()
     proc = run_cli(*path, *_arguments(parser), "--root", str(nowhere), root=tmp_path)

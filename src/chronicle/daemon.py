@@ -46,6 +46,7 @@ from pathlib import Path
 import watchfiles
 
 from chronicle import search
+from chronicle.errors import ChronicleError
 from chronicle.ingest.sources import SourceFile, by_agent, classify, discover
 from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
@@ -69,7 +70,7 @@ def _background_priority() -> None:
     os.nice(SLOW_NICE)
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(ChronicleError):
     """Another daemon holds this workspace."""
 
 

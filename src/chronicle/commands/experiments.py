@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 # verb needs (the runner and aiohttp, Polars, the store) is imported when it runs.
 from chronicle.experiment import parsers
 from chronicle.commands.output import print_json
-from chronicle.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from chronicle.commands.sessions import INGEST_EXAMPLE, INGEST_HELP
+from chronicle.commands.verbs import Verbs
+from chronicle.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
 
@@ -22,10 +24,6 @@ if TYPE_CHECKING:
     from chronicle.experiment.runner import RunSummary
 
 
-
-
-def _err(verb: str, message: str) -> None:
-    print(f"chronicle {verb}: error: {message}", file=sys.stderr)
 
 
 def _definitions_folder(ws: Workspace, given: str | None) -> Path:
@@ -61,8 +59,7 @@ def cmd_ingest_legacy(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         root = legacy.data_root(path.resolve())
     except legacy.LegacyError as exc:
-        _err("ingest legacy", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     docs, _ = legacy.scan(root)  # for the bar's total; the import scans again (the source may move under it)
     bar = Progress(len(docs), "legacy", " docs")
     try:
@@ -89,8 +86,7 @@ def cmd_cohort_plan(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         plan, _ = plan_cohort(ws, args.cohort_id, record=True)
     except cohorts.CohortError as exc:
-        _err("cohort plan", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     calls = plan.calls()
     by_stage: dict[str, int] = {}
     for m in plan.members:
@@ -134,20 +130,17 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
 
     name = args.provider or ws.config.run.provider
     if not name:
-        _err("run", "choose a provider with --provider NAME (echo is offline and free; "
-                    "or set [run] provider in chronicle.toml)")
-        return EXIT_USAGE
+        raise UsageError("choose a provider with --provider NAME (echo is offline and free; "
+                         "or set [run] provider in chronicle.toml)")
     provider = providers.get(ws.config, name)
     if args.concurrency is not None and args.concurrency < 1:
-        _err("run", "--concurrency must be at least 1")
-        return EXIT_USAGE
+        raise UsageError("--concurrency must be at least 1")
     options = RunOptions(stage=args.stage, limit=args.limit, retry_errors=args.retry_errors, dry_run=args.dry_run,
                          concurrency=args.concurrency)
     try:
         plan, d = plan_cohort(ws, args.cohort, record=not args.dry_run)
     except cohorts.CohortError as exc:
-        _err("run", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     log = ws.open_log()
     if args.dry_run:
         summary = Runner(log, plan, d, provider, options).dry_run()
@@ -193,14 +186,13 @@ def cmd_parse(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         parser = parsers.get(args.parser)
     except parsers.UnknownParser as exc:
-        _err("parse", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     worst = EXIT_OK
     for name in args.files:
         try:
             text = Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            _err("parse", f"{name}: {exc}")
+            print(f"chronicle parse: error: {name}: {exc}", file=sys.stderr)  # the other files go on
             worst = EXIT_USAGE
             continue
         r = parser(text)
@@ -242,8 +234,7 @@ def cmd_audit_reparse(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         report = audit.reparse(ws.open_log(), args.parser, args.stage, record=args.record)
     except parsers.UnknownParser as exc:
-        _err("audit reparse", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     if args.json:
         print_json(vars(report))
     else:
@@ -277,8 +268,7 @@ def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
         snap = ws.open_log().snapshot()
         result = audit.reprompt(snap, doc_id(snap, args.doc_id))
     except audit.AuditError as exc:
-        _err("audit prompt", str(exc))
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     if args.json:
         print_json(vars(result))
     elif result.rendered_sha256 is None:
@@ -292,25 +282,23 @@ def cmd_audit_prompt(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK if result.match else EXIT_FAILED
 
 
-def add_verbs(verb, sub, isub) -> None:
-    """Register this module's verbs with the CLI's ``verb`` helper."""
-    p = verb("definitions", cmd_ingest_definitions,
-             "experiment definitions (data/1_raw): one definitions.snapshot per changed file; problems named by "
-             "file and line", "chronicle ingest definitions --from ../corpus/daydreaming/1_raw", parent=isub)
+def register(verbs: Verbs) -> None:
+    verbs.group("ingest", INGEST_HELP, INGEST_EXAMPLE)
+    p = verbs.add("definitions", cmd_ingest_definitions,
+                  "experiment definitions (data/1_raw): one definitions.snapshot per changed file; problems named by "
+                  "file and line", "chronicle ingest definitions --from ../corpus/daydreaming/1_raw", under="ingest")
     p.add_argument("--from", dest="source", metavar="DIR", help="definitions folder (default: data/1_raw)")
-    p = verb("legacy", cmd_ingest_legacy,
-             "a DayDreaming data directory (gens/ store, older 3_generation/ and 4_evaluation/ folders), read-only: "
-             "one attempt per raw version, old ids kept, provenance in legacy.source; re-running adds nothing",
-             "chronicle ingest legacy ~/DayDreamingDayDreaming/data --json", parent=isub)
+    p = verbs.add("legacy", cmd_ingest_legacy,
+                  "a DayDreaming data directory (gens/ store, older 3_generation/ and 4_evaluation/ folders), read-only: "
+                  "one attempt per raw version, old ids kept, provenance in legacy.source; re-running adds nothing",
+                  "chronicle ingest legacy ~/DayDreamingDayDreaming/data --json", under="ingest")
     p.add_argument("path", metavar="PATH", help="the data directory, or the project folder holding it as data/")
-    cohort = verb("cohort", None, "cohort specs (data/cohorts/ID/cohort.toml)", "chronicle cohort plan demo",
-                  json_flag=False)
-    csub = cohort.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = verb("plan", cmd_cohort_plan, "expand a cohort spec into its membership, record it, print the calls it needs",
-             "chronicle cohort plan demo --json", parent=csub)
+    verbs.group("cohort", "cohort specs (data/cohorts/ID/cohort.toml)", "chronicle cohort plan demo")
+    p = verbs.add("plan", cmd_cohort_plan, "expand a cohort spec into its membership, record it, print the calls it needs",
+                  "chronicle cohort plan demo --json", under="cohort")
     p.add_argument("cohort_id", metavar="ID")
-    p = verb("run", cmd_run, "run a cohort: draft -> essay -> evaluation; resumes where the log says it stopped",
-             "chronicle run demo --provider echo --concurrency 16")
+    p = verbs.add("run", cmd_run, "run a cohort: draft -> essay -> evaluation; resumes where the log says it stopped",
+                  "chronicle run demo --provider echo --concurrency 16")
     p.add_argument("cohort", metavar="COHORT")
     p.add_argument("--provider", metavar="NAME", help="echo, local, or a [providers.NAME] in chronicle.toml")
     p.add_argument("--concurrency", type=int, metavar="N", help="calls in flight (default: the provider's)")
@@ -318,23 +306,22 @@ def add_verbs(verb, sub, isub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="take on at most N logical keys")
     p.add_argument("--retry-errors", action="store_true", help="retry only the keys whose last attempt failed")
     p.add_argument("--dry-run", action="store_true", help="say what would be called; record nothing")
-    audit_p = verb("audit", None, "check recorded results against today's code (no model is called)",
-                   "chronicle audit reparse --parser score --stage evaluation", json_flag=False)
-    asub = audit_p.add_subparsers(dest="check", metavar="CHECK", required=True)
-    p = verb("reparse", cmd_audit_reparse, "run today's parsers over recorded responses; report (dis)agreement",
-             "chronicle audit reparse --parser score --stage evaluation --record", parent=asub)
+    verbs.group("audit", "check recorded results against today's code (no model is called)",
+                "chronicle audit reparse --parser score --stage evaluation")
+    p = verbs.add("reparse", cmd_audit_reparse, "run today's parsers over recorded responses; report (dis)agreement",
+                  "chronicle audit reparse --parser score --stage evaluation --record", under="audit")
     p.add_argument("--parser", metavar="NAME", help="parse with this parser (default: the one each result names)")
     p.add_argument("--stage", choices=["draft", "essay", "evaluation"])
     p.add_argument("--record", action="store_true",
                    help="append the differing results as new parse.result events (provenance audit:reparse)")
-    p = verb("prompt", cmd_audit_prompt, "re-render a document's prompt from the recorded definitions; compare hashes",
-             "chronicle audit prompt v_a3lmlopwpq6ighgfq", parent=asub)
+    p = verbs.add("prompt", cmd_audit_prompt, "re-render a document's prompt from the recorded definitions; compare hashes",
+                  "chronicle audit prompt v_a3lmlopwpq6ighgfq", under="audit")
     p.add_argument("doc_id", metavar="DOC_ID", help="the doc id, a unique prefix of it, or DayDreaming's task id")
-    p = verb("docs", cmd_docs, "write every document as files: data/docs/<stage>/<doc_id>/{prompt,raw,parsed}.txt "
-             "and metadata.json (a projection: delete it and run again)", "chronicle docs")
+    p = verbs.add("docs", cmd_docs, "write every document as files: data/docs/<stage>/<doc_id>/{prompt,raw,parsed}.txt "
+                  "and metadata.json (a projection: delete it and run again)", "chronicle docs")
     p.add_argument("--out", metavar="DIR", help="write elsewhere (default: data/docs, where stale documents are removed)")
     p.add_argument("--prune", action="store_true", help="with --out: remove documents the log no longer has")
-    p = verb("parse", cmd_parse, "run a named parser over response files (no model call)",
-             "chronicle parse score eval_responses/*.txt --json")
+    p = verbs.add("parse", cmd_parse, "run a named parser over response files (no model call)",
+                  "chronicle parse score eval_responses/*.txt --json", workspace=False)
     p.add_argument("parser", metavar="PARSER", help=", ".join(sorted(parsers.PARSERS)))
     p.add_argument("files", nargs="+", metavar="FILE")

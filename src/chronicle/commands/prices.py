@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from chronicle.commands.verbs import Verbs
 from chronicle.commands.output import out, print_json
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
@@ -131,12 +132,10 @@ def cmd_show(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_verbs(verb, sub: argparse._SubParsersAction) -> None:
-    prices = verb("prices", None, "the price table costs are computed with", "chronicle prices show", json_flag=False)
-    psub = prices.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = verb("import", cmd_import, "record a price table (LiteLLM's JSON or chronicle's) as a prices.imported "
-             "event; tables are priced by it from then on", "chronicle prices import model_prices.json", parent=psub)
+def register(verbs: Verbs) -> None:
+    verbs.group("prices", "the price table costs are computed with", "chronicle prices show")
+    p = verbs.add("import", cmd_import, "record a price table (LiteLLM's JSON or chronicle's) as a prices.imported "
+                  "event; tables are priced by it from then on", "", under="prices", epilog=EXAMPLES)
     p.add_argument("file", metavar="FILE")
-    p.epilog = EXAMPLES
-    verb("show", cmd_show, "the table in force: imported, else the one shipped", "chronicle prices show --json",
-         parent=psub)
+    verbs.add("show", cmd_show, "the table in force: imported, else the one shipped", "chronicle prices show --json",
+              under="prices")

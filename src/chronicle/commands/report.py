@@ -13,6 +13,7 @@ import os
 import sys
 from datetime import date, datetime, timezone
 
+from chronicle.commands.verbs import Verbs
 from chronicle.commands.output import print_json, terminal_width
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
@@ -244,8 +245,5 @@ def _print_table(report, period: str, zone: str) -> None:
           + (f" ({unpriced:,} calls of unpriced models not included)" if unpriced else "") + f"; times in {zone}")
 
 
-def add_verb(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help=HELP, description=HELP, epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
+def register(verbs: Verbs) -> None:
+    add_arguments(verbs.add("report", run, HELP, "", json=False, epilog=EXAMPLES))

@@ -14,6 +14,8 @@ import sqlite3
 import sys
 from datetime import datetime, timezone
 
+from chronicle.commands.verbs import Verbs
+from chronicle.errors import UsageError
 from chronicle import search as index
 from chronicle.store.head import log_head
 from chronicle.errors import EXIT_OK
@@ -33,8 +35,12 @@ summaries or harness notifications).
 """
 
 
-class SearchError(Exception):
+class SearchError(UsageError):
     """Bad query or options; exit 2."""
+
+
+def register(verbs: Verbs) -> None:
+    add_arguments(verbs.add("search", run, HELP, "", json=False, epilog=EXAMPLES))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

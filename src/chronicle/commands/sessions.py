@@ -10,13 +10,52 @@ from typing import TYPE_CHECKING
 
 # Light at import (the command line imports every verb's module); the store and Polars when a verb runs.
 from chronicle.commands.output import print_json
-from chronicle.errors import EXIT_OK, EXIT_USAGE
+from chronicle.commands.verbs import Verbs
+from chronicle.errors import EXIT_OK, UsageError
 from chronicle.progress import Progress
 from chronicle.workspace import Workspace
 
 if TYPE_CHECKING:
     from chronicle.export import Exported
 
+INGEST_HELP = "record sources as events (see: chronicle ingest sessions --help)"
+INGEST_EXAMPLE = "chronicle ingest sessions ~/.claude/projects"
+
+
+def register(verbs: Verbs) -> None:
+    verbs.group("ingest", INGEST_HELP, INGEST_EXAMPLE)
+    p = verbs.add("sessions", ingest_sessions,
+                  "Claude Code and Codex CLI transcripts: every line becomes a session.line (codex.line) event; "
+                  "a second run adds only new bytes; a rewritten file becomes a new generation",
+                  "chronicle ingest sessions ~/.claude/projects/-home-me-repo ~/.codex/sessions --json",
+                  under="ingest")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="folders or files of either agent (default: ~/.claude/projects, ~/.config/claude/projects, "
+                        "$CLAUDE_CONFIG_DIR, $CODEX_HOME/sessions or ~/.codex/sessions)")
+    p.add_argument("--quiet-seconds", type=float, default=10.0,
+                   help="ingest an unterminated last line once the file has been unchanged this long (default 10)")
+    p = verbs.add("git", ingest_git_repo,
+                  "commits of a git repository, incrementally: sha, parents, author and committer with times, "
+                  "full message, files with status and line counts", "chronicle ingest git . --since 2026-01-01",
+                  under="ingest")
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("--since", metavar="DATE", help="only commits after DATE (anything git log --since takes)")
+    verbs.group("export", "write ingested sources back out, byte for byte, or sessions as HTML or Markdown",
+                "chronicle export sessions ~/restored")
+    p = verbs.add("session", export_session, "one session's transcript, byte for byte (stdout or -o FILE)",
+                  "chronicle export session 6f1c...-e2 -o session.jsonl", under="export")
+    p.add_argument("session_id", metavar="ID", help="the session id or a unique prefix of it")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p = verbs.add("sessions", export_sessions, "every ingested transcript and sidecar, as a tree under DIR",
+                  "chronicle export sessions ~/restored --session 6f1c...-e2", under="export")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--session", metavar="ID", help="only this session (with its subagents and sidecars)")
+    for kind, what in (("html", "web pages"), ("markdown", "Markdown files")):
+        p = verbs.add(kind, export_static, f"every session as {what}: an index and a page per session, "
+                      "transcript text escaped (safe to share)", f"chronicle export {kind} ~/sessions-{kind}",
+                      under="export")
+        p.add_argument("dir", metavar="DIR")
+        p.add_argument("--session", metavar="ID", help="only this session (an id or a unique prefix)")
 
 
 
@@ -27,8 +66,7 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     given = [Path(p) for p in args.paths]
     missing = [str(p) for p in given if not p.exists()]
     if missing:
-        print(f"chronicle ingest sessions: error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
     roots = given or [r for r in default_roots() if r.is_dir()]
     log = ws.open_log()
     known = cursors(log.snapshot())
@@ -56,13 +94,9 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def ingest_git_repo(ws: Workspace, args: argparse.Namespace) -> int:
-    from chronicle.ingest.git import GitError, ingest_git
+    from chronicle.ingest.git import ingest_git
 
-    try:
-        summary = ingest_git(ws.open_log(), Path(args.repo), args.since)
-    except GitError as exc:
-        print(f"chronicle ingest git: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    summary = ingest_git(ws.open_log(), Path(args.repo), args.since)  # GitError (exit 2) names the repo
     if args.json:
         print_json(vars(summary))
     else:
@@ -81,14 +115,11 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     # its own <id>.jsonl; else the one transcript whose lines carry its id (a file named otherwise)
     main = [f for f in files if Path(f.path).stem == args.session_id] or files
     if not main:
-        print(f"chronicle export session: error: no ingested transcript for session {args.session_id!r}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"no ingested transcript for session {args.session_id!r}")
     if len(main) > 1:
-        print(f"chronicle export session: error: session {args.session_id!r} is in {len(main)} transcripts "
-              f"({', '.join(sorted(f.path for f in main)[:5])}); `chronicle export sessions DIR --session "
-              f"{args.session_id}` writes them all", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"session {args.session_id!r} is in {len(main)} transcripts "
+                         f"({', '.join(sorted(f.path for f in main)[:5])}); `chronicle export sessions DIR --session "
+                         f"{args.session_id}` writes them all")
     done = export.write_one(snap, main[0], Path(args.output) if args.output else None)
     if args.output:
         _report([done], args.json)
@@ -122,10 +153,11 @@ def export_static(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.id_lookup import session_id
 
     session = session_id(ws.open_log().snapshot(), args.session) if args.session else None
-    done = static_export.export(ws, Path(args.dir), args.what, session)
+    what = args.command.rsplit(" ", 1)[-1]  # html or markdown
+    done = static_export.export(ws, Path(args.dir), what, session)
     if args.json:
         print_json({"dir": str(done.dir), "sessions": done.sessions, "files": done.files})
     else:
-        index = "index.html" if args.what == "html" else "index.md"
+        index = "index.html" if what == "html" else "index.md"
         print(f"exported {done.sessions} sessions to {done.dir} (open {done.dir / index})")
     return EXIT_OK

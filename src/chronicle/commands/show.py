@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from chronicle.commands.verbs import Verbs
 from chronicle.commands.output import out, terminal_width, write_rows
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
@@ -25,9 +26,8 @@ examples:
 ROWS = 50
 
 
-def add_verb(verb) -> None:
-    p = verb("show", run, HELP, "chronicle show events_by_type --csv")
-    p.epilog = EXAMPLES
+def register(verbs: Verbs) -> None:
+    p = verbs.add("show", run, HELP, "", epilog=EXAMPLES)
     p.add_argument("table")
     p.add_argument("--columns", metavar="A,B,...", help="these columns, in this order (`all`: every column)")
     p.add_argument("--where", metavar="CONDITION", help="keep rows where this SQL condition holds (Polars SQL)")

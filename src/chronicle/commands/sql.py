@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from chronicle.commands.verbs import Verbs
 from chronicle.commands.output import out, terminal_width, write_rows
 from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
@@ -26,16 +27,15 @@ examples:
 """
 
 
-def add_verb(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sql", help=HELP, description=HELP + "\n\n" + (__doc__ or "").split("\n\n")[1],
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+def register(verbs: Verbs) -> None:
+    p = verbs.add("sql", run, HELP, "", json=False, epilog=EXAMPLES,
+                  description=HELP + "\n\n" + (__doc__ or "").split("\n\n")[1])
     p.add_argument("query", metavar="QUERY", help="one SQL statement")
     p.add_argument("--stale", action="store_true", help="read the tables as they stand (no catch-up first)")
     p.add_argument("--limit", type=int, metavar="N", help="at most N rows")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON Lines, a row per line")
     fmt.add_argument("--csv", action="store_true", help="CSV")
-    p.set_defaults(func=run)
 
 
 def named(query: str, names: list[str]) -> list[str]:

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime, timezone
 
 # Light at import (the command line imports every verb's module); the daemon and Polars when a verb runs.
 from chronicle.commands.output import print_json
-from chronicle.errors import EXIT_OK, EXIT_STORE
+from chronicle.commands.verbs import Verbs
+from chronicle.errors import EXIT_OK
 from chronicle.workspace import Workspace
 
+
+def register(verbs: Verbs) -> None:
+    p = verbs.add("watch", watch, "keep ingesting and projecting as files change (until SIGTERM/SIGINT)",
+                  "chronicle watch            # or: chronicle watch --once  (one catch-up pass, for cron)",
+                  json=False)
+    p.add_argument("--once", action="store_true", help="one catch-up pass, then exit")
+    verbs.add("status", status, "the daemon's pid and uptime, the last event, lag per root, projection checkpoints",
+              "chronicle status --json")
 
 
 def watch(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle import daemon
 
-    try:
-        daemon.serve(ws, once=args.once)
-    except daemon.AlreadyRunning as exc:
-        print(f"chronicle watch: {exc}", file=sys.stderr)
-        return EXIT_STORE
+    daemon.serve(ws, once=args.once)  # daemon.AlreadyRunning (exit 3) when another holds the workspace
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from chronicle.errors import UsageError
 from chronicle.events import GitCommit
 from chronicle.ingest.event_ids import commit_id
 from chronicle.store import EventLog
@@ -23,7 +24,7 @@ _FIELDS = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
 _START = "\x1e\x1dcommit\x1d"
 
 
-class GitError(Exception):
+class GitError(UsageError):
     """The folder is not a git repository, or git failed (names the repo and git's message)."""
 
 

@@ -1,0 +1,89 @@
+"""The tables' verbs: `rebuild`, `replay`, `tables`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from chronicle.commands.log import snapshot_as_of
+from chronicle.commands.output import out, print_json
+from chronicle.commands.verbs import Verbs
+from chronicle.errors import EXIT_OK
+from chronicle.workspace import Workspace
+
+
+def register(verbs: Verbs) -> None:
+    p = verbs.add("rebuild", cmd_rebuild, "bring projections (tables) up to date; --full rebuilds from scratch",
+                  "chronicle rebuild events_by_type --as-of 2026-11-01T00:00:00Z")
+    p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
+    p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
+    p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
+    verbs.add("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
+    p = verbs.add("replay", cmd_replay, "rebuild tables as they were at a seq or time, into a separate folder",
+                  "chronicle replay --as-of 2026-10-01T00:00:00Z --out /tmp/october usage")
+    p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
+    p.add_argument("--as-of", required=True, help="SEQ or ISO time")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: data/tables/as-of/seq-N)")
+
+
+def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.projection import Engine
+
+    snap = snapshot_as_of(ws, args.as_of)
+    engine = Engine.of(ws)
+    out_dir = ws.tables_dir / "as-of" / f"seq-{snap.head}" if args.as_of else None
+    outcomes = engine.run(snap, args.names, full=args.full or bool(args.as_of), out_dir=out_dir)
+    for o in outcomes:
+        if args.json:
+            print_json({"projection": o.name, "action": o.action, "seq": o.seq, "rows": o.rows})
+        else:
+            tables = ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items())
+            out(f"{o.name:<20} {o.action:<8} at seq {o.seq}: {tables}")
+    if out_dir is not None and not args.json:
+        out(f"tables as of seq {snap.head} written to {out_dir}")
+    return EXIT_OK
+
+
+def cmd_replay(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.projection import Engine
+
+    snap = snapshot_as_of(ws, args.as_of)
+    out_dir = Path(args.out).resolve() if args.out else ws.tables_dir / "as-of" / f"seq-{snap.head}"
+    outcomes = Engine.of(ws).run(snap, args.names, full=True, out_dir=out_dir)
+    for o in outcomes:
+        if args.json:
+            print_json({"projection": o.name, "seq": o.seq, "rows": o.rows, "out": str(out_dir)})
+        else:
+            out(f"{o.name:<20} as of seq {o.seq}: " + ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items()))
+    if not args.json:
+        out(f"written to {out_dir}")
+    return EXIT_OK
+
+
+def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from chronicle.committed import table_files
+    from chronicle.projection import Engine
+
+    engine = Engine.of(ws)
+    checkpoints = engine.checkpoints()
+    head = ws.open_log().snapshot().head
+    rows = []
+    for p in engine.projections.values():
+        cp = checkpoints.get(p.name)
+        state = engine.state(p, cp, head)
+        for t in p.outputs:
+            files = table_files(ws.tables_dir, cp or {}, t)
+            size = sum(f.stat().st_size for f in files) if all(f.exists() for f in files) else None
+            rows.append({"table": t, "projection": p.name, "rows": (cp or {}).get("rows", {}).get(t) if size else None,
+                         "bytes": size, "parts": len(files) if size else None, "seq": (cp or {}).get("seq"),
+                         "state": state})
+    rows.sort(key=lambda r: r["table"])
+    if args.json:
+        for r in rows:
+            print_json(r)
+    else:
+        with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            out(str(pl.DataFrame(rows)))
+    return EXIT_OK
