@@ -372,7 +372,7 @@ def test_verify_finds_a_repeated_event_id(tmp_path: Path) -> None:
         prepared = __import__("chronicle.store.log", fromlist=["prepare_tables"]).prepare_tables(
             {"annotation": pa.table({"stream": ["s"], "event_id": ["e1"], "target": ["t"], "key": ["k"],
                                      "value": ["other"], "author": ["a"]})})
-        lg._existing = lambda ids, h: {}  # noqa: SLF001 - simulate the old, unchecked path
+        lg.id_index.existing = lambda held, m, ids, h: {}  # simulate the old, unchecked path
         lg.append_prepared(prepared)
     with EventLog(tmp_path / "log") as lg:
         report = integrity.verify(lg)

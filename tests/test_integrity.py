@@ -237,12 +237,11 @@ def test_a_writer_follows_a_rotation_made_by_another(log: EventLog) -> None:
 def test_a_synced_mark_covers_only_writes_of_its_own_epoch(log: EventLog, monkeypatch) -> None:
     """A writer below the SYNCED mark skips its fdatasync; a mark left from
     before a cut (another epoch) must not let a write into the cut range skip it."""
-    from chronicle.store import log as log_module
     from chronicle.store.marks import Mark, MarkFile
 
     syncs = []
     real = os.fdatasync
-    monkeypatch.setattr(log_module.os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
     log.append([note(0)])
     written = MarkFile(log.path / "WRITTEN").read()
     assert written is not None and written.head_seq == 1

@@ -66,7 +66,7 @@ def test_ids_other_writers_recorded_are_found_with_or_without_decoding_their_fra
     mine.append([note(0, event_id="a-0")])  # loads mine's id index
     other.append([note(1, event_id="w-10"), note(2, event_id="w-1x")])
     with monkeypatch.context() as m:  # as if other wrote while mine waited for LOCK
-        m.setattr(mine, "_prefetch_ids", lambda ids: None)
+        m.setattr(mine.id_index, "prefetch", lambda ids: None)
         # "w-1" occurs inside both of other's ids, but not as an id of its own
         assert [(a.seq, a.duplicate) for a in mine.append([note(3, event_id="w-1")])] == [(4, False)]
         assert [(a.seq, a.duplicate) for a in mine.append([note(1, event_id="w-10")])] == [(2, True)]
@@ -103,10 +103,10 @@ def test_a_writer_keeps_seqs_from_its_first_duplicate_on_and_keeps_them_current(
     other.append([note(1, event_id="b-1")])
     log.seal()
     other.append([note(2, event_id="b-2")])
-    assert mine._ids is not None and mine._ids.seq_of is None
+    assert mine.id_index.loaded and not mine.id_index.with_seqs
     assert [(a.seq, a.duplicate) for a in mine.append([note(2, event_id="b-2"), note(1, event_id="b-1")])] == [
         (3, True), (2, True)]
-    assert mine._ids.seq_of is not None
+    assert mine.id_index.with_seqs
     mine.append([note(4, event_id="a-4")])  # seq 4
     other.append([note(5, event_id="b-5")])  # 5: found by mine's catch-up
     assert [(a.seq, a.duplicate) for a in mine.append([note(5, event_id="b-5"), note(4, event_id="a-4")])] == [
@@ -128,14 +128,14 @@ def test_a_writer_reads_the_log_for_its_id_index_before_it_takes_the_lock(log: E
     log.append([note(3)])
     mine, holder = EventLog(log.path), EventLog(log.path)
     done: list = []
-    with holder._lock:  # another writer holds LOCK throughout
+    with holder.locked():  # another writer holds LOCK throughout
         worker = threading.Thread(target=lambda: done.append(mine.append([note(1), note(9)])))
         worker.start()
         deadline = time.monotonic() + 10
-        while (mine._ids is None or mine._ids.seq_of is None) and time.monotonic() < deadline:
+        while not mine.id_index.with_seqs and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert mine._ids is not None and mine._ids.seq_of is not None  # e1 is recorded: built with seqs at once
-        assert mine._ids.isdisjoint(["e9"]) and not mine._ids.isdisjoint(["e0"]) and not mine._ids.isdisjoint(["e3"])
+        assert mine.id_index.with_seqs  # e1 is recorded: built with seqs at once
+        assert not mine.id_index.knows(["e9"]) and mine.id_index.knows(["e0"]) and mine.id_index.knows(["e3"])
         assert not done
     worker.join(10)
     assert [(a.seq, a.duplicate) for a in done[0]] == [(2, True), (5, False)]
@@ -298,7 +298,7 @@ def test_bulk_load_goes_after_the_wal_and_deduplicates(log: EventLog) -> None:
 def test_a_large_bulk_load_is_written_as_several_files_in_seq_order(log: EventLog, monkeypatch) -> None:
     """Big tables are split into row ranges written at once (compression and hashing
     run on every core); readers and verify see one commit, rows in seq order."""
-    from chronicle.store import log as log_module
+    from chronicle.store import segment_writer as log_module
     from chronicle.store.integrity import verify
 
     monkeypatch.setattr(log_module, "SPLIT_BYTES", 20_000)
@@ -332,7 +332,7 @@ def test_a_forked_child_writes_split_segments_with_its_own_threads(log: EventLog
     import os
     import signal
 
-    from chronicle.store import log as log_module
+    from chronicle.store import segment_writer as log_module
 
     monkeypatch.setattr(log_module, "SPLIT_BYTES", 20_000)
     table = pa.table({"stream": ["doc:f"] * 2000, "target": ["t"] * 2000, "key": ["k"] * 2000,
@@ -369,7 +369,7 @@ def test_columnar_content_hashes_equal_the_canonical_encoding() -> None:
     the WAL path hashes the canonical msgpack of each event: they must agree."""
     from chronicle.events import SessionMeta
     from chronicle.store import codec
-    from chronicle.store.log import content_table
+    from chronicle.store.bulk import content_table
 
     blobs = [b"", b"x" * 300, b"y" * 70_000, b"\x00\xff" * 40_000]
     table = pa.table({"stream": ["s"] * 4, "event_id": list("abcd"), "path": ["p"] * 4, "kind": ["k"] * 4,

@@ -44,7 +44,7 @@ from chronicle.events import Event, SessionMeta, SourceAppended, SourceError, So
 from chronicle.ingest import event_ids
 from chronicle.ingest.sources import META_KINDS, SourceFile, discover, source_of
 from chronicle.store import ConflictingEvent, EventLog, Snapshot, StoreError, codec
-from chronicle.store.log import PreparedTables, prepare_tables
+from chronicle.store.bulk import PreparedTables, prepare_tables
 from chronicle.store.fsutil import locked
 
 TAIL = 4096

@@ -14,6 +14,8 @@ event's canonical encoding (see :mod:`codec`) from its map: drop ``seq`` and
 
 from __future__ import annotations
 
+import secrets
+
 from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import NamedTuple
@@ -82,6 +84,11 @@ def check_types(events: Sequence[object]) -> set[type[Event]]:
             i = next(i for i, ev in enumerate(events) if type(ev) is cls)
             raise InvalidEvent(f"event {i}: not an Event ({cls.__name__})", index=i)
     return classes  # type: ignore[return-value]
+
+
+def new_event_id() -> str:
+    """An event id for an event its writer gave none (random: such an event never deduplicates)."""
+    return secrets.token_hex(16)
 
 
 def encode_events(events: Sequence[Event], classes: set[type[Event]]) -> EncodedBatch:

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from chronicle.store import codec, framing, manifest
 from chronicle.store.errors import CorruptionError
-from chronicle.store.log import EventLog, decode_records
+from chronicle.store.id_index import decode_records
+from chronicle.store.log import EventLog
 from chronicle.store.marks import Mark
 
 
@@ -126,7 +127,7 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
 def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, report: Report, deep: bool) -> bool:
     parts: list[pa.Table] = []
     for f in entry.files:
-        path = log.segment_dir / f.name
+        path = log.storage.path(f.name)
         try:
             data = path.read_bytes()
         except FileNotFoundError:

@@ -9,13 +9,11 @@ that does not check out is corruption.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import msgspec
 
 from chronicle.store.errors import CorruptionError
-from chronicle.store.fsutil import fsync_dir, full_error, is_full, pwrite_all
 
 GENESIS = "0" * 64
 #: Segment files are hashed in blocks too, so `verify` can name the bad range.
@@ -108,20 +106,6 @@ def parse(path: Path, data: bytes | None = None) -> ManifestLines:
     return ManifestLines(entries, ranges, committed, len(data) - committed)
 
 
-def append(path: Path, entry: ManifestEntry, committed_size: int) -> None:
-    """Append ``entry`` after ``committed_size`` bytes (cutting off a torn tail) and fsync."""
-    line = _ENCODER.encode(entry) + b"\n"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.ftruncate(fd, committed_size)
-        try:
-            pwrite_all(fd, line, committed_size)
-            os.fsync(fd)
-        except OSError as exc:
-            os.ftruncate(fd, committed_size)
-            if is_full(exc):
-                raise full_error(path, exc) from None
-            raise
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
+def line(entry: ManifestEntry) -> bytes:
+    """The entry as the MANIFEST holds it: one JSON line (committed by ``Storage.commit``)."""
+    return _ENCODER.encode(entry) + b"\n"

@@ -19,14 +19,17 @@ from chronicle.store import codec
 from chronicle.store.manifest import ManifestEntry
 
 if TYPE_CHECKING:
-    from chronicle.store.log import EventLog, WalRecord
+    from chronicle.store.batch import WalRecord
+    from chronicle.store.segment_checks import SegmentChecks
 
 ENVELOPE = list(codec.ENVELOPE_COLUMNS)
 
 
 class Snapshot:
-    def __init__(self, log: EventLog, entries: list[ManifestEntry], wal: list[WalRecord], upto: int | None = None):
-        self.log = log
+    def __init__(self, segments: SegmentChecks, entries: list[ManifestEntry], wal: list[WalRecord],
+                 upto: int | None = None):
+        #: Where its segment files are read from, each checked against the MANIFEST first.
+        self.segments = segments
         self.entries = entries
         self.wal = wal
         full = wal[-1].seq if wal else (entries[-1].last_seq if entries else 0)
@@ -36,7 +39,7 @@ class Snapshot:
 
     def as_of(self, seq: int) -> Snapshot:
         """The same snapshot cut at ``seq`` (later events are invisible)."""
-        return Snapshot(self.log, self.entries, self.wal, upto=seq)
+        return Snapshot(self.segments, self.entries, self.wal, upto=seq)
 
     def seq_at(self, when: datetime) -> int:
         """The last seq recorded at or before ``when`` (0 if none).
@@ -100,7 +103,7 @@ class Snapshot:
                 break
             for f in e.files:
                 if f.type == type_name:
-                    by_version.setdefault(f.v, []).append(str(self.log.segments.path(f, e.n)))
+                    by_version.setdefault(f.v, []).append(str(self.segments.path(f, e.n)))
         parts: list[pl.LazyFrame] = []
         for v, paths in sorted(by_version.items()):
             parts.append(upcast(type_name, v, pl.scan_parquet(paths)))

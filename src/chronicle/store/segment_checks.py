@@ -21,6 +21,7 @@ import msgspec
 
 from chronicle.store.errors import CorruptionError
 from chronicle.store.manifest import BLOCK_SIZE, SegmentFile
+from chronicle.store.storage import Storage
 
 _Stamp = tuple[int, int, int, int]  # size, inode, mtime ns, ctime ns
 _LINE = msgspec.json.Decoder(tuple[str, int, int, int, int, str])
@@ -29,15 +30,15 @@ _LINE = msgspec.json.Decoder(tuple[str, int, int, int, int, str])
 class SegmentChecks:
     """The segments of one log directory that were hashed and found as committed."""
 
-    def __init__(self, segment_dir: Path, cache_path: Path):
-        self.segment_dir = segment_dir
+    def __init__(self, storage: Storage, cache_path: Path):
+        self._storage = storage
         self.cache_path = cache_path
         self._seen: dict[str, tuple[_Stamp, str]] | None = None
         self._lock = threading.Lock()
 
     def path(self, f: SegmentFile, entry_n: int) -> Path:
         """The file's path once its bytes are known to match ``f``; CorruptionError naming it if not."""
-        path = self.segment_dir / f.name
+        path = self._storage.path(f.name)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -58,7 +59,7 @@ class SegmentChecks:
         """Remember segment files this process just wrote and hashed (no reader need hash them again)."""
         found = {}
         for f in files:
-            st = os.stat(self.segment_dir / f.name)
+            st = os.stat(self._storage.path(f.name))
             found[f.name] = ((st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns), f.sha256)
         self._remember(found)
 
