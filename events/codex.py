@@ -12,15 +12,10 @@ request). ``error`` says what could not be read; the bytes are kept either way.
 
 from __future__ import annotations
 
-from .envelope import Event
+from .session import TranscriptLine
 
 
-class CodexLine(Event, frozen=True, tag="codex.line"):
-    path: str
-    generation: int
-    line_no: int
-    offset: int
-    raw: bytes
+class CodexLine(TranscriptLine, frozen=True, tag="codex.line"):
     record_type: str | None = None
     payload_type: str | None = None
     timestamp: str | None = None

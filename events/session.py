@@ -12,12 +12,18 @@ from __future__ import annotations
 from .envelope import Event
 
 
-class SessionLine(Event, frozen=True, tag="session.line"):
+class TranscriptLine(Event, frozen=True):
+    """What every coding agent's line event holds first: where the line is and its exact
+    bytes (a source's own fields follow, then ``error``; see ``ingest.sources``)."""
+
     path: str
     generation: int
     line_no: int
     offset: int
     raw: bytes
+
+
+class SessionLine(TranscriptLine, frozen=True, tag="session.line"):
     record_type: str | None = None
     subtype: str | None = None
     uuid: str | None = None

@@ -45,7 +45,7 @@ exit codes: 0 ok, 1 a check failed, 2 bad usage or input, 3 workspace or storage
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from chronicle.entry import Parser
+    from chronicle.argv import Parser
 
     parser = Parser(
         prog="chronicle", description="An event-sourced, append-only log of LLM research work.",
@@ -63,11 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chronicle.entry import _verb, hoist_globals
+    from chronicle.argv import hoist_globals, verb_of
 
     argv = hoist_globals(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    typo = _unknown_verb(parser, _verb(argv))
+    typo = _unknown_verb(parser, verb_of(argv))
     if typo:
         print(typo, file=sys.stderr)
         return EXIT_USAGE

@@ -12,26 +12,7 @@ import argparse
 import os
 import sys
 
-GLOBAL_VALUES = {"--root", "--wait"}
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with a bad argument reported in one line (exit 2) instead of a usage block."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` shows how)\n")
-
-
-def _verb(argv: list[str]) -> str | None:
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in GLOBAL_VALUES:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
+from chronicle.argv import Parser, hoist_globals, verb_of
 
 
 def search_main(argv: list[str]) -> int:
@@ -71,30 +52,9 @@ def search_main(argv: list[str]) -> int:
         return 3
 
 
-def hoist_globals(argv: list[str]) -> list[str]:
-    """``--root DIR`` and ``--wait SECONDS`` given after the verb, moved before it
-    (no verb has options of those names), so they work on either side."""
-    front: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        name = arg.split("=", 1)[0]
-        if name in GLOBAL_VALUES and rest:
-            if "=" in arg:
-                front.append(arg)
-            else:
-                front += argv[i:i + 2]
-                i += 1
-        else:
-            rest.append(arg)
-        i += 1
-    return front + rest
-
-
 def main() -> None:
     argv = hoist_globals(sys.argv[1:])
-    if _verb(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
+    if verb_of(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
         sys.exit(search_main(argv))
     from chronicle.cli import main as cli_main
 

@@ -13,12 +13,15 @@ import email.utils
 import hashlib
 import json
 import time
+from typing import TYPE_CHECKING
 
 import aiohttp
 import msgspec
 
-from chronicle.experiment.providers import Provider
 from chronicle.experiment.scrubbing import Scrubber
+
+if TYPE_CHECKING:  # the registry opens clients; a client only reads its provider's settings
+    from chronicle.experiment.providers import Provider
 
 _ERROR_BODY_CHARS = 4000
 _JSON = msgspec.json.Encoder()

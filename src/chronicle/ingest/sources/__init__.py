@@ -1,7 +1,7 @@
 """Transcript sources: where a coding agent keeps its session files, and how
 a line of one becomes a typed event.
 
-A source is one ``TranscriptSource`` subclass in one module
+A source is one ``TranscriptSource`` subclass (``base``) in one module
 (``claude_code.py`` is the example to copy), registered in ``SOURCES``. The
 generic tailer (``ingest.sessions``: cursors, generations, partial lines, tail
 hashes), the daemon, ``watch status`` and ``export`` know sources only through
@@ -19,101 +19,17 @@ if it turns out another source's, the ingester starts a new generation of it.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
-import msgspec
 import polars as pl
-import pyarrow as pa
 
-from chronicle.events import Event
 from chronicle.store import Snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    path: Path  # absolute
-    root: Path  # the folder it was found under
-    kind: str
-
-    @property
-    def rel_path(self) -> str:
-        return self.path.relative_to(self.root).as_posix()
-
-
-class _Envelope(msgspec.Struct):
-    type: str | None = None
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
-#: The first line is read at most this far to learn a file's kind.
-FIRST_LINE_LIMIT = 1 << 20
-
-
-class FirstLine:
-    """A file's first record, read only if a source asks (most go by name)."""
-
-    __slots__ = ("path", "_read", "_type")
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._read = False
-        self._type: str | None = None
-
-    @property
-    def record_type(self) -> str | None:
-        """The first record's ``type``, or None (not an object, unreadable, unfinished)."""
-        if not self._read:
-            self._read = True
-            try:
-                # never blocking: a FIFO named like a transcript is left to the ingester to refuse
-                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                with os.fdopen(fd, "rb") as fh:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        self._type = _ENVELOPE.decode(fh.readline(FIRST_LINE_LIMIT)).type
-            except (OSError, msgspec.DecodeError):
-                self._type = None
-        return self._type
-
-
-class TranscriptSource:
-    """One coding agent's session files. Subclass, set the class attributes,
-    implement the three methods, and add an instance to ``SOURCES``."""
-
-    #: The agent, as the ``agent`` column of the tables names it.
-    agent: ClassVar[str]
-    #: The event each line of a line file becomes (with ``path``, ``generation``,
-    #: ``line_no``, ``offset``, ``raw`` and ``error`` fields, as ``lines.table`` fills them).
-    line_event: ClassVar[type[Event]]
-    #: File kinds read line by line into ``line_event``s.
-    line_kinds: ClassVar[tuple[str, ...]]
-    #: The kind of a session's own transcript (what ``export session`` writes).
-    session_kind: ClassVar[str]
-    #: File kinds kept whole as ``session.meta`` events (sidecars).
-    meta_kinds: ClassVar[tuple[str, ...]] = ()
-    #: Where ``ingest sessions`` looks when given no PATH (for the message when none exists).
-    roots_help: ClassVar[str]
-    #: Whether ``classify`` reads the file's first record (such sources are asked first).
-    by_content: ClassVar[bool] = False
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
-        """The folders the agent writes its sessions to, existing or not."""
-        raise NotImplementedError
-
-    def classify(self, path: Path, first: FirstLine) -> str | None:
-        """The kind of file ``path`` is, or None when this source does not read it."""
-        raise NotImplementedError
-
-    def line_table(self, path: str, generation: int, offset: int, line_no: int, data: bytes) -> pa.Table:
-        """The ``line_event`` rows of ``data``: whole lines from byte ``offset`` (line ``line_no``)."""
-        raise NotImplementedError
-
-
-from chronicle.ingest.sources.claude_code import ClaudeCode  # noqa: E402  (the sources need the base class above)
-from chronicle.ingest.sources.codex import Codex  # noqa: E402
+from chronicle.ingest.sources.base import FirstLine, SourceFile, TranscriptSource
+from chronicle.ingest.sources.claude_code import ClaudeCode
+from chronicle.ingest.sources.codex import Codex
 
 #: Every source (``default_roots`` lists their folders in this order).
 SOURCES: tuple[TranscriptSource, ...] = (ClaudeCode(), Codex())
@@ -201,3 +117,7 @@ def discover(paths: list[Path], known: Mapping[str, str] | None = None) -> list[
                 if kind:
                     found[f] = SourceFile(f, p, kind)
     return sorted(found.values(), key=lambda s: s.path)
+
+
+__all__ = ["FirstLine", "SourceFile", "TranscriptSource", "SOURCES", "META_KINDS", "SESSION_KINDS", "LINE_EVENTS",
+           "by_agent", "classify", "default_roots", "discover", "session_lines", "source_of"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from chronicle.events import SessionLine
-from chronicle.ingest.sources import FirstLine, TranscriptSource, claude_code_lines
+import chronicle.ingest.sources.claude_code_lines as claude_code_lines
+from chronicle.ingest.sources.base import FirstLine, TranscriptSource
 
 
 class ClaudeCode(TranscriptSource):

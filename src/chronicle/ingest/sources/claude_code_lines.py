@@ -11,7 +11,7 @@ import msgspec
 import pyarrow as pa
 
 from chronicle.events import SessionLine
-from chronicle.ingest.sources import lines
+import chronicle.ingest.sources.lines as lines
 from chronicle.ingest.sources.lines import Header
 from chronicle.store import codec
 

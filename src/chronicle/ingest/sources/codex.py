@@ -19,7 +19,8 @@ import msgspec
 import pyarrow as pa
 
 from chronicle.events import CodexLine
-from chronicle.ingest.sources import FirstLine, TranscriptSource, lines
+import chronicle.ingest.sources.lines as lines
+from chronicle.ingest.sources.base import FirstLine, TranscriptSource
 from chronicle.ingest.sources.lines import Header
 from chronicle.store import codec
 
