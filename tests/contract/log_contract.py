@@ -108,6 +108,22 @@ class EventLogContract:
         assert events(log) == [] and log.snapshot().head == 0
         assert [a.seq for a in log.append([note(1)])] == [1]  # and the log goes on
 
+    def test_every_write_path_refuses_the_same_bad_json_naming_the_field(self, open_log: Opener) -> None:
+        from chronicle.events import PricesImported
+
+        log = open_log()
+        bad = "{not json"
+        with pytest.raises(InvalidEvent) as one:
+            log.append([PricesImported(stream="prices", event_id="p1", source="f", sha256="0", format="chronicle",
+                                       table_json=bad)])
+        with pytest.raises(InvalidEvent) as many:
+            log.append_tables({"prices.imported": pa.table({"stream": ["prices"], "event_id": ["p1"], "source": ["f"],
+                                                            "sha256": ["0"], "format": ["chronicle"],
+                                                            "table_json": [bad]})})
+        assert one.value.field == many.value.field == "table_json"
+        assert "is not valid JSON" in str(one.value) and "is not valid JSON" in str(many.value)
+        assert log.snapshot().head == 0
+
     def test_a_snapshot_is_fixed_at_its_head(self, open_log: Opener) -> None:
         log = open_log()
         log.append([note(1), note(2)])

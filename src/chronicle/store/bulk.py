@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import msgspec
 import pyarrow as pa
 
 from chronicle.events import Event, event_class
@@ -88,10 +87,5 @@ def content_table(cls: type[Event], schema: pa.Schema, table: pa.Table) -> pa.Ta
         raise InvalidEvent(f"{cls.type_name()}: column 'stream' has empty values", field="stream")
     for name in codec.json_fields(cls):
         for i, text in enumerate(out.column(name).to_pylist()):
-            try:
-                if text is not None:
-                    msgspec.json.decode(text)
-            except (msgspec.DecodeError, RecursionError) as exc:
-                raise InvalidEvent(f"{cls.type_name()}: row {i}: column {name!r} is not valid JSON: {exc}",
-                                   index=i, field=name) from None
+            codec.check_json(cls, name, text, row=i)
     return out

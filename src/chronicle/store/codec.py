@@ -131,16 +131,23 @@ def json_fields(cls: type[Event]) -> tuple[str, ...]:
     return tuple(f for f in cls.payload_fields() if f.endswith("_json"))
 
 
+def check_json(cls: type[Event], name: str, value: str | None, row: int | None = None) -> None:
+    """InvalidEvent naming the field (and the row of a bulk load) when the ``*_json`` field
+    ``name`` holds text that is not valid JSON: the one check of every write path."""
+    if value is None:
+        return
+    try:
+        msgspec.json.decode(value)
+    except (msgspec.DecodeError, TypeError, RecursionError) as exc:
+        where = "" if row is None else f"row {row}: "
+        raise InvalidEvent(f"{cls.type_name()}: {where}field {name!r} is not valid JSON: {exc}",
+                           index=row, field=name) from None
+
+
 def check_json_fields(event: Event) -> None:
     """InvalidEvent naming the field when a ``*_json`` field is not valid JSON."""
     for name in json_fields(type(event)):
-        value = getattr(event, name)
-        if value is None:
-            continue
-        try:
-            msgspec.json.decode(value)
-        except (msgspec.DecodeError, TypeError, RecursionError) as exc:
-            raise InvalidEvent(f"{type(event).type_name()}: field {name!r} is not valid JSON: {exc}", field=name) from None
+        check_json(type(event), name, getattr(event, name))
 
 
 @cache

@@ -88,6 +88,22 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _acks(ids: list[str], existing: dict[int, int], repeats: dict[int, int], first: int) -> tuple[list[Ack], list[int]]:
+    """One Ack per id: an id already recorded at its seq, one repeated in the batch at its first
+    occurrence's, the rest new from seq ``first`` on (their indexes returned too). Every write path's."""
+    acks: list[Ack] = []
+    fresh: list[int] = []
+    for i, eid in enumerate(ids):
+        if i in existing:
+            acks.append(Ack(existing[i], eid, True))
+        elif i in repeats:
+            acks.append(Ack(acks[repeats[i]].seq, eid, True))
+        else:
+            acks.append(Ack(first + len(fresh), eid))
+            fresh.append(i)
+    return acks, fresh
+
+
 class EventLog:
     """One append-only log directory. Safe to use from several processes at once."""
 
@@ -211,34 +227,26 @@ class EventLog:
         repeats = aliases(ids, content_hash)
         if any_given:
             self.id_index.prefetch(ids)
+        acks: Sequence[Ack]
         with self.locked() as held:
             m = self._catch_up(held)
             existing = self.id_index.existing(held, m, ids, content_hash) if any_given else {}
-            fresh = range(len(ids))
+            fresh: Sequence[int] = range(len(ids))
             if existing or repeats:
-                fresh = [i for i in fresh if i not in existing and i not in repeats]
+                acks, fresh = _acks(ids, existing, repeats, self.wal.head_seq + 1)
                 if not fresh:
                     # They repeat events that may be another writer's, not yet synced (rare: sync under LOCK).
                     self.wal.sync_held(held)
-                    return [Ack(existing[repeats.get(i, i)], eid, True) for i, eid in enumerate(ids)]
+                    return acks
                 fresh_events = [events[i] for i in fresh]
                 encoded = batch.encode_events(fresh_events, batch.check_types(fresh_events))
             # as the clock reads: seqs are the order, times are never carried forward
             written = self.wal.write(held, encoded, len(fresh), _now_us())
             fresh_ids = ids if len(fresh) == len(ids) else [ids[i] for i in fresh]
             self.id_index.added(held, fresh_ids, range(written.first, written.first + len(fresh)), written)
+            if not existing and not repeats:
+                acks = FreshAcks(written.first, ids)
         self.wal.sync(written)
-        first = written.first
-        if not existing and not repeats:
-            return FreshAcks(first, ids)
-        seq_of = dict(zip(fresh, range(first, first + len(fresh))))
-        seq_of.update(existing)
-        acks = []
-        for i, eid in enumerate(ids):
-            if i in repeats:
-                acks.append(Ack(seq_of[repeats[i]], eid, True))
-            else:
-                acks.append(Ack(seq_of[i], eid, i in existing))
         return acks
 
     # -------------------------------------------------------------- seal
@@ -298,18 +306,7 @@ class EventLog:
             m = self._catch_up(held)
             existing = self.id_index.existing(held, m, ids, hashes.__getitem__) if given else {}
             repeats = aliases(ids, hashes.__getitem__) if given else {}
-            seq = self.wal.head_seq
-            acks: list[Ack] = []
-            fresh: list[int] = []
-            for i, eid in enumerate(ids):
-                if i in existing:
-                    acks.append(Ack(existing[i], eid, True))
-                elif i in repeats:
-                    acks.append(Ack(acks[repeats[i]].seq, eid, True))
-                else:
-                    seq += 1
-                    acks.append(Ack(seq, eid))
-                    fresh.append(i)
+            acks, fresh = _acks(ids, existing, repeats, self.wal.head_seq + 1)
             if fresh:
                 now = _now_us()
                 out: dict[tuple[str, int], pa.Table] = {}
@@ -330,7 +327,7 @@ class EventLog:
                     start += content.num_rows
                 # each table's rows are in seq order already
                 self.segment_writer.commit_tables(out, self._current_manifest(held))
-                self.wal.head_seq = seq
+                self.wal.head_seq = acks[fresh[-1]].seq
                 self.wal.head_time_us = now
                 self.id_index.added(held, [ids[i] for i in fresh], [acks[i].seq for i in fresh])
             assert len(acks) == n
