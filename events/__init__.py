@@ -36,6 +36,7 @@ from .llm import (
 from .parse import ParseResult, ParseResultV1, upcast_parse_v1_to_v2
 from .prices import PricesImported
 from .run import RunFinished, RunStarted
+from .secrets import SecretAllowed, SecretFound, SecretsScanned
 from .session import SessionLine, SessionMeta
 from .source import SourceAppended, SourceError, SourceRewritten, SourceSeen
 
@@ -61,6 +62,9 @@ _CURRENT: tuple[type[Event], ...] = (
     Annotation,
     ClockStep,
     PricesImported,
+    SecretFound,
+    SecretAllowed,
+    SecretsScanned,
 )
 
 CATALOG: dict[str, type[Event]] = {cls.type_name(): cls for cls in _CURRENT}

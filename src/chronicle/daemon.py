@@ -52,6 +52,7 @@ from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sy
 from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.sessions import SessionIngester, cursors, known_kinds
 from chronicle.projection import Engine, ProjectionError
+from chronicle.secrets.scan import scan as scan_secrets
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
 from chronicle.daemon_state import LOCK_NAME, STATE_NAME, read_state
@@ -201,6 +202,10 @@ class Watcher:
         for problem in summary.problems:
             self.logger.warning("problem", extra={"fields": {"detail": problem}})
         self._sync_experiments(changed)
+        secrets = scan_secrets(self.log, self.ws.data)
+        if secrets.findings:
+            self.logger.warning("secrets found", extra={"fields": {"findings": secrets.findings,
+                                                                    "see": "chronicle secrets list"}})
         if changed is None:
             for repo in self.config.git_repos:
                 try:

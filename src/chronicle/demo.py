@@ -24,6 +24,8 @@ from chronicle.events import LlmResponse
 from chronicle.experiment import providers
 from chronicle.experiment.runner import RunOptions, Runner
 from chronicle.ingest.sessions import SessionIngester
+from chronicle.secrets.mask import Masker
+from chronicle.secrets.scan import scan as scan_secrets
 from chronicle.jsonl import parse_lines
 from chronicle.projection import Engine
 from chronicle.store import integrity
@@ -66,6 +68,8 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
             shutil.copytree(example, copies[-1])
     summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run(copies)
     out(f"ingest sessions (Claude Code and Codex CLI): {summary.line()}")
+    scanned = scan_secrets(log, ws.data)
+    out(f"secrets: scanned up to seq {scanned.upto_seq:,}, {scanned.findings} found")
     for sub in ("1_raw", "cohorts"):
         shutil.copytree(EXPERIMENT / sub, ws.data / sub, dirs_exist_ok=True)
     plan, d = plan_cohort(ws, "demo", record=True)
@@ -77,7 +81,7 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
     engine = Engine.of(ws)
     for o in engine.run(log.snapshot()):
         out(f"projection {o.name}: {o.action} at seq {o.seq} ({', '.join(f'{t}: {n:,} rows' for t, n in o.rows.items())})")
-    docs = materialize(log.snapshot(), ws.data / "docs", prune=True)
+    docs = materialize(log.snapshot(), ws.data / "docs", prune=True, masker=Masker.of(ws))
     out(f"docs: {docs.written + docs.unchanged:,} files under {ws.data / 'docs'}")
     report = integrity.verify(log)
     for p in report.problems:

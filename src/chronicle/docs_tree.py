@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from chronicle.secrets.mask import Masker
 from chronicle.experiment.definitions import STAGES
 from chronicle.store import Snapshot
 
@@ -49,7 +50,7 @@ def _frame(snap: Snapshot, type_name: str, columns: list[str]) -> pl.DataFrame |
     return snap.frame(type_name, columns).collect() if type_name in snap.types() else None
 
 
-def materialize(snap: Snapshot, docs_dir: Path, *, prune: bool = False) -> DocsReport:
+def materialize(snap: Snapshot, docs_dir: Path, *, prune: bool = False, masker: Masker | None = None) -> DocsReport:
     report = DocsReport()
     prompts = _frame(snap, "llm.prompt", ["doc_id", "logical_key_id", "stage", "task_id", "parent_doc_id",
                                           "template_id", "template_sha256", "model_id", "run_id", "cohort_id",
@@ -77,11 +78,12 @@ def materialize(snap: Snapshot, docs_dir: Path, *, prune: bool = False) -> DocsR
         target = docs_dir / stage / doc_id
         target.mkdir(parents=True, exist_ok=True)
         kept.add(target)
-        files = {"prompt.txt": row["prompt"].encode()}
+        mask = masker.text if masker is not None else (lambda text: text)  # secrets never reach the files
+        files = {"prompt.txt": mask(row["prompt"]).encode()}
         if row.get("text") is not None:
-            files["raw.txt"] = row["text"].encode()
+            files["raw.txt"] = mask(row["text"]).encode()
         if row.get("parse_status") == "ok" and row.get("parsed") is not None:
-            files["parsed.txt"] = row["parsed"].encode()
+            files["parsed.txt"] = mask(row["parsed"]).encode()
         meta = {k: v for k, v in row.items() if k not in ("prompt", "text", "parsed", "params_json", "usage_json")}
         meta["params"] = json.loads(row["params_json"]) if row.get("params_json") else None
         meta["usage"] = json.loads(row["usage_json"]) if row.get("usage_json") else None

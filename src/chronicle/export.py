@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -121,8 +122,12 @@ def export_tree(snap: Snapshot, out_dir: Path, files: list[SourceRecord]) -> lis
     return out
 
 
-def write_one(snap: Snapshot, src: SourceRecord, target: Path | None) -> Exported:
+def write_one(snap: Snapshot, src: SourceRecord, target: Path | None,
+              transform: Callable[[bytes], bytes] | None = None) -> Exported:
+    """The file's bytes as ingested (checked), changed by ``transform`` when given (masking)."""
     data = content(snap, src)
+    if transform is not None:
+        data = transform(data)
     if target is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

@@ -22,6 +22,7 @@ import polars as pl
 
 from chronicle.errors import UsageError
 from chronicle.projection import Engine, read_tables
+from chronicle.secrets.mask import Masker
 from chronicle.web.data import conversation
 from chronicle.workspace import Workspace
 
@@ -69,7 +70,7 @@ def export(ws: Workspace, out_dir: Path, kind: str, session: str | None = None) 
         sessions = sessions.filter(pl.col("session_id") == session)
         if not sessions.height:
             raise UsageError(f"no session {session!r} in the sessions table")
-    env = _env(kind)
+    env = _env(kind, Masker.of(ws))
     out_dir.mkdir(parents=True, exist_ok=True)
     root = out_dir.resolve()
     suffix = ".html" if kind == "html" else ".md"
@@ -92,17 +93,20 @@ def export(ws: Workspace, out_dir: Path, kind: str, session: str | None = None) 
     return Written(files=written + 1, sessions=written, dir=root)
 
 
-def _env(kind: str) -> jinja2.Environment:
+def _env(kind: str, masker: Masker) -> jinja2.Environment:
+    # Every value a template prints is masked (finalize), and text is masked before Markdown
+    # renders it (which could split a secret with emphasis).
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=kind == "html",
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             finalize=lambda v: masker.text(v) if isinstance(v, str) else v)
     if kind == "html":
         from markdown_it import MarkdownIt
 
         md = MarkdownIt("commonmark", {"html": False})  # raw HTML in the text stays text
-        env.filters["markdown"] = lambda text: jinja2.utils.markupsafe.Markup(md.render(text or ""))
+        env.filters["markdown"] = lambda text: jinja2.utils.markupsafe.Markup(md.render(masker.text(text or "")))
     else:
-        env.filters["markdown"] = markdown_text
-        env.filters["inline"] = lambda text: markdown_text(" ".join((text or "").split()))
+        env.filters["markdown"] = lambda text: markdown_text(masker.text(text or ""))
+        env.filters["inline"] = lambda text: markdown_text(masker.text(" ".join((text or "").split())))
     env.filters["when"] = lambda t: t.strftime("%Y-%m-%d %H:%M:%S UTC") if t is not None else "-"
     env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, (int, float)) else "-"
     return env

@@ -154,6 +154,12 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
             summary = asyncio.run(runner.run())
         finally:
             bar.bar.close()
+    from chronicle.secrets.scan import scan
+
+    found = scan(log, ws.data).findings  # prompts and responses are scanned before the verb returns
+    if found and not args.json:
+        print(f"  {found} secrets found in the prompts and responses recorded (`chronicle secrets list`)",
+              file=sys.stderr)
     _report(summary, args, dry=False)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
@@ -215,7 +221,9 @@ def cmd_docs(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.docs_tree import materialize
 
     target = Path(args.out) if args.out else ws.data / "docs"
-    report = materialize(ws.open_log().snapshot(), target, prune=not args.out or args.prune)
+    from chronicle.secrets.mask import Masker
+
+    report = materialize(ws.open_log().snapshot(), target, prune=not args.out or args.prune, masker=Masker.of(ws))
     if args.json:
         print_json({"dir": str(target), **vars(report)})
     else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from chronicle.commands.output import out, print_json
 from chronicle.commands.verbs import Verbs
+from chronicle.secrets.mask import Masker
 from chronicle.errors import EXIT_FAILED, EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
@@ -160,13 +161,14 @@ def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
     for name, value in (("--since", since), ("--until", until)):
         if isinstance(value, int):
             raise UsageError(f"{name} takes a time; use --from-seq/--to-seq for seqs")
+    masker = Masker.of(ws)  # secrets in events printed are masked
     events = snap.events(types=args.type, stream=args.stream, seq_from=args.from_seq,
                          seq_to=args.to_seq, since=since, until=until)
     for n, ev in enumerate(events):
         if args.limit is not None and n >= args.limit:
             break
         if args.json:
-            sys.stdout.buffer.write(dump(ev) + b"\n")
+            sys.stdout.buffer.write(dump(masker.event(ev)) + b"\n")
         else:
             when = ev.recorded_at.isoformat(timespec="seconds") if ev.recorded_at else "-"
             out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}")
@@ -277,15 +279,16 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
         found = history.of_doc(snap, id_lookup.doc_id(snap, args.id))
     if not found.events:
         raise UsageError(f"no events for {args.kind} {args.id!r}")
+    masker = Masker.of(ws)  # secrets in events printed are masked
     if args.json:
         for line in found.lineage:
             print_json({"lineage": line})
         for ev in found.events:
-            sys.stdout.write(dump(ev).decode() + "\n")
+            sys.stdout.write(dump(masker.event(ev)).decode() + "\n")
         return EXIT_OK
     for line in found.lineage:
         out(f"lineage  {line}")
     for ev in found.events:
         out(f"{ev.seq:>10}  {ev.recorded_at.isoformat(timespec='seconds') if ev.recorded_at else '-':<25}  "
-             f"{ev.type_name():<16}  {history.describe(ev)}")
+             f"{ev.type_name():<16}  {masker.text(history.describe(ev))}")
     return EXIT_OK

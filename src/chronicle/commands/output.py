@@ -43,8 +43,13 @@ def command_name() -> str:
 
 
 def write_rows(df, args) -> bool:
-    """``df`` as JSON Lines (``--json``) or CSV (``--csv``, nested values as JSON text);
-    False when neither was asked for (the caller prints a table for people)."""
+    """``df`` as JSON Lines (``--json``) or CSV (``--csv``, nested values as JSON text;
+    bytes, such as a line's ``raw``, as base64 in both); False when neither was asked for
+    (the caller prints a table for people)."""
+    if getattr(args, "json", False) or getattr(args, "csv", False):
+        import polars as pl
+
+        df = df.with_columns(pl.col(pl.Binary).bin.encode("base64"))
     if getattr(args, "json", False):
         sys.stdout.write(df.write_ndjson())
     elif getattr(args, "csv", False):

@@ -107,9 +107,13 @@ def _ingest(ws: Workspace) -> None:
     from chronicle.ingest.sessions import SessionIngester
     from chronicle.ingest.sources import default_roots
 
+    from chronicle.secrets.scan import scan
+
     roots = [r for r in default_roots() if r.is_dir()]
     if roots:
-        SessionIngester(ws.open_log(), ws.data / "ingest.lock").run(roots)
+        log = ws.open_log()
+        SessionIngester(log, ws.data / "ingest.lock").run(roots)
+        scan(log, ws.data)
 
 
 def _current_calls(ws: Workspace):

@@ -46,6 +46,8 @@ def register(verbs: Verbs) -> None:
                   "chronicle export session 6f1c...-e2 -o session.jsonl", under="export")
     p.add_argument("session_id", metavar="ID", help="the session id or a unique prefix of it")
     p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--redact", action="store_true",
+                   help="mask the secrets in it (byte for byte otherwise; a session with findings says so on stderr)")
     p = verbs.add("sessions", export_sessions, "every ingested transcript and sidecar, as a tree under DIR",
                   "chronicle export sessions ~/restored --session 6f1c...-e2", under="export")
     p.add_argument("dir", metavar="DIR")
@@ -62,6 +64,7 @@ def register(verbs: Verbs) -> None:
 def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors, known_kinds
     from chronicle.ingest.sources import SOURCES, default_roots, discover
+    from chronicle.secrets.scan import scan
 
     given = [Path(p) for p in args.paths]
     missing = [str(p) for p in given if not p.exists()]
@@ -78,9 +81,10 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
         summary = ingester.run(roots, files)
     finally:
         bar.close()
+    found = scan(log, ws.data).findings  # what was recorded is scanned before the verb returns
     if args.json:
         print_json({"roots": [str(r) for r in roots], **{k: v for k, v in vars(summary).items() if k != "problems"},
-                     "problems": summary.problems[:1000]})
+                    "problems": summary.problems[:1000], "secrets_found": found})
     else:
         if not roots:
             looked = "; ".join(f"{s.agent}: {s.roots_help}" for s in SOURCES)
@@ -90,6 +94,9 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
         if len(summary.problems) > 20:
             print(f"  ... and {len(summary.problems) - 20} more (chronicle show ingest_errors)", file=sys.stderr)
         print(summary.line())
+        if found:
+            print(f"  {found} secrets found in what was recorded: never shown or exported unmasked "
+                  "(`chronicle secrets list`)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -120,10 +127,32 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"session {args.session_id!r} is in {len(main)} transcripts "
                          f"({', '.join(sorted(f.path for f in main)[:5])}); `chronicle export sessions DIR --session "
                          f"{args.session_id}` writes them all")
-    done = export.write_one(snap, main[0], Path(args.output) if args.output else None)
+    from chronicle.secrets.mask import Masker
+
+    masker = Masker.of(ws)
+    found = _findings_in(ws, main[0].path)
+    done = export.write_one(snap, main[0], Path(args.output) if args.output else None,
+                            transform=masker.bytes if args.redact else None)
+    if found and not args.redact:
+        print(f"chronicle export session: note: this transcript holds {found} secrets found by `chronicle secrets "
+              "list`, exported as recorded (byte for byte); --redact masks them", file=sys.stderr)
     if args.output:
         _report([done], args.json)
     return EXIT_OK
+
+
+def _findings_in(ws: Workspace, path: str) -> int:
+    """Findings not allowed in the lines of the file ``path`` (after scanning what is new)."""
+    import polars as pl
+
+    from chronicle.commands.secrets import findings
+    from chronicle.secrets.scan import scan
+
+    scan(ws.open_log(), ws.data)
+    table = findings(ws)
+    if table is None:
+        return 0
+    return table.filter((pl.col("where") == path) & ~pl.col("allowed")).height
 
 
 def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
@@ -135,6 +164,11 @@ def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     done = export.export_tree(snap, out_dir, files)
     _report(done, args.json)
+    found = sum(_findings_in(ws, f.path) for f in files)
+    if found:
+        print(f"chronicle export sessions: note: the files hold {found} secrets found by `chronicle secrets list`, "
+              "exported as recorded (byte for byte); `chronicle export session ID --redact` masks a session's",
+              file=sys.stderr)
     return EXIT_OK
 
 

@@ -66,8 +66,12 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     df = _shaped(df, args, pl)
     columns = _columns(df, args.columns, view)
     rows = df.select(columns) if args.limit is None else df.select(columns).head(args.limit)
-    if not write_rows(rows, args):
-        _print(df, columns, args.limit, pl)
+    from chronicle.secrets.mask import Masker
+
+    masker = Masker.of(ws)  # secrets in recorded text are never shown
+    if not write_rows(masker.frame(rows), args):
+        _print(masker.frame(df.select(columns).head(ROWS if args.limit is None else args.limit)), df.height, df.width,
+               columns, pl)
     return EXIT_OK
 
 
@@ -126,12 +130,11 @@ def _columns(df, given: str | None, view: list[str] | None) -> list[str]:
     return list(df.columns)
 
 
-def _print(df, columns: list[str], limit: int | None, pl) -> None:
-    shown = df.select(columns).head(ROWS if limit is None else limit)
+def _print(shown, height: int, width: int, columns: list[str], pl) -> None:
     with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=48, tbl_width_chars=terminal_width(),
                    tbl_hide_dataframe_shape=True):
         out(str(shown))
-    left = [f"{df.height - shown.height:,} more rows (--limit N, --where, --json)" if df.height > shown.height else "",
-            f"{df.width - len(columns)} more columns (--columns all)" if df.width > len(columns) else ""]
+    left = [f"{height - shown.height:,} more rows (--limit N, --where, --json)" if height > shown.height else "",
+            f"{width - len(columns)} more columns (--columns all)" if width > len(columns) else ""]
     said = "; ".join(x for x in left if x)
-    out(f"{shown.height:,} of {df.height:,} rows, {len(columns)} of {df.width} columns" + (f"; {said}" if said else ""))
+    out(f"{shown.height:,} of {height:,} rows, {len(columns)} of {width} columns" + (f"; {said}" if said else ""))

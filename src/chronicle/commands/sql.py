@@ -78,6 +78,9 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"{message}{hint}") from None
     if args.limit is not None:
         result = result.head(args.limit)
+    from chronicle.secrets.mask import Masker
+
+    result = Masker.of(ws).frame(result)  # secrets in recorded text are never shown
     if not write_rows(result, args):
         with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=terminal_width()):
             out(str(result))

@@ -34,6 +34,7 @@ from chronicle.store import Snapshot, StoreError
 from chronicle.store.head import log_head
 from chronicle.web import charts
 from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, conversation, live_stamp
+from chronicle.secrets.mask import Masker
 from chronicle.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -76,9 +77,11 @@ READER_KEY = web.AppKey("reader", LogReader)
 CATCH_UP_KEY = web.AppKey("catch_up", bool)
 
 
-def _env() -> jinja2.Environment:
+def _env(masker: Masker) -> jinja2.Environment:
+    # every value a page prints is masked: secrets in recorded text are never shown
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             finalize=lambda v: masker.text(v) if isinstance(v, str) else v)
     env.filters["num"] = lambda v: "" if v is None else (f"{v:,.4g}" if isinstance(v, float) else f"{v:,}")
     env.filters["when"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else (v or "")
     env.filters["clip"] = _clip
@@ -586,7 +589,7 @@ def make_app(ws: Workspace, live_interval: float = 1.0, catch_up: bool = True) -
     app = web.Application(middlewares=[guard])
     app[WS_KEY] = ws
     app[TABLES_KEY] = TableCache(ws.tables_dir)
-    app[ENV_KEY] = _env()
+    app[ENV_KEY] = _env(Masker.of(ws))
     app[INTERVAL_KEY] = live_interval
     app[READER_KEY] = LogReader(ws)
     app[CATCH_UP_KEY] = catch_up

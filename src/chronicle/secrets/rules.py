@@ -1,0 +1,145 @@
+"""What a secret looks like: named rules, each one regular expression.
+
+Two sources. The keys this field leaks most are chronicle's own rules
+(Anthropic, OpenAI, OpenRouter and GitHub keys, whole private key blocks,
+bearer tokens, ``KEY=value`` lines of ``.env`` files). The rest are the
+patterns of Yelp's ``detect-secrets`` plugins that recognise a value by its
+shape (AWS, GitLab, Slack, Stripe, npm, PyPI, JWTs, URLs with a password,
+...). Left out: its entropy and keyword plugins (transcripts are full of
+hashes and of the word "password") and those whose patterns only work with
+look-behind (IBM, Cloudant, SoftLayer) or that name no secret (public IPs).
+
+Every pattern is written so that both Python's ``re`` (which finds where a
+value is) and the Rust engine behind Polars (which picks out, fast and in
+parallel, the few lines that hold anything at all) accept it. A rule whose
+pattern has a group named ``value`` masks only that group (``API_KEY=`` stays
+readable); otherwise the whole match is the secret. ``VERSION`` changes with
+any rule, so ``chronicle secrets scan`` knows to read old events again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: str
+    source: str = "chronicle"
+    #: A match whose secret has fewer digits is not one (``PASSWORD=os.environ``).
+    min_digits: int = 0
+    #: A looser pattern the Rust engine finds fast (one with a literal to look for first);
+    #: a value it does not match, ``pattern`` does not either.
+    quick: str | None = None
+
+    @property
+    def prefilter(self) -> str:
+        return _ascii(self.quick or self.pattern.replace("(?P<value>", "(?:"))
+
+    @cached_property
+    def compiled(self) -> re.Pattern[bytes]:
+        return re.compile(self.pattern.encode())
+
+    @cached_property
+    def compiled_text(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+
+_KEY_CHARS = r"[A-Za-z0-9_\-]"
+_ENV_NAME = r"[A-Z][A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)[A-Z0-9_]*"
+
+#: A match's secret: its ``value`` group where the rule has one, else the whole match.
+def value_span(rule: Rule, m: re.Match) -> tuple[int, int]:
+    return m.span("value") if "value" in rule.compiled.groupindex else m.span()
+
+
+OWN = (
+    Rule("anthropic-key", rf"\bsk-ant-{_KEY_CHARS}{{20,}}"),
+    Rule("openrouter-key", rf"\bsk-or-{_KEY_CHARS}{{20,}}"),
+    Rule("openai-key", rf"\bsk-(?:proj|svcacct|admin)-{_KEY_CHARS}{{20,}}|\bsk-[A-Za-z0-9]{{48}}\b"),
+    Rule("github-pat", r"\bgithub_pat_[A-Za-z0-9_]{22,}"),
+    Rule("private-key", r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)"
+                        r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|$)"),
+    Rule("bearer-token", r"\b[Bb]earer[ \t]+(?P<value>[A-Za-z0-9\-._~+/]{20,}=*)"),
+    # a KEY=value line of an .env file, as read (a newline) or inside JSON (\n)
+    Rule("env-assignment", rf"(?:\A|\\n|[\s\"'])(?:export[ \t]+)?{_ENV_NAME}[ \t]*=[ \t]*['\"]?"
+                           r"(?P<value>[^\s'\"\\#$(){}\[\]<>,;]{8,})", min_digits=1,
+         quick=r"(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)[A-Z0-9_]*[ \t]*="),
+)
+
+# detect-secrets plugin -> rule name (a plugin's patterns are taken as it ships them,
+# with a trailing look-ahead, which only trims a match, dropped).
+_DETECT_SECRETS = {
+    "AWSKeyDetector": "aws-key",
+    "AzureStorageKeyDetector": "azure-storage-key",
+    "BasicAuthDetector": "url-password",
+    "DiscordBotTokenDetector": "discord-token",
+    "GitHubTokenDetector": "github-token",
+    "GitLabTokenDetector": "gitlab-token",
+    "JwtTokenDetector": "jwt",
+    "MailchimpDetector": "mailchimp-key",
+    "NpmDetector": "npm-token",
+    "OpenAIDetector": "openai-key-legacy",
+    "PypiTokenDetector": "pypi-token",
+    "SendGridDetector": "sendgrid-key",
+    "SlackDetector": "slack-token",
+    "SquareOAuthDetector": "square-secret",
+    "StripeDetector": "stripe-key",
+}
+#: Looser patterns for the Rust engine where a plugin's own starts with something common
+#: (npm's ``//.+/`` is any URL: alone it took a fifth of the scan).
+_QUICK = {"npm-token": r"/:_authToken="}
+# Also left out: TelegramBotTokenDetector (digits, a colon, 35 characters: no literal to look
+# for first, so it alone took longer than every other rule together on real transcripts).
+
+
+def _from_detect_secrets() -> tuple[Rule, ...]:
+    from importlib.metadata import version
+
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+    by_class = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+    rules = []
+    for plugin, name in _DETECT_SECRETS.items():
+        patterns = [re.sub(r"\(\?!\\w\)$", "", r.pattern) for r in by_class[plugin].denylist]
+        rules.append(Rule(name, "|".join(f"(?:{p})" for p in patterns),
+                          f"detect-secrets {version('detect-secrets')}: {plugin}", quick=_QUICK.get(name)))
+    return tuple(rules)
+
+
+RULES: tuple[Rule, ...] = OWN + _from_detect_secrets()
+BY_NAME = {r.name: r for r in RULES}
+VERSION = hashlib.sha256("\n".join(f"{r.name}\t{r.pattern}" for r in RULES).encode()).hexdigest()[:16]
+
+
+def _ascii(pattern: str) -> str:
+    """``pattern`` for the Rust engine, with ``\\b``, ``\\s``, ``\\d`` and ``\\w`` meaning what they
+    mean to Python's ``re`` on bytes (ASCII): Rust's Unicode ones make it fall back to a
+    slower engine on text that is not all ASCII."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            e = pattern[i + 1]
+            ascii_class = {"s": r"\t\n\x0B\x0C\r ", "d": "0-9", "w": "0-9A-Za-z_"}.get(e)
+            if e == "b":
+                out.append(r"(?-u:\b)")
+            elif ascii_class:
+                out.append(ascii_class if in_class else f"[{ascii_class}]")
+            else:
+                out.append(c + e)
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)

@@ -1,0 +1,173 @@
+"""Finding secrets in the log: incrementally, resumably, as ``secret.found`` events.
+
+A scan reads the text fields of the events that carry outside text (every
+transcript line, sidecar, prompt and response) from the last checkpoint on,
+lets the Rust regex engine behind Polars pick out the few values that match
+any rule (in parallel, straight from the segments), and runs each rule with
+Python's ``re`` only over those to find where each secret lies. Findings and a
+``secrets.scanned`` checkpoint are appended together, a window of events at a
+time: a scan stopped midway resumes from its last checkpoint. A finding's id
+is derived from where and what it found, and scans take turns (a lock), so
+nothing is recorded twice.
+When the rules change (``rules.VERSION``), the next scan reads every event
+again. Ingest, ``run`` and the daemon scan what they recorded before they
+return; ``chronicle secrets scan`` catches up on demand.
+
+A value's hash is an HMAC-SHA256 keyed by the workspace's salt, a random file
+(``data/secrets.salt``, readable by its owner only) that never enters the
+log: the log holds no function of a secret anyone without the workspace can
+test guesses against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets as random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from chronicle.events import SecretFound, SecretsScanned
+from chronicle.secrets import rules
+from chronicle.secrets.rules import Rule
+from chronicle.store import EventLog, Snapshot
+from chronicle.store.fsutil import locked, write_durably
+
+#: Event type -> its fields that hold text from outside (a transcript, a model, a template).
+TARGETS: dict[str, tuple[str, ...]] = {
+    "session.line": ("raw",), "codex.line": ("raw",), "session.meta": ("raw",),
+    "llm.prompt": ("prompt",), "llm.response": ("text",),
+}
+#: Events read per checkpoint (a stopped scan loses at most this much work).
+WINDOW = 100_000
+SALT_NAME = "secrets.salt"
+_DIGITS = frozenset(b"0123456789")
+
+
+def salt(data_dir: Path) -> bytes:
+    """The workspace's salt, made on first use (32 random bytes, mode 0600)."""
+    path = data_dir / SALT_NAME
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = random.token_bytes(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    write_durably(tmp, fresh)
+    try:
+        os.link(tmp, path)  # the first process to make one wins; the others read it
+    except FileExistsError:
+        pass
+    tmp.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+def value_hash(key: bytes, value: bytes) -> str:
+    return hmac.new(key, value, hashlib.sha256).hexdigest()[:32]
+
+
+def finding_id(seq: int, field: str, start: int, end: int, rule: str) -> str:
+    """``s`` and 11 hex digits, from where and what was found (a scan again finds the same id)."""
+    return "s" + hashlib.sha256(f"{seq}:{field}:{start}:{end}:{rule}".encode()).hexdigest()[:11]
+
+
+def find(data: bytes, only: list[int] | None = None) -> Iterator[tuple[Rule, int, int]]:
+    """(rule, start, end) of every secret in ``data`` (by the rules at indexes ``only``, if
+    given: those the quick patterns say may match); a span two rules find is the first's."""
+    taken: list[tuple[int, int]] = []
+    for rule in rules.RULES if only is None else [rules.RULES[i] for i in only]:
+        for m in rule.compiled.finditer(data):
+            start, end = rules.value_span(rule, m)
+            if end <= start or any(s < end and start < e for s, e in taken):
+                continue
+            if rule.min_digits and sum(b in _DIGITS for b in data[start:end]) < rule.min_digits:
+                continue
+            taken.append((start, end))
+            yield rule, start, end
+
+
+@dataclass
+class ScanSummary:
+    start_seq: int = 0
+    upto_seq: int = 0
+    #: Events of the types that carry outside text (``TARGETS``) read
+    events_scanned: int = 0
+    findings: int = 0
+    rules_version: str = rules.VERSION
+    full: bool = False
+
+
+def checkpoint(snap: Snapshot) -> tuple[int, str] | None:
+    """(upto_seq, rules_version) of the latest scan checkpoint, or None."""
+    if "secrets.scanned" not in snap.types():
+        return None
+    last = snap.frame("secrets.scanned", ["seq", "upto_seq", "rules_version"]).sort("seq").tail(1).collect()
+    return (last["upto_seq"][0], last["rules_version"][0]) if last.height else None
+
+
+def _flagged(snap: Snapshot, type_name: str, field: str, lo: int, hi: int) -> pl.DataFrame:
+    """The events of ``type_name`` in seqs (lo, hi] whose ``field`` any rule may match."""
+    frame = snap.frame(type_name, ["seq", "event_id", "stream", field]).filter(pl.col("seq").is_between(lo + 1, hi))
+    col = pl.col(field)
+    text = col.cast(pl.String, strict=False) if frame.collect_schema()[field] == pl.Binary else col
+    # One pass per rule (a column each, which Polars runs side by side): each looks for its
+    # literal first, where one alternation of them all crawled. Then which rules to run over
+    # each value in Python: those whose quick pattern matched (all, where it is not UTF-8).
+    quick = [pl.col("_text").str.contains(r.prefilter).alias(f"_q{i}") for i, r in enumerate(rules.RULES)]
+    which = pl.concat_list(pl.when(pl.col(f"_q{i}") | (pl.col("_text").is_null() & col.is_not_null()))
+                           .then(pl.lit(i)) for i in range(len(rules.RULES))).list.drop_nulls().alias("_rules")
+    return (frame.with_columns(text.alias("_text")).with_columns(quick).with_columns(which)
+            .filter(pl.col("_rules").list.len() > 0)
+            .select("seq", "event_id", "stream", field, "_rules").collect(engine="streaming"))
+
+
+def scan(log: EventLog, data_dir: Path, *, full: bool = False,
+         on_window: Callable[[int, int], None] | None = None) -> ScanSummary:
+    """Scan what the last checkpoint did not cover (everything with ``full`` or new rules)."""
+    key = salt(data_dir)
+    with locked(data_dir / "secrets.lock"):
+        snap = log.snapshot()
+        last = checkpoint(snap)
+        full = full or last is None or last[1] != rules.VERSION
+        start = 0 if full else last[0]  # type: ignore[index]
+        summary = ScanSummary(start_seq=start, upto_seq=start, full=full)
+        present = set(snap.types())
+        targets = [(t, f) for t, fields in TARGETS.items() if t in present for f in fields]
+        # The findings recorded already (a few): a scan again (new rules, one stopped midway) skips
+        # them. Their ids are not event ids, which would make this append look up every event id.
+        recorded = set(snap.frame("secret.found", ["finding_id"]).collect()["finding_id"].to_list()
+                       if "secret.found" in present else [])
+        head = snap.head
+        for lo in range(start, head, WINDOW):
+            hi = min(lo + WINDOW, head)
+            found = []
+            for type_name, field in targets:
+                rows = _flagged(snap, type_name, field, lo, hi)
+                for seq, event_id, stream, value, only in rows.iter_rows():
+                    data = value if isinstance(value, bytes) else value.encode()
+                    for rule, s, e in find(data, only):
+                        fid = finding_id(seq, field, s, e, rule.name)
+                        if fid in recorded:
+                            continue
+                        recorded.add(fid)
+                        found.append(SecretFound(
+                            stream="secrets", finding_id=fid, target_seq=seq, target_type=type_name,
+                            target_stream=stream, target_event_id=event_id, field=field, start=s, end=e,
+                            rule=rule.name, value_hash=value_hash(key, data[s:e])))
+            log.append([*found, SecretsScanned(stream="secrets", upto_seq=hi, rules_version=rules.VERSION,
+                                               findings=len(found))])
+            summary.upto_seq = hi
+            summary.events_scanned += sum(
+                snap.frame(t, ["seq"]).filter(pl.col("seq").is_between(lo + 1, hi)).select(pl.len()).collect().item()
+                for t in {t for t, _ in targets})
+            summary.findings += len(found)
+            if on_window:
+                on_window(lo, hi)
+        return summary
