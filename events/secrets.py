@@ -10,8 +10,9 @@ from where and what it found; a scan (one at a time per workspace) records a
 finding only once.
 
 ``secret.allowed`` marks a finding as not a secret (a false positive): it is
-shown again. ``secrets.scanned`` is a scan's checkpoint: every event up to
-``upto_seq`` was scanned with the rules of ``rules_version``.
+shown again. ``secrets.scanned`` is a scan's checkpoint: every event in seqs
+(``from_seq``, ``upto_seq``] was scanned with the rules of ``rules_version``
+(an ingest scans what each of its commits recorded; a catch-up scan, the gaps).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class SecretAllowed(Event, frozen=True, tag="secret.allowed"):
 
 
 class SecretsScanned(Event, frozen=True, tag="secrets.scanned"):
+    #: Every event in seqs (from_seq, upto_seq] was scanned.
     upto_seq: int
     rules_version: str
     findings: int
+    from_seq: int = 0

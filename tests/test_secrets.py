@@ -285,3 +285,25 @@ def test_prompts_and_responses_are_scanned_and_their_documents_masked(tmp_path: 
     assert any(f.name == "raw.txt" for f in written)
     for f in written:
         _no_secret_in(f.read_bytes(), f"docs: {f.relative_to(docs)}")
+
+
+def test_an_ingest_scans_each_commit_as_it_makes_it_and_finds_what_reading_back_finds(tmp_path: Path) -> None:
+    from chronicle.ingest.sessions import SessionIngester
+
+    for i in range(3):
+        _transcript(tmp_path / "projects" / f"-p{i}")
+    with EventLog.init(tmp_path / "a" / "log") as log:
+        summary = SessionIngester(log, tmp_path / "a" / "lock", secrets_dir=tmp_path / "a").run([tmp_path / "projects"])
+        assert summary.secrets_found == 3 * (len(FAKE) + 1)
+        assert scan(log, tmp_path / "a").events_scanned == 0  # every commit was covered as it was made
+        snap = log.snapshot()
+        live = snap.frame("secret.found", ["target_seq", "start", "end", "rule"]).sort("target_seq", "start").collect()
+        raw = dict(snap.frame("session.line", ["seq", "raw"]).collect().rows())
+    for seq, start, end, rule in live.rows():
+        assert raw[seq][start:end] in [json.dumps(v.decode())[1:-1].encode() for v in _secrets()], rule
+    with EventLog.init(tmp_path / "b" / "log") as log:  # the same lines, scanned after, read back
+        SessionIngester(log, tmp_path / "b" / "lock").run([tmp_path / "projects"])
+        scan(log, tmp_path / "b")
+        later = log.snapshot().frame("secret.found", ["target_seq", "start", "end", "rule"]).sort(
+            "target_seq", "start").collect()
+    assert live.equals(later)

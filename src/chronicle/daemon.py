@@ -197,7 +197,8 @@ class Watcher:
         roots = [r for r in self.config.session_roots if r.is_dir()]
         known = known_kinds(cursors(self.log.snapshot()))
         files = discover(roots, known) if changed is None else self._changed_files(changed, roots, known)
-        ingester = SessionIngester(self.log, self.ws.data / "ingest.lock", quiet_seconds=10.0)
+        ingester = SessionIngester(self.log, self.ws.data / "ingest.lock", quiet_seconds=10.0,
+                                   secrets_dir=self.ws.data)
         summary = ingester.run(roots, files)
         for problem in summary.problems:
             self.logger.warning("problem", extra={"fields": {"detail": problem}})

@@ -66,7 +66,7 @@ def run_demo(ws: Workspace, out: Callable[[str], None]) -> int:
         copies.append(ws.root / example.name)
         if not copies[-1].exists():
             shutil.copytree(example, copies[-1])
-    summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0).run(copies)
+    summary = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=0, secrets_dir=ws.data).run(copies)
     out(f"ingest sessions (Claude Code and Codex CLI): {summary.line()}")
     scanned = scan_secrets(log, ws.data)
     out(f"secrets: scanned up to seq {scanned.upto_seq:,}, {scanned.findings} found")

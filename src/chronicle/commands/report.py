@@ -112,7 +112,7 @@ def _ingest(ws: Workspace) -> None:
     roots = [r for r in default_roots() if r.is_dir()]
     if roots:
         log = ws.open_log()
-        SessionIngester(log, ws.data / "ingest.lock").run(roots)
+        SessionIngester(log, ws.data / "ingest.lock", secrets_dir=ws.data).run(roots)
         scan(log, ws.data)
 
 

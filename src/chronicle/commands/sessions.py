@@ -76,14 +76,17 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     files = discover(roots, known_kinds(known))
     bar = Progress(bytes_behind(files, known) / 1e6, "ingest", " MB")
     ingester = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=args.quiet_seconds,
-                               on_bytes=lambda n, name: bar.advance(n / 1e6, name))
+                               on_bytes=lambda n, name: bar.advance(n / 1e6, name), secrets_dir=ws.data)
     try:
         summary = ingester.run(roots, files)
     finally:
         bar.close()
-    found = scan(log, ws.data).findings  # what was recorded is scanned before the verb returns
+    # what was recorded is scanned before the verb returns: each commit as it was made, then
+    # anything else no scan has covered yet
+    found = summary.secrets_found + scan(log, ws.data).findings
     if args.json:
-        print_json({"roots": [str(r) for r in roots], **{k: v for k, v in vars(summary).items() if k != "problems"},
+        print_json({"roots": [str(r) for r in roots],
+                    **{k: v for k, v in vars(summary).items() if k not in ("problems", "secrets_found")},
                     "problems": summary.problems[:1000], "secrets_found": found})
     else:
         if not roots:

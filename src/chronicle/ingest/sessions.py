@@ -46,6 +46,7 @@ from chronicle.ingest.sources import META_KINDS, SourceFile, discover, source_of
 from chronicle.store import ConflictingEvent, EventLog, Snapshot, StoreError, codec
 from chronicle.store.bulk import PreparedTables, prepare_tables
 from chronicle.store.fsutil import locked
+from chronicle.secrets.scan import TARGETS, CommitScanner
 
 TAIL = 4096
 #: Bytes read (and committed) at a time: larger chunks mean fewer commits, each with
@@ -79,6 +80,8 @@ class Summary:
     lines: int = 0
     bytes: int = 0
     errors: int = 0
+    #: Found in what this pass recorded (with ``secrets_dir``).
+    secrets_found: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -193,8 +196,9 @@ class _Committer:
 
     DEPTH = 2
 
-    def __init__(self, log_path: Path, chunk_bytes: int):
+    def __init__(self, log_path: Path, chunk_bytes: int, scanner: CommitScanner | None = None):
         self.log = EventLog(log_path)
+        self.scanner = scanner
         self.chunk_bytes = chunk_bytes
         self.hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-hash")
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chronicle-commit")
@@ -222,12 +226,28 @@ class _Committer:
         self.items, self.pending_lines, self.pending_bytes = [], 0, 0
         while len(self.inflight) >= self.DEPTH:
             self.inflight.popleft().result()
-        prepared = self.hasher.submit(self._prepare, items, small)
+        prepared = self.hasher.submit(self._prepare, items, small, self.scanner)
         previous = self.inflight[-1] if self.inflight else None
         self.inflight.append(self.writer.submit(self._commit, prepared, previous))
 
     @staticmethod
-    def _prepare(items: list[_Lines | Event], small: bool) -> PreparedTables | list[Event]:
+    def _prepare(items: list[_Lines | Event], small: bool,
+                 scanner: CommitScanner | None) -> tuple[PreparedTables | list[Event], list]:
+        """The batch and, with a scanner, what it flagged for secrets (see ``_batch``)."""
+        flags: list = []
+        if scanner is not None:  # one look per event type over the whole batch (a look has a fixed cost)
+            tables: dict[str, list[pa.Table]] = {}
+            for item in items:
+                if isinstance(item, _Lines):
+                    tables.setdefault(item.event, []).append(item.table)
+                elif item.type_name() in TARGETS:
+                    flags += scanner.flag_event(item)
+            for event, parts in tables.items():
+                flags += scanner.flag(event, pa.concat_tables(parts))
+        return _Committer._batch(items, small), flags
+
+    @staticmethod
+    def _batch(items: list[_Lines | Event], small: bool) -> PreparedTables | list[Event]:
         """A small batch as events for the WAL, in order; a large one as tables for
         a segment: other events first (so a file's ``source.seen`` precedes its
         lines), then the lines, then their cursors."""
@@ -257,14 +277,13 @@ class _Committer:
     def _commit(self, prepared: Future, previous: Future | None) -> None:
         if previous is not None:
             previous.result()  # raises if the batch before this one failed
-        batch = prepared.result()
+        batch, flags = prepared.result()
         taken = ""
         for _ in range(100):
             try:
-                if isinstance(batch, list):
-                    self.log.append(batch)
-                else:
-                    self.log.append_prepared(batch)
+                acks = self.log.append(batch) if isinstance(batch, list) else self.log.append_prepared(batch)
+                if self.scanner is not None:
+                    self.scanner.committed(flags, acks)
                 return
             except ConflictingEvent as exc:  # another writer's event holds an id derived here
                 taken = exc.event_id
@@ -279,6 +298,10 @@ class _Committer:
         try:
             self.flush()
             self.wait()
+            if self.scanner is not None:
+                self.secrets_found = self.scanner.record(self.log)
+            else:
+                self.secrets_found = 0
         finally:
             self.hasher.shutdown(wait=True)
             self.writer.shutdown(wait=True)
@@ -312,8 +335,11 @@ def _renamed(batch: PreparedTables | list[Event], taken: str) -> PreparedTables 
 
 class SessionIngester:
     def __init__(self, log: EventLog, lock_path: Path, *, quiet_seconds: float = 10.0, chunk_bytes: int = CHUNK,
-                 on_bytes: Callable[[int, str], None] | None = None):
+                 on_bytes: Callable[[int, str], None] | None = None, secrets_dir: Path | None = None):
+        """``secrets_dir``: the workspace's data folder, to scan each commit for secrets as
+        it is made (see ``secrets.scan.CommitScanner``); without it, a later scan reads them."""
         self.log = log
+        self.secrets_dir = secrets_dir
         self.lock_path = lock_path
         self.quiet_seconds = quiet_seconds
         self.chunk_bytes = chunk_bytes
@@ -332,7 +358,8 @@ class SessionIngester:
             summary.files = len(files)
             metas = meta_versions(snap)
             self._known_errors = set(snap.frame("source.error", ["event_id"]).collect()["event_id"].to_list())
-            self._committer = _Committer(self.log.path, self.chunk_bytes)
+            scanner = CommitScanner(self.secrets_dir) if self.secrets_dir is not None else None
+            self._committer = _Committer(self.log.path, self.chunk_bytes, scanner)
             try:
                 for f in files:
                     try:
@@ -347,6 +374,7 @@ class SessionIngester:
             finally:
                 committer, self._committer = self._committer, None
                 committer.close()
+            summary.secrets_found = committer.secrets_found
             if self.log.wal_bytes() >= SEAL_WAL_BYTES:
                 self.log.seal()
         summary.seconds = time.monotonic() - started

@@ -35,6 +35,7 @@ from chronicle.events import SecretFound, SecretsScanned
 from chronicle.secrets import rules
 from chronicle.secrets.rules import Rule
 from chronicle.store import EventLog, Snapshot
+from chronicle.store.acks import FreshAcks
 from chronicle.store.fsutil import locked, write_durably
 
 #: Event type -> its fields that hold text from outside (a transcript, a model, a template).
@@ -104,12 +105,32 @@ class ScanSummary:
     full: bool = False
 
 
-def checkpoint(snap: Snapshot) -> tuple[int, str] | None:
-    """(upto_seq, rules_version) of the latest scan checkpoint, or None."""
+def covered(snap: Snapshot) -> list[tuple[int, int]]:
+    """The seq ranges (lo, hi] scanned with the current rules, merged, in order."""
     if "secrets.scanned" not in snap.types():
-        return None
-    last = snap.frame("secrets.scanned", ["seq", "upto_seq", "rules_version"]).sort("seq").tail(1).collect()
-    return (last["upto_seq"][0], last["rules_version"][0]) if last.height else None
+        return []
+    ranges = (snap.frame("secrets.scanned", ["from_seq", "upto_seq", "rules_version"])
+              .filter(pl.col("rules_version") == rules.VERSION).select("from_seq", "upto_seq")
+              .sort("from_seq").collect().rows())
+    merged: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def gaps(done: list[tuple[int, int]], head: int) -> list[tuple[int, int]]:
+    """The seq ranges (lo, hi] up to ``head`` that ``done`` leaves out."""
+    out, pos = [], 0
+    for lo, hi in done:
+        if lo > pos:
+            out.append((pos, min(lo, head)))
+        pos = max(pos, hi)
+    if pos < head:
+        out.append((pos, head))
+    return [(lo, hi) for lo, hi in out if hi > lo]
 
 
 def _flagged(snap: Snapshot, type_name: str, field: str, lo: int, hi: int) -> pl.DataFrame:
@@ -130,23 +151,23 @@ def _flagged(snap: Snapshot, type_name: str, field: str, lo: int, hi: int) -> pl
 
 def scan(log: EventLog, data_dir: Path, *, full: bool = False,
          on_window: Callable[[int, int], None] | None = None) -> ScanSummary:
-    """Scan what the last checkpoint did not cover (everything with ``full`` or new rules)."""
+    """Scan every seq range no checkpoint of the current rules covers (everything with ``full``)."""
     key = salt(data_dir)
     with locked(data_dir / "secrets.lock"):
         snap = log.snapshot()
-        last = checkpoint(snap)
-        full = full or last is None or last[1] != rules.VERSION
-        start = 0 if full else last[0]  # type: ignore[index]
-        summary = ScanSummary(start_seq=start, upto_seq=start, full=full)
+        head = snap.head
+        done = [] if full else covered(snap)
+        todo = gaps(done, head)
+        summary = ScanSummary(start_seq=todo[0][0] if todo else head, upto_seq=head,
+                              full=full or (not done and "secrets.scanned" in snap.types()))
         present = set(snap.types())
         targets = [(t, f) for t, fields in TARGETS.items() if t in present for f in fields]
         # The findings recorded already (a few): a scan again (new rules, one stopped midway) skips
         # them. Their ids are not event ids, which would make this append look up every event id.
         recorded = set(snap.frame("secret.found", ["finding_id"]).collect()["finding_id"].to_list()
                        if "secret.found" in present else [])
-        head = snap.head
-        for lo in range(start, head, WINDOW):
-            hi = min(lo + WINDOW, head)
+        windows = [(lo, min(lo + WINDOW, end)) for start, end in todo for lo in range(start, end, WINDOW)]
+        for lo, hi in windows:
             found = []
             for type_name, field in targets:
                 rows = _flagged(snap, type_name, field, lo, hi)
@@ -161,9 +182,8 @@ def scan(log: EventLog, data_dir: Path, *, full: bool = False,
                             stream="secrets", finding_id=fid, target_seq=seq, target_type=type_name,
                             target_stream=stream, target_event_id=event_id, field=field, start=s, end=e,
                             rule=rule.name, value_hash=value_hash(key, data[s:e])))
-            log.append([*found, SecretsScanned(stream="secrets", upto_seq=hi, rules_version=rules.VERSION,
-                                               findings=len(found))])
-            summary.upto_seq = hi
+            log.append([*found, SecretsScanned(stream="secrets", from_seq=lo, upto_seq=hi,
+                                               rules_version=rules.VERSION, findings=len(found))])
             summary.events_scanned += sum(
                 snap.frame(t, ["seq"]).filter(pl.col("seq").is_between(lo + 1, hi)).select(pl.len()).collect().item()
                 for t in {t for t, _ in targets})
@@ -171,3 +191,77 @@ def scan(log: EventLog, data_dir: Path, *, full: bool = False,
             if on_window:
                 on_window(lo, hi)
         return summary
+
+
+class CommitScanner:
+    """Scans an ingest's commits as they are made, from the chunks in memory (nothing is
+    read back): ``flag`` picks out, on the thread that prepares a batch, the lines any rule
+    may match; ``committed`` finds the secrets in them once the commit has given them seqs;
+    ``record`` appends the findings and the seq ranges the commits covered, so the scan that
+    follows an ingest reads only what others recorded meanwhile."""
+
+    def __init__(self, data_dir: Path):
+        self.key = salt(data_dir)
+        self.findings: list[SecretFound] = []
+        self.ranges: list[tuple[int, int]] = []
+
+    def flag(self, type_name: str, table) -> list[tuple[str, str, str, bytes, list[int] | None]]:
+        """(type, event_id, stream, raw, rules to run) of the rows of a line table worth a look."""
+        frame = pl.from_arrow(table.select(["event_id", "stream", "raw"]))
+        assert isinstance(frame, pl.DataFrame)
+        text = frame["raw"].cast(pl.String, strict=False)
+        each = pl.DataFrame({"t": text}).select(pl.col("t").str.contains(r.prefilter).alias(f"_q{i}")
+                                               for i, r in enumerate(rules.RULES))
+        unreadable = text.is_null() & frame["raw"].is_not_null()
+        which = each.select(pl.concat_list(pl.when(pl.col(f"_q{i}") | pl.lit(unreadable)).then(pl.lit(i))
+                                           for i in range(len(rules.RULES))).list.drop_nulls().alias("_rules"))
+        rows = frame.with_columns(which).filter(pl.col("_rules").list.len() > 0)
+        return [(type_name, eid, stream, raw, only) for eid, stream, raw, only in rows.iter_rows()]
+
+    def flag_event(self, ev) -> list[tuple[str, str, str, bytes, list[int] | None]]:
+        """The same for one event of a type that carries outside text (a sidecar file)."""
+        fields = TARGETS.get(ev.type_name(), ())
+        return [(ev.type_name(), ev.event_id, ev.stream, getattr(ev, f), None) for f in fields]
+
+    def committed(self, flags: list, acks) -> None:
+        """A commit landed with ``acks`` (in its events' order): note the seqs it covered,
+        and find the secrets in its flagged events."""
+        if isinstance(acks, FreshAcks):  # every event new, seqs consecutive
+            lo, hi = acks[0].seq, acks[-1].seq
+        else:
+            fresh = [a.seq for a in acks if not a.duplicate]
+            if not fresh:
+                return
+            lo, hi = min(fresh), max(fresh)
+        self.ranges.append((lo - 1, hi))
+        if not flags:
+            return
+        seq_of = {a.event_id: a.seq for a in acks if not a.duplicate}
+        for type_name, event_id, stream, value, only in flags:
+            seq = seq_of.get(event_id)
+            if seq is None or value is None:
+                continue  # recorded before: its scan was that commit's
+            data = value if isinstance(value, bytes) else value.encode()
+            field = TARGETS[type_name][0]
+            for rule, s, e in find(data, only):
+                self.findings.append(SecretFound(
+                    stream="secrets", finding_id=finding_id(seq, field, s, e, rule.name), target_seq=seq,
+                    target_type=type_name, target_stream=stream, target_event_id=event_id, field=field,
+                    start=s, end=e, rule=rule.name, value_hash=value_hash(self.key, data[s:e])))
+
+    def record(self, log: EventLog) -> int:
+        """Append the findings and the ranges covered (merged); the number of findings."""
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(self.ranges):
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        if merged:
+            log.append([*self.findings, *(SecretsScanned(stream="secrets", from_seq=lo, upto_seq=hi,
+                                                         rules_version=rules.VERSION,
+                                                         findings=len(self.findings) if k == 0 else 0)
+                                          for k, (lo, hi) in enumerate(merged))])
+        found = len(self.findings)
+        self.findings, self.ranges = [], []
+        return found
