@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -216,7 +217,15 @@ def test_the_viewer_shows_no_secret(leaky) -> None:
                 body = exc.read()
             _no_secret_in(body, f"the viewer's {path}")
         page = urllib.request.urlopen(viewer.url + f"/sessions/{SID}", timeout=30).read()
-        assert b"[secret:" in page
+        assert b"[secret:" in page and FAKE["aws-key"].encode() not in page
+        found = {f["rule"]: f["id"] for f in map(json.loads, chronicle(env, "secrets", "list", "--json").stdout.splitlines())}
+        chronicle(env, "secrets", "allow", found["aws-key"])  # while the viewer runs
+        deadline = time.monotonic() + 15
+        while FAKE["aws-key"].encode() not in page and time.monotonic() < deadline:
+            time.sleep(0.5)
+            page = urllib.request.urlopen(viewer.url + f"/sessions/{SID}", timeout=30).read()
+        assert FAKE["aws-key"].encode() in page  # allowed: shown again
+        _no_secret_in(page.replace(FAKE["aws-key"].encode(), b""), "the viewer after the allow")
     finally:
         viewer.stop()
 

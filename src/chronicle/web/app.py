@@ -12,6 +12,7 @@ path: the only files served are the package's own static folder.
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 import logging
 import sqlite3
@@ -42,6 +43,7 @@ log = logging.getLogger("chronicle.serve")
 WS_KEY = web.AppKey("workspace", Workspace)
 TABLES_KEY = web.AppKey("tables", TableCache)
 ENV_KEY = web.AppKey("jinja", jinja2.Environment)
+MASKING_KEY = web.AppKey("masking", object)
 INTERVAL_KEY = web.AppKey("live_interval", float)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -77,11 +79,37 @@ READER_KEY = web.AppKey("reader", LogReader)
 CATCH_UP_KEY = web.AppKey("catch_up", bool)
 
 
-def _env(masker: Masker) -> jinja2.Environment:
+class _Masking:
+    """The workspace's masker, made again when the log has changed (a finding allowed while
+    the viewer runs is shown on a page asked for a moment later): looked at before a request
+    is served, at most every ``EVERY`` seconds, since making one reads the log."""
+
+    EVERY = 1.0
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.stamp: tuple[int, ...] | None = None
+        self.checked = float("-inf")
+        self.masker = Masker.of(ws)
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self.checked < self.EVERY:
+            return
+        self.checked = now
+        stamp = live_stamp(self.ws.data)
+        if stamp != self.stamp:
+            self.masker, self.stamp = Masker.of(self.ws), stamp
+
+    def text(self, value: object) -> object:
+        return self.masker.text(value) if isinstance(value, str) else value
+
+
+def _env(masking: _Masking) -> jinja2.Environment:
     # every value a page prints is masked: secrets in recorded text are never shown
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             finalize=lambda v: masker.text(v) if isinstance(v, str) else v)
+                             finalize=masking.text)
     env.filters["num"] = lambda v: "" if v is None else (f"{v:,.4g}" if isinstance(v, float) else f"{v:,}")
     env.filters["when"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else (v or "")
     env.filters["clip"] = _clip
@@ -516,6 +544,7 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         return _error_page(request, 405, "this viewer is read-only")
     try:
+        await asyncio.to_thread(request.app[MASKING_KEY].refresh)
         resp = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -589,7 +618,8 @@ def make_app(ws: Workspace, live_interval: float = 1.0, catch_up: bool = True) -
     app = web.Application(middlewares=[guard])
     app[WS_KEY] = ws
     app[TABLES_KEY] = TableCache(ws.tables_dir)
-    app[ENV_KEY] = _env(Masker.of(ws))
+    app[MASKING_KEY] = _Masking(ws)
+    app[ENV_KEY] = _env(app[MASKING_KEY])
     app[INTERVAL_KEY] = live_interval
     app[READER_KEY] = LogReader(ws)
     app[CATCH_UP_KEY] = catch_up
