@@ -98,7 +98,7 @@ def _env(kind: str, masker: Masker) -> jinja2.Environment:
     # renders it (which could split a secret with emphasis).
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=kind == "html",
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             finalize=lambda v: masker.text(v) if isinstance(v, str) else v)
+                             finalize=masker.finalize)
     if kind == "html":
         from markdown_it import MarkdownIt
 

@@ -133,7 +133,7 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.secrets.mask import Masker
 
     masker = Masker.of(ws)
-    found = _findings_in(ws, main[0].path)
+    found = _findings_in(ws).get(main[0].path, 0)
     done = export.write_one(snap, main[0], Path(args.output) if args.output else None,
                             transform=masker.bytes if args.redact else None)
     if found and not args.redact:
@@ -144,8 +144,8 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _findings_in(ws: Workspace, path: str) -> int:
-    """Findings not allowed in the lines of the file ``path`` (after scanning what is new)."""
+def _findings_in(ws: Workspace) -> dict[str, int]:
+    """File path -> findings not allowed in its lines (after scanning what is new)."""
     import polars as pl
 
     from chronicle.commands.secrets import findings
@@ -154,8 +154,8 @@ def _findings_in(ws: Workspace, path: str) -> int:
     scan(ws.open_log(), ws.data)
     table = findings(ws)
     if table is None:
-        return 0
-    return table.filter((pl.col("where") == path) & ~pl.col("allowed")).height
+        return {}
+    return dict(table.filter(~pl.col("allowed")).group_by("where").len().rows())
 
 
 def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
@@ -167,7 +167,8 @@ def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     done = export.export_tree(snap, out_dir, files)
     _report(done, args.json)
-    found = sum(_findings_in(ws, f.path) for f in files)
+    per_file = _findings_in(ws)
+    found = sum(per_file.get(f.path, 0) for f in files)
     if found:
         print(f"chronicle export sessions: note: the files hold {found} secrets found by `chronicle secrets list`, "
               "exported as recorded (byte for byte); `chronicle export session ID --redact` masks a session's",

@@ -10,23 +10,17 @@ findings' value hashes are compared under the workspace's salt.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from chronicle.secrets import rules
-from chronicle.secrets.scan import SALT_NAME, value_hash
+from chronicle.secrets.scan import SALT_NAME, find, rules_to_run, value_hash
 
 if TYPE_CHECKING:
     import polars as pl
 
     from chronicle.events import Event
     from chronicle.workspace import Workspace
-
-AnyStr = TypeVar("AnyStr", str, bytes)
-_DIGITS = frozenset("0123456789")
 
 
 class Masker:
@@ -50,33 +44,30 @@ class Masker:
             snap.frame("secret.found", ["finding_id", "value_hash"]), on="finding_id")
         return cls(key, frozenset(allowed.select(pl.col("value_hash")).collect()["value_hash"].to_list()))
 
-    def _keep(self, value: str | bytes) -> bool:
-        if not self.allowed or self.key is None:
-            return False
-        return value_hash(self.key, value if isinstance(value, bytes) else value.encode()) in self.allowed
+    def _keep(self, value: bytes) -> bool:
+        return bool(self.allowed) and self.key is not None and value_hash(self.key, value) in self.allowed
 
-    def _mask(self, data: AnyStr, compiled: Callable[[rules.Rule], re.Pattern[AnyStr]],
-              placeholder: Callable[[str], AnyStr]) -> AnyStr:
-        spans: list[tuple[int, int, str]] = []
-        for rule in rules.RULES:
-            for m in compiled(rule).finditer(data):
-                start, end = rules.value_span(rule, m)
-                value = data[start:end]
-                if end <= start or any(s < end and start < e for s, e, _ in spans):
-                    continue
-                digits = sum(c in _DIGITS for c in (value.decode("latin-1") if isinstance(value, bytes) else value))
-                if digits < rule.min_digits or self._keep(value):
-                    continue
-                spans.append((start, end, rule.name))
-        for start, end, name in sorted(spans, reverse=True):
-            data = data[:start] + placeholder(name) + data[end:]
+    def bytes(self, data: bytes, only: list[int] | None = None) -> bytes:
+        """``data`` with each secret ``find`` finds replaced (spans from the end, so the
+        earlier ones stay put); ``only``: the rules to run, as ``rules_to_run`` picks them."""
+        for rule, start, end in sorted(find(data, only), key=lambda hit: -hit[1]):
+            if not self._keep(data[start:end]):
+                data = data[:start] + f"[secret:{rule.name}]".encode() + data[end:]
         return data
 
-    def text(self, text: str) -> str:
-        return self._mask(text, lambda r: r.compiled_text, lambda name: f"[secret:{name}]")
+    def text(self, text: str, only: list[int] | None = None) -> str:
+        # a match starts and stops at ASCII bytes, so no span splits a character ("replace"
+        # only so that a display never fails)
+        return self.bytes(text.encode(), only).decode("utf-8", "replace")
 
-    def bytes(self, data: bytes) -> bytes:
-        return self._mask(data, lambda r: r.compiled, lambda name: f"[secret:{name}]".encode())
+    def finalize(self, value: object) -> object:
+        """For a template's ``finalize``: text masked, and HTML a filter made (``Markup``) kept
+        HTML, since a ``[secret:RULE]`` holds nothing to escape."""
+        if not isinstance(value, str):
+            return value
+        from markupsafe import Markup
+
+        return Markup(self.text(value)) if isinstance(value, Markup) else self.text(value)
 
     def value(self, value: object) -> object:
         """A str or bytes masked; anything else as it is (lists and dicts walked)."""
@@ -102,18 +93,18 @@ class Masker:
         return msgspec.structs.replace(ev, **changed) if changed else ev
 
     def frame(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Every text cell of ``df`` masked (the Rust engine picks out the cells to look at)."""
+        """Every text and bytes cell of ``df`` masked (the Rust engine picks out the cells, and
+        the rules, to look at)."""
         import polars as pl
 
-        out = {}
+        out = []
         for name, dtype in df.schema.items():
             if dtype not in (pl.String, pl.Binary):
                 continue
             col = df[name]
-            text = col.cast(pl.String, strict=False) if dtype == pl.Binary else col
-            quick = pl.any_horizontal([pl.lit(text).str.contains(r.prefilter) for r in rules.RULES])
-            hits = pl.select(quick | (pl.lit(text).is_null() & pl.lit(col).is_not_null())).to_series()
-            if hits.any():
-                out[name] = pl.Series(name, [self.value(v) if h and v is not None else v
-                                             for v, h in zip(col.to_list(), hits.to_list())], dtype=dtype)
-        return df.with_columns(list(out.values())) if out else df
+            todo = rules_to_run(col)
+            if todo.list.len().max():
+                mask = self.bytes if dtype == pl.Binary else self.text
+                cells = [mask(v, only) if only else v for v, only in zip(col.to_list(), todo.to_list())]
+                out.append(pl.Series(name, cells, dtype=dtype))
+        return df.with_columns(out) if out else df

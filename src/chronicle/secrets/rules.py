@@ -44,9 +44,6 @@ class Rule:
     def compiled(self) -> re.Pattern[bytes]:
         return re.compile(self.pattern.encode())
 
-    @cached_property
-    def compiled_text(self) -> re.Pattern[str]:
-        return re.compile(self.pattern)
 
 
 _KEY_CHARS = r"[A-Za-z0-9_\-]"

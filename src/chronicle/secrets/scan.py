@@ -44,7 +44,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "llm.prompt": ("prompt",), "llm.response": ("text",),
 }
 #: Events read per checkpoint (a stopped scan loses at most this much work).
-WINDOW = 100_000
+WINDOW = 50_000
 SALT_NAME = "secrets.salt"
 _DIGITS = frozenset(b"0123456789")
 
@@ -133,20 +133,24 @@ def gaps(done: list[tuple[int, int]], head: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in out if hi > lo]
 
 
+def rules_to_run(values: pl.Series) -> pl.Series:
+    """For each value (text or bytes), the indexes of the rules whose quick pattern matches it
+    (every rule, where bytes are not UTF-8; none for a null). One pass per rule as a column of
+    one select, which Polars runs side by side: each looks for its literal first, where one
+    alternation of them all crawled, and one ``any_horizontal`` of them ran one after another."""
+    text = values.cast(pl.String, strict=False) if values.dtype == pl.Binary else values
+    unreadable = text.is_null() & values.is_not_null()
+    each = pl.DataFrame({"t": text}).select(pl.col("t").str.contains(r.prefilter).alias(f"_q{i}")
+                                           for i, r in enumerate(rules.RULES))
+    return each.select(pl.concat_list(pl.when(pl.col(f"_q{i}") | pl.lit(unreadable)).then(pl.lit(i))
+                                      for i in range(len(rules.RULES))).list.drop_nulls()).to_series()
+
+
 def _flagged(snap: Snapshot, type_name: str, field: str, lo: int, hi: int) -> pl.DataFrame:
     """The events of ``type_name`` in seqs (lo, hi] whose ``field`` any rule may match."""
-    frame = snap.frame(type_name, ["seq", "event_id", "stream", field]).filter(pl.col("seq").is_between(lo + 1, hi))
-    col = pl.col(field)
-    text = col.cast(pl.String, strict=False) if frame.collect_schema()[field] == pl.Binary else col
-    # One pass per rule (a column each, which Polars runs side by side): each looks for its
-    # literal first, where one alternation of them all crawled. Then which rules to run over
-    # each value in Python: those whose quick pattern matched (all, where it is not UTF-8).
-    quick = [pl.col("_text").str.contains(r.prefilter).alias(f"_q{i}") for i, r in enumerate(rules.RULES)]
-    which = pl.concat_list(pl.when(pl.col(f"_q{i}") | (pl.col("_text").is_null() & col.is_not_null()))
-                           .then(pl.lit(i)) for i in range(len(rules.RULES))).list.drop_nulls().alias("_rules")
-    return (frame.with_columns(text.alias("_text")).with_columns(quick).with_columns(which)
-            .filter(pl.col("_rules").list.len() > 0)
-            .select("seq", "event_id", "stream", field, "_rules").collect(engine="streaming"))
+    rows = (snap.frame(type_name, ["seq", "event_id", "stream", field]).filter(pl.col("seq").is_between(lo + 1, hi))
+            .collect())
+    return rows.with_columns(rules_to_run(rows[field]).alias("_rules")).filter(pl.col("_rules").list.len() > 0)
 
 
 def scan(log: EventLog, data_dir: Path, *, full: bool = False,
@@ -209,13 +213,7 @@ class CommitScanner:
         """(type, event_id, stream, raw, rules to run) of the rows of a line table worth a look."""
         frame = pl.from_arrow(table.select(["event_id", "stream", "raw"]))
         assert isinstance(frame, pl.DataFrame)
-        text = frame["raw"].cast(pl.String, strict=False)
-        each = pl.DataFrame({"t": text}).select(pl.col("t").str.contains(r.prefilter).alias(f"_q{i}")
-                                               for i, r in enumerate(rules.RULES))
-        unreadable = text.is_null() & frame["raw"].is_not_null()
-        which = each.select(pl.concat_list(pl.when(pl.col(f"_q{i}") | pl.lit(unreadable)).then(pl.lit(i))
-                                           for i in range(len(rules.RULES))).list.drop_nulls().alias("_rules"))
-        rows = frame.with_columns(which).filter(pl.col("_rules").list.len() > 0)
+        rows = frame.with_columns(rules_to_run(frame["raw"]).alias("_rules")).filter(pl.col("_rules").list.len() > 0)
         return [(type_name, eid, stream, raw, only) for eid, stream, raw, only in rows.iter_rows()]
 
     def flag_event(self, ev) -> list[tuple[str, str, str, bytes, list[int] | None]]:

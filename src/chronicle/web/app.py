@@ -101,15 +101,15 @@ class _Masking:
         if stamp != self.stamp:
             self.masker, self.stamp = Masker.of(self.ws), stamp
 
-    def text(self, value: object) -> object:
-        return self.masker.text(value) if isinstance(value, str) else value
+    def finalize(self, value: object) -> object:
+        return self.masker.finalize(value)
 
 
 def _env(masking: _Masking) -> jinja2.Environment:
     # every value a page prints is masked: secrets in recorded text are never shown
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             finalize=masking.text)
+                             finalize=masking.finalize)
     env.filters["num"] = lambda v: "" if v is None else (f"{v:,.4g}" if isinstance(v, float) else f"{v:,}")
     env.filters["when"] = lambda v: v.strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, datetime) else (v or "")
     env.filters["clip"] = _clip
