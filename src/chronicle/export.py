@@ -67,33 +67,40 @@ def session_files(snap: Snapshot, session_id: str) -> list[SourceRecord]:
 
 
 def content(snap: Snapshot, src: SourceRecord) -> bytes:
-    """The file's bytes as ingested, checked against the recorded chunk hashes."""
+    """The file's bytes as ingested, checked against the recorded chunk hashes; a line a redaction
+    changed (``chronicle secrets redact``) reads as redacted, and its chunk is vouched for by the
+    redaction's record (``chronicle verify``), not by the hash of the bytes as ingested."""
     source = source_of(src.kind)
+    redacted = snap.redacted
     if src.kind in source.meta_kinds:
         metas = snap.frame("session.meta", ["seq", "path", "sha256", "raw"]).filter(pl.col("path") == src.path)
         last = metas.sort("seq").tail(1).collect()
         if last.height == 0:
             raise ExportError(f"{src.path}: no recorded content")
         data = last["raw"][0]
-        if hashlib.sha256(data).hexdigest() != last["sha256"][0]:
+        if last["seq"][0] not in redacted and hashlib.sha256(data).hexdigest() != last["sha256"][0]:
             raise ExportError(f"{src.path}: recorded content does not match its sha256")
         return data
     where = (pl.col("path") == src.path) & (pl.col("generation") == src.generation)
-    lines = (snap.frame(source.line_event.type_name(), ["path", "generation", "offset", "raw"])
+    lines = (snap.frame(source.line_event.type_name(), ["seq", "path", "generation", "offset", "raw"])
              .filter(where).sort("offset").collect())
     chunks = (snap.frame("source.appended", ["path", "generation", "start", "end", "sha256"])
               .filter(where).sort("start").collect())
-    data = b"".join(lines["raw"].to_list())
-    pos = 0
+    raws, offsets, seqs = lines["raw"].to_list(), lines["offset"].to_list(), lines["seq"].to_list()
+    pos = i = 0
     for start, end, sha in chunks.select("start", "end", "sha256").iter_rows():
         if start != pos:
             raise ExportError(f"{src.path}: recorded chunks leave a gap at byte {pos:,} (next starts at {start:,})")
-        if hashlib.sha256(data[start:end]).hexdigest() != sha:
-            raise ExportError(f"{src.path}: bytes {start:,}-{end:,} do not match the hash recorded at ingest")
+        first = i
+        while i < len(offsets) and offsets[i] < end:  # the lines of this chunk, by their offsets as ingested
+            i += 1
+        if not any(seq in redacted for seq in seqs[first:i]):
+            if hashlib.sha256(b"".join(raws[first:i])).hexdigest() != sha:
+                raise ExportError(f"{src.path}: bytes {start:,}-{end:,} do not match the hash recorded at ingest")
         pos = end
-    if pos != len(data):
-        raise ExportError(f"{src.path}: {len(data):,} bytes of lines but chunks cover {pos:,}")
-    return data
+    if i != len(raws) or (not redacted and pos != sum(map(len, raws))):
+        raise ExportError(f"{src.path}: {sum(map(len, raws)):,} bytes of lines but chunks cover {pos:,}")
+    return b"".join(raws)
 
 
 def safe_target(out_dir: Path, rel_path: str) -> Path:

@@ -192,7 +192,7 @@ class Engine:
         target.mkdir(parents=True, exist_ok=True)
         chosen = self.select(names)
         checkpoints = self.checkpoints(target)
-        updates = [p for p in chosen if not full and self._reusable(p, checkpoints.get(p.name), snapshot.head, target)]
+        updates = [p for p in chosen if not full and self._reusable(p, checkpoints.get(p.name), snapshot, target)]
         builds = [p for p in chosen if p not in updates]
         bar = Progress(len(chosen), "rebuild", stream=None)
         outcomes: dict[str, Outcome] = {}
@@ -218,9 +218,9 @@ class Engine:
             raise failures[0]
         return [outcomes[p.name] for p in chosen]
 
-    def _reusable(self, p: Projection, cp: dict | None, head: int, target: Path) -> bool:
+    def _reusable(self, p: Projection, cp: dict | None, snap: Snapshot, target: Path) -> bool:
         """Whether the projection's tables stand at a checkpoint an update can start from."""
-        state = self.state(p, cp, head, target)
+        state = self.state(p, cp, snap.head, target, len(snap.redactions))
         return state == "ok" or state.startswith("behind")
 
     def _run_one(self, p: Projection, snap: Snapshot, target: Path, full: bool) -> Outcome:
@@ -229,9 +229,11 @@ class Engine:
         with locked(target / f".{p.name}.lock"):
             return self._run_locked(p, snap, self.checkpoints(target), target, full)
 
-    def state(self, p: Projection, cp: dict | None, head: int, target: Path | None = None) -> str:
-        """How a projection's tables stand against a log at ``head``: "ok", "missing",
-        "damaged", "stale code", "ahead of the log" or "behind by N"."""
+    def state(self, p: Projection, cp: dict | None, head: int, target: Path | None = None,
+              redactions: int = 0) -> str:
+        """How a projection's tables stand against a log at ``head`` after ``redactions``: "ok",
+        "missing", "damaged", "stale code", "redacted since" (built before a redaction: they may
+        hold values it took out), "ahead of the log" or "behind by N"."""
         target = target or self.tables_dir
         if cp is None or not all(f.exists() for t in p.outputs for f in committed.table_files(target, cp, t)):
             return "missing"
@@ -239,6 +241,8 @@ class Engine:
             return "damaged"
         if cp["code"] != p.code_version:
             return "stale code"
+        if cp.get("redactions", 0) != redactions:
+            return "redacted since"
         if cp["seq"] > head:
             return "ahead of the log"
         return "ok" if cp["seq"] == head else f"behind by {head - cp['seq']}"
@@ -253,7 +257,7 @@ class Engine:
             committed.publish(target, cp, p.outputs)  # a build that died between its commit and publishing
         # the generations of builds that died before their commit, even when nothing is to be built now
         committed.collect_garbage(target, p.name, (cp or {}).get("gen"))
-        state = self.state(p, cp, snap.head, target)
+        state = self.state(p, cp, snap.head, target, len(snap.redactions))
         reusable = not full and (state == "ok" or state.startswith("behind"))
         if reusable and cp["seq"] == snap.head:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
@@ -281,6 +285,8 @@ class Engine:
             raise ProjectionError(f"projection {p.name} failed: {type(exc).__name__}: {exc}") from exc
         rows = {t: result[t].height for t in p.outputs}
         entry = {"seq": snap.head, "code": p.code_version, "rows": rows}
+        if snap.redactions:  # built from the log as those left it
+            entry["redactions"] = len(snap.redactions)
         if action == "updated" and result is previous:  # an update that changed nothing rewrites nothing
             entry |= {"files": cp.get("files"), "gen": cp.get("gen")}
         else:

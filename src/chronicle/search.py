@@ -259,8 +259,9 @@ def _name(db: sqlite3.Connection) -> None:
                        WHERE role IN ('response', 'parsed') AND {column} IS NULL""")
 
 
-def current(tables_dir: Path, head: int) -> bool:
-    """Whether the index holds the log up to ``head``, made by today's code (no Polars needed)."""
+def current(tables_dir: Path, head: int, redactions: int = 0) -> bool:
+    """Whether the index holds the log up to ``head`` after ``redactions``, made by today's code
+    (no Polars needed)."""
     from chronicle.projection_code import builtin_code_version
 
     try:
@@ -268,7 +269,8 @@ def current(tables_dir: Path, head: int) -> bool:
             built = state(db)
     except sqlite3.Error:  # missing or damaged: not current
         return False
-    return built.get("seq") == str(head) and built.get("code") == builtin_code_version(UNITS_MODULE)
+    return (built.get("seq") == str(head) and built.get("code") == builtin_code_version(UNITS_MODULE)
+            and int(built.get("redactions", 0)) == redactions)
 
 
 def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
@@ -288,7 +290,9 @@ def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
             built = state(db)
         except sqlite3.DatabaseError:  # not an index any more (damaged): it is made again
             built = {}
-        if built.get("code") != code:  # another schema, or none: start from an empty file
+        # another schema, or none, or built before a redaction: from an empty file (SQLite's free
+        # pages would keep text a redaction took out)
+        if built.get("code") != code or int(built.get("redactions", 0)) != len(snap.redactions):
             db.close()
             remove(tables_dir)
             db = connect(tables_dir)
@@ -314,7 +318,8 @@ def catch_up(tables_dir: Path, snap) -> str:  # snap: chronicle.store.Snapshot
             rows = found.with_columns(pl.col("time").dt.epoch("us").alias("time_us"))
             insert(db, rows.select(*META_COLUMNS, "text").iter_rows())
             _name(db)
-            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", [("seq", str(snap.head)), ("code", code)])
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
+                           [("seq", str(snap.head)), ("code", code), ("redactions", str(len(snap.redactions)))])
             db.execute("COMMIT")
             return "built" if last == 0 else "updated"
         finally:

@@ -13,7 +13,9 @@ The promises (see ``chronicle.store.storage``):
    cuts them off;
 3. blobs are put whole (a name's bytes are the file put), listed, readable
    through ``path``; a name not yet committed may be put again;
-4. ``commits_stamp`` changes when a commit lands.
+4. ``commits_stamp`` changes when a commit lands;
+5. ``remove`` deletes blobs for good (a redaction's replaced files), and
+   removing one again, or one never put, is no error.
 """
 
 from __future__ import annotations
@@ -141,3 +143,13 @@ class StorageContract:
         for bad in ("../escape", "a/b", "", ".."):
             with pytest.raises(ValueError):
                 storage.path(bad)
+
+    def test_removed_blobs_are_gone_for_every_handle_and_removing_again_is_no_error(self, storage: Storage, reopen) -> None:
+        for name in ("seg-1.parquet", "seg-2.parquet"):
+            storage.put({name: self._staged(storage, name, name.encode())})
+        storage.remove(["seg-1.parquet"])
+        other = reopen()
+        assert other.names() == ["seg-2.parquet"] and storage.names() == ["seg-2.parquet"]
+        assert not other.path("seg-1.parquet").exists()
+        other.remove(["seg-1.parquet", "seg-never.parquet"])  # a removal cut short runs again
+        assert storage.path("seg-2.parquet").read_bytes() == b"seg-2.parquet"

@@ -236,7 +236,7 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
     ok = report.ok and grown is not False
     if args.json:
         print_json({"ok": ok, "events": report.events, "segments": report.segments, "head_seq": report.head_seq,
-               "head_hash": report.head_hash, "only_grown": grown,
+               "head_hash": report.head_hash, "only_grown": grown, "redactions": report.redactions,
                "problems": [{"path": p.path, "start": p.start, "end": p.end, "reason": p.reason, "fatal": p.fatal}
                             for p in report.problems]})
     else:
@@ -250,8 +250,9 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
             else:
                 out(f"ERROR: the log up to seq {against.seq} differs from the checkpoint")
         if report.ok:
-            out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records; "
-                 f"head {report.head_seq}:{report.head_hash}")
+            redacted = f"; {report.redactions} redaction(s), content replaced, hashes kept" if report.redactions else ""
+            out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records"
+                f"{redacted}; head {report.head_seq}:{report.head_hash}")
     return EXIT_OK if ok else EXIT_FAILED
 
 

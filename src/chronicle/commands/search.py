@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from chronicle.commands.verbs import Verbs
 from chronicle.errors import UsageError
 from chronicle import search as index
-from chronicle.store.head import log_head
+from chronicle.store.head import log_head, redactions
 from chronicle.errors import EXIT_OK
 from chronicle.workspace import Workspace
 
@@ -91,7 +91,7 @@ def _filters(args: argparse.Namespace) -> dict[str, str]:
 
 def current(ws: Workspace) -> bool:
     """Whether the index answers for the whole log now, judged without Polars."""
-    return index.current(ws.tables_dir, log_head(ws.log_dir))
+    return index.current(ws.tables_dir, log_head(ws.log_dir), redactions(ws.log_dir))
 
 
 def catch_up(ws: Workspace, wait: float | None = None) -> str:

@@ -133,19 +133,25 @@ def export_session(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.secrets.mask import Masker
 
     masker = Masker.of(ws)
-    found = _findings_in(ws).get(main[0].path, 0)
+    found, redacted = _findings_in(ws).get(main[0].path, (0, 0))
     done = export.write_one(snap, main[0], Path(args.output) if args.output else None,
                             transform=masker.bytes if args.redact else None)
     if found and not args.redact:
         print(f"chronicle export session: note: this transcript holds {found} secrets found by `chronicle secrets "
               "list`, exported as recorded (byte for byte); --redact masks them", file=sys.stderr)
+    if redacted:
+        lines = _redacted_lines(snap, main[0].path)
+        print(f"chronicle export session: note: {redacted} secret value(s) were redacted from the log "
+              f"(`chronicle secrets redact`): lines {', '.join(map(str, lines[:20]))}{' ...' if len(lines) > 20 else ''} "
+              "read [redacted:RULE] where the value was, and differ from the file as it was recorded", file=sys.stderr)
     if args.output:
         _report([done], args.json)
     return EXIT_OK
 
 
-def _findings_in(ws: Workspace) -> dict[str, int]:
-    """File path -> findings not allowed in its lines (after scanning what is new)."""
+def _findings_in(ws: Workspace) -> dict[str, tuple[int, int]]:
+    """File path -> (findings in its lines neither allowed nor redacted, findings redacted), after
+    scanning what is new."""
     import polars as pl
 
     from chronicle.commands.secrets import findings
@@ -155,7 +161,24 @@ def _findings_in(ws: Workspace) -> dict[str, int]:
     table = findings(ws)
     if table is None:
         return {}
-    return dict(table.filter(~pl.col("allowed")).group_by("where").len().rows())
+    counts = (table.filter(~pl.col("allowed")).group_by("where")
+              .agg((~pl.col("redacted")).sum().alias("open"), pl.col("redacted").sum().alias("redacted")))
+    return {where: (n, r) for where, n, r in counts.rows()}
+
+
+def _redacted_lines(snap, path: str) -> list[int]:
+    """Line numbers of the file's lines a redaction changed."""
+    import polars as pl
+
+    from chronicle.ingest.sources import LINE_EVENTS
+
+    seqs = list(snap.redacted)
+    lines: list[int] = []
+    for t in LINE_EVENTS:
+        if t in snap.types():
+            lines += (snap.frame(t, ["seq", "path", "line_no"])
+                      .filter(pl.col("seq").is_in(seqs) & (pl.col("path") == path)).collect()["line_no"].to_list())
+    return sorted(lines)
 
 
 def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
@@ -168,7 +191,11 @@ def export_sessions(ws: Workspace, args: argparse.Namespace) -> int:
     done = export.export_tree(snap, out_dir, files)
     _report(done, args.json)
     per_file = _findings_in(ws)
-    found = sum(per_file.get(f.path, 0) for f in files)
+    found = sum(per_file.get(f.path, (0, 0))[0] for f in files)
+    redacted = sum(per_file.get(f.path, (0, 0))[1] for f in files)
+    if redacted:
+        print(f"chronicle export sessions: note: {redacted} secret value(s) were redacted from the log; the lines that "
+              "held them read [redacted:RULE] and differ from the files as recorded", file=sys.stderr)
     if found:
         print(f"chronicle export sessions: note: the files hold {found} secrets found by `chronicle secrets list`, "
               "exported as recorded (byte for byte); `chronicle export session ID --redact` masks a session's",

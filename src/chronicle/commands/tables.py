@@ -68,11 +68,11 @@ def cmd_tables(ws: Workspace, args: argparse.Namespace) -> int:
 
     engine = Engine.of(ws)
     checkpoints = engine.checkpoints()
-    head = ws.open_log().snapshot().head
+    snap = ws.open_log().snapshot()
     rows = []
     for p in engine.projections.values():
         cp = checkpoints.get(p.name)
-        state = engine.state(p, cp, head)
+        state = engine.state(p, cp, snap.head, redactions=len(snap.redactions))
         for t in p.outputs:
             files = table_files(ws.tables_dir, cp or {}, t)
             size = sum(f.stat().st_size for f in files) if all(f.exists() for f in files) else None

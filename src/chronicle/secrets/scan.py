@@ -186,11 +186,13 @@ def scan(log: EventLog, data_dir: Path, *, full: bool = False,
                             stream="secrets", finding_id=fid, target_seq=seq, target_type=type_name,
                             target_stream=stream, target_event_id=event_id, field=field, start=s, end=e,
                             rule=rule.name, value_hash=value_hash(key, data[s:e])))
-            log.append([*found, SecretsScanned(stream="secrets", from_seq=lo, upto_seq=hi,
-                                               rules_version=rules.VERSION, findings=len(found))])
-            summary.events_scanned += sum(
+            scanned = sum(
                 snap.frame(t, ["seq"]).filter(pl.col("seq").is_between(lo + 1, hi)).select(pl.len()).collect().item()
                 for t in {t for t, _ in targets})
+            if scanned or found:  # a window of no text (a scan's own checkpoints) records nothing
+                log.append([*found, SecretsScanned(stream="secrets", from_seq=lo, upto_seq=hi,
+                                                   rules_version=rules.VERSION, findings=len(found))])
+            summary.events_scanned += scanned
             summary.findings += len(found)
             if on_window:
                 on_window(lo, hi)

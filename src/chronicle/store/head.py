@@ -17,6 +17,9 @@ from pathlib import Path
 
 from chronicle.store.frame_format import HEADER, HEADER_SIZE, MAGIC
 
+#: How a redaction's MANIFEST line is told from a segment entry's (``manifest.Redaction``).
+REDACTION_MARK = b'"kind":"redaction"'
+
 _INT = {0xCC: struct.Struct(">B"), 0xCD: struct.Struct(">H"), 0xCE: struct.Struct(">I"), 0xCF: struct.Struct(">Q"),
         0xD0: struct.Struct(">b"), 0xD1: struct.Struct(">h"), 0xD2: struct.Struct(">i"), 0xD3: struct.Struct(">q")}
 _BIN = {0xC4: struct.Struct(">B"), 0xC5: struct.Struct(">H"), 0xC6: struct.Struct(">I")}
@@ -68,22 +71,37 @@ def _frames_head(data: bytes) -> int:
 
 
 def _sealed_head(manifest: Path) -> int:
-    """last_seq of the MANIFEST's last committed line (0 for none)."""
+    """last_seq of the MANIFEST's last committed segment entry (0 for none); a redaction's
+    line has none, so lines are read back from the end past any."""
     try:
         with open(manifest, "rb") as fh:
             size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - (1 << 16)))
-            tail = fh.read()
+            window = 1 << 16
+            while True:
+                fh.seek(max(0, size - window))
+                tail = fh.read()
+                lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
+                if window < size:
+                    lines = lines[1:]  # the first may be cut
+                for line in reversed(lines):
+                    if line.strip() and REDACTION_MARK not in line:
+                        try:
+                            return int(json.loads(line)["last_seq"])
+                        except (ValueError, KeyError, TypeError):
+                            return 0
+                if window >= size:
+                    return 0
+                window *= 4
     except FileNotFoundError:
         return 0
-    lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")
-    for line in reversed(lines):
-        if line.strip():
-            try:
-                return int(json.loads(line)["last_seq"])
-            except (ValueError, KeyError, TypeError):
-                return 0
-    return 0
+
+
+def redactions(log_dir: Path) -> int:
+    """How many redactions the MANIFEST holds (what was built before one may hold what it took out)."""
+    try:
+        return (log_dir / "MANIFEST").read_bytes().count(REDACTION_MARK)
+    except FileNotFoundError:
+        return 0
 
 
 def log_head(log_dir: Path) -> int:

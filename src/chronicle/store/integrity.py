@@ -50,6 +50,8 @@ class Report:
     wal_records: int = 0
     head_seq: int = 0
     head_hash: str = bytes(32).hex()
+    #: redactions committed (content replaced, hashes kept)
+    redactions: int = 0
     problems: list[Problem] = field(default_factory=list)
     #: chain value at the seq asked for with ``verify(at_seq=...)``.
     hash_at: str | None = None
@@ -103,8 +105,14 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
             Problem(str(log.manifest_path), m.committed_size, m.committed_size + m.torn_bytes,
                     "unterminated last line (an interrupted seal; never committed)", fatal=False)
         )
+    report.redactions = len(m.redactions)
+    left = sorted(set(m.superseded) & set(log.storage.names())) if m.superseded else []
+    if left:
+        report.problems.append(Problem(str(log.storage.path(left[0])), None, None,
+                                       f"replaced by a redaction but still there, with the values it removed "
+                                       f"({len(left)} file(s); the next read of the log removes them)", fatal=False))
     for entry, (start, end) in zip(m.entries, m.ranges):
-        if not _verify_entry(log, entry, chain, report, deep):
+        if not _verify_entry(log, entry, chain, report, deep, m.redacted):
             return report
         if chain.value.hex() != entry.chain:
             report.problems.append(Problem(str(log.manifest_path), start, end, f"entry {entry.n}: event hash chain does not match"))
@@ -124,7 +132,8 @@ def verify(log: EventLog, at_seq: int | None = None, *, deep: bool = True) -> Re
     return report
 
 
-def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, report: Report, deep: bool) -> bool:
+def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, report: Report, deep: bool,
+                  redacted: dict[int, str]) -> bool:
     parts: list[pa.Table] = []
     for f in entry.files:
         path = log.storage.path(f.name)
@@ -142,10 +151,14 @@ def _verify_entry(log: EventLog, entry: manifest.ManifestEntry, chain: _Chain, r
             report.problems.append(Problem(str(path), None, None, f"{table.num_rows} rows, MANIFEST says {f.rows}"))
             return False
         stored = table.column("content_hash").to_pylist()
+        seqs = table.column("seq").to_pylist()
         for i, computed in enumerate(codec.content_hashes_from_table(table)[0] if deep else ()):
-            if computed != stored[i]:
-                seq = table.column("seq")[i].as_py()
-                report.problems.append(Problem(str(path), None, None, f"row {i} (seq {seq}): content does not match its hash"))
+            # a redacted row holds what its redaction recorded; its content_hash, what the chain commits to
+            expected = bytes.fromhex(redacted[seqs[i]]) if seqs[i] in redacted else stored[i]
+            if computed != expected:
+                what = "its redaction recorded" if seqs[i] in redacted else "its hash"
+                report.problems.append(Problem(str(path), None, None,
+                                               f"row {i} (seq {seqs[i]}): content does not match {what}"))
                 return False
         parts.append(table)
         report.event_ids.append(table.column("event_id"))

@@ -1,6 +1,7 @@
 """The log's lock rules, in one place.
 
-- ``SEAL.lock`` (a file lock): held by whoever commits to the MANIFEST (a seal, a bulk load).
+- ``SEAL.lock`` (a file lock): held by whoever commits to the MANIFEST (a seal, a bulk load,
+  a redaction, which holds LOCK too for all of its work: appends wait while it runs).
 - ``LOCK`` (a file lock): every append passes through it; it guards the WAL's head (the
   next seq, the active file, the marks) and this process's id index.
 - the id index's thread lock: this process's threads apart while one indexes outside LOCK.

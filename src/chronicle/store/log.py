@@ -4,17 +4,19 @@ segments, bulk loads straight to segments, and consistent snapshots.
 ``EventLog`` composes the parts, one job each: ``storage`` (the committed
 state: MANIFEST commits and segment blobs), ``wal_writer`` (the active WAL
 file, the marks, group commit), ``id_index`` (deduplication across writers),
-``segment_writer`` (sealing into segments) and ``bulk`` (validating tables).
+``segment_writer`` (sealing into segments), ``bulk`` (validating tables) and
+``redaction`` (values taken out of sealed events, hashes kept).
 Which lock guards what is in ``locks``.
 
 On disk (``data/log``)::
 
     wal/<first seq>.wal     one frame per appended batch (see framing, batch); the newest is active
     segments/*.parquet      sealed events, one file per (type, version) per commit; a large
-                            table as several (.p0, .p1, ...: row ranges in seq order)
-    MANIFEST                hash-chained JSON lines; the commit point of a seal
+                            table as several (.p0, .p1, ...: row ranges in seq order); a file
+                            a redaction rewrote as .rN (N its MANIFEST line)
+    MANIFEST                hash-chained JSON lines; the commit point of a seal or a redaction
     LOCK                    held briefly by every append (seq assignment + write)
-    SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load)
+    SEAL.lock               held by whoever writes the MANIFEST (seal, bulk load, redaction)
     WRITTEN                 how far the active WAL file's frames go, and their head (a hint; see marks)
     SYNCED                  group commit: how far an fdatasync has covered, and its head (a hint)
     COMMITTED               the head of the last MANIFEST commit (a hint)
@@ -58,15 +60,16 @@ A rotated file is cut back to its last frame.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import pyarrow as pa
 
 from chronicle.events import Event
-from chronicle.store import batch, codec, framing, manifest
+from chronicle.store import batch, codec, framing, manifest, redaction
 from chronicle.store.acks import Ack, FreshAcks
 from chronicle.store.batch import WalRecord, new_event_id
 from chronicle.store.bulk import PreparedTables, prepare_tables
@@ -80,6 +83,9 @@ from chronicle.store.segment_checks import SegmentChecks
 from chronicle.store.segment_writer import SegmentWriter
 from chronicle.store.storage import LocalStorage, Storage
 from chronicle.store.wal_writer import WalWriter, check_not_synced, wal_name
+
+if TYPE_CHECKING:
+    from chronicle.store.reader import Snapshot
 
 __all__ = ["Ack", "EventLog", "PreparedTables", "prepare_tables", "new_event_id"]
 
@@ -267,6 +273,34 @@ class EventLog:
                     self.wal.drop_file(held, name)
             return entries
 
+    def _seal_held(self, held: Held) -> None:
+        """Under SEAL.lock and LOCK: every WAL record into segments, the WAL files dropped."""
+        for name in self.wal.rotate(held):
+            self.segment_writer.seal_wal_file(self.wal_dir / name)
+            self.wal.drop_file(held, name)
+        self._manifest = None
+
+    # ------------------------------------------------------------ redact
+
+    def redact(self, plan: Callable[[Snapshot], list[redaction.Change]], by: str,
+               findings: list[str]) -> manifest.Redaction | None:
+        """Replace values of recorded events, the log still verifiable (see ``redaction``).
+
+        Under SEAL.lock and LOCK throughout (appends wait): every WAL event is sealed
+        (the WAL files that held the values are deleted), then ``plan`` says what to
+        change, from a snapshot no append can add to; None when it says nothing."""
+        with self._seal_lock, self.locked() as held:
+            self._seal_held(held)
+            m = self._current_manifest(held)
+            self.storage.remove(redaction.orphans(self.storage, m))
+            changes = plan(self.snapshot())
+            done = None
+            if changes:
+                done = redaction.commit(self.storage, self.segments, self.segment_writer, m, changes, by, findings)
+            self._manifest = None
+        redaction.finish(self.storage, self.read_manifest())
+        return done
+
     # --------------------------------------------------------- bulk load
 
     def append_table(self, type_name: str, table: pa.Table) -> list[Ack]:
@@ -299,10 +333,7 @@ class EventLog:
         if given:
             self.id_index.prefetch(ids)
         with self._seal_lock, self.locked() as held:
-            for name in self.wal.rotate(held):  # the WAL's events first: seqs stay in order
-                self.segment_writer.seal_wal_file(self.wal_dir / name)
-                self.wal.drop_file(held, name)
-            self._manifest = None
+            self._seal_held(held)  # the WAL's events first: seqs stay in order
             m = self._catch_up(held)
             existing = self.id_index.existing(held, m, ids, hashes.__getitem__) if given else {}
             repeats = aliases(ids, hashes.__getitem__) if given else {}
@@ -374,8 +405,10 @@ class EventLog:
             return m, records
         raise StoreError(f"{self.path}: could not read a consistent snapshot; the log is changing too fast")
 
-    def snapshot(self):  # -> Snapshot
+    def snapshot(self) -> Snapshot:
         from chronicle.store.reader import Snapshot
 
         m, records = self.read_wal()
-        return Snapshot(self.segments, m.entries, records)
+        if m.superseded:  # a redaction killed after its commit left the values it removed
+            redaction.finish(self.storage, m)
+        return Snapshot(self.segments, m.entries, records, redactions=m.redactions)

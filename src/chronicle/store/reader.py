@@ -6,7 +6,7 @@ already upcast to the current version, or event objects in seq order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -16,7 +16,7 @@ import polars as pl
 
 from chronicle.events import CATALOG, Event, event_class, upcast
 from chronicle.store import codec
-from chronicle.store.manifest import ManifestEntry
+from chronicle.store.manifest import ManifestEntry, Redaction
 
 if TYPE_CHECKING:
     from chronicle.store.batch import WalRecord
@@ -27,11 +27,13 @@ ENVELOPE = list(codec.ENVELOPE_COLUMNS)
 
 class Snapshot:
     def __init__(self, segments: SegmentChecks, entries: list[ManifestEntry], wal: list[WalRecord],
-                 upto: int | None = None):
+                 upto: int | None = None, redactions: Sequence[Redaction] = ()):
         #: Where its segment files are read from, each checked against the MANIFEST first.
         self.segments = segments
         self.entries = entries
         self.wal = wal
+        #: The redactions committed (``store.redaction``), in order.
+        self.redactions = list(redactions)
         full = wal[-1].seq if wal else (entries[-1].last_seq if entries else 0)
         #: The whole log's head; ``head`` is less for a snapshot cut by as_of.
         self.full_head = full
@@ -39,7 +41,16 @@ class Snapshot:
 
     def as_of(self, seq: int) -> Snapshot:
         """The same snapshot cut at ``seq`` (later events are invisible)."""
-        return Snapshot(self.segments, self.entries, self.wal, upto=seq)
+        return Snapshot(self.segments, self.entries, self.wal, upto=seq, redactions=self.redactions)
+
+    @cached_property
+    def redacted(self) -> dict[int, list[Redaction]]:
+        """seq -> the redactions that replaced values of its event (a redacted event's flag)."""
+        out: dict[int, list[Redaction]] = {}
+        for r in self.redactions:
+            for row in r.rows:
+                out.setdefault(row.seq, []).append(r)
+        return out
 
     def seq_at(self, when: datetime) -> int:
         """The last seq recorded at or before ``when`` (0 if none).

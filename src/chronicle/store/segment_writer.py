@@ -74,17 +74,17 @@ class SegmentWriter:
                 fname = f"seg-{first:012d}-{last:012d}.{type_name}.v{v}{suffix}.parquet"
                 jobs.append((fname, type_name, v, part))
         if len(jobs) == 1:
-            files = [self._write_file(*jobs[0])]
+            files = [self.write_file(*jobs[0])]
         else:  # compression and hashing release the GIL: big commits use every core
-            files = list(_segment_writers().map(lambda job: self._write_file(*job), jobs))
-        self._storage.put({f.name: self._staged(f.name) for f in files})
+            files = list(_segment_writers().map(lambda job: self.write_file(*job), jobs))
+        self._storage.put({f.name: self.staged(f.name) for f in files})
         self._segments.written(files)  # hashed as they were written: readers need not hash them again
         chain = bytes.fromhex(m.entries[-1].chain) if m.entries else bytes(32)
         for leaf in leaves:
             chain = hashlib.sha256(chain + leaf).digest()
         entry = manifest.seal_entry(
             manifest.ManifestEntry(
-                n=len(m.entries) + 1,
+                n=m.lines + 1,
                 first_seq=first,
                 last_seq=last,
                 min_recorded_at=min(times),
@@ -93,23 +93,23 @@ class SegmentWriter:
                 merkle_root=codec.merkle_root(leaves).hex(),
                 chain=chain.hex(),
                 sealed_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                prev=m.entries[-1].hash if m.entries else manifest.GENESIS,
+                prev=m.last_hash,
             )
         )
         self._storage.commit(manifest.line(entry), m.committed_size)
         self._committed.write(Mark("", 0, 0, last, max(times)))
         return entry
 
-    def _staged(self, fname: str) -> Path:
+    def staged(self, fname: str) -> Path:
         return self._storage.staging_dir / (fname + ".tmp")
 
-    def _write_file(self, fname: str, type_name: str, v: int, table: pa.Table) -> manifest.SegmentFile:
+    def write_file(self, fname: str, type_name: str, v: int, table: pa.Table) -> manifest.SegmentFile:
         """Write the file under a temp name (Arrow writes it without the GIL), hash it
         block by block from the page cache and fsync it (``put`` publishes it).
 
         Encoding into memory first cost more than reading back: the growing buffer
         is copied on every doubling and its fresh pages zeroed."""
-        tmp = self._staged(fname)
+        tmp = self.staged(fname)
         # Dictionary-encoding unique blobs (transcript lines, responses), or min/max
         # statistics over them, only costs time;
         # zstd level 1 compresses this text about as well as the default level, faster.

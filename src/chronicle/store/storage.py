@@ -15,6 +15,9 @@ A log's committed state is two things, and a backend stores only those:
   names yet (an attempt that died before its commit) may be put again; one a
   commit names never is, since the log names blobs after the seqs they hold,
   which lie above the committed head until their commit lands.
+  ``remove`` deletes blobs no commit names any more: only a redaction makes
+  such blobs (the files it replaced, see ``redaction``), and only it removes
+  them, after its commit.
 
 What a commit *means* (hash chains, seqs, which files) is ``manifest``'s and
 ``log``'s business: as in delta-rs, the commit protocol is kept apart from
@@ -62,6 +65,10 @@ class Storage(Protocol):
 
     def put(self, blobs: dict[str, Path]) -> None:
         """Publish finished files as blobs (name -> file; the files are moved, not copied); durable on return."""
+
+    def remove(self, names: list[str]) -> None:
+        """Delete blobs (those a committed redaction replaced, or none committed names); durable
+        on return. A name not there is no error (a removal cut short is run again)."""
 
     def path(self, name: str) -> Path:
         """A local path to read blob ``name`` from."""
@@ -149,6 +156,12 @@ class LocalStorage:
                 os.fsync(fh.fileno())  # cheap when the writer synced it already (segment files are)
             os.replace(source, self.path(name))
         if blobs:
+            fsync_dir(self.blob_dir)
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            self.path(name).unlink(missing_ok=True)
+        if names:
             fsync_dir(self.blob_dir)
 
     def path(self, name: str) -> Path:

@@ -32,7 +32,7 @@ from chronicle import search as search_index
 from chronicle.commands import search as search_cmd
 from chronicle.committed import CHECKPOINTS
 from chronicle.store import Snapshot, StoreError
-from chronicle.store.head import log_head
+from chronicle.store.head import log_head, redactions
 from chronicle.web import charts
 from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, conversation, live_stamp
 from chronicle.secrets.mask import Masker
@@ -602,16 +602,19 @@ def _run_projections(ws: Workspace) -> None:
     Engine.of(ws).run(ws.open_log().snapshot())
 
 
-def tables_behind(ws: Workspace) -> tuple[int, int] | None:
-    """(the oldest table checkpoint, the log's head) when some table lags the log, else None. Cheap:
-    the checkpoints file and the log's head, read without decoding events."""
+def tables_behind(ws: Workspace) -> tuple[int, int, bool] | None:
+    """(the oldest table checkpoint, the log's head, whether a table predates a redaction) when some
+    table lags the log, else None. Cheap: the checkpoints file and the log's MANIFEST and WAL, read
+    without decoding events."""
     try:
         checkpoints = json.loads((ws.tables_dir / CHECKPOINTS).read_text())
     except (OSError, ValueError):
         checkpoints = {}
     head = log_head(ws.log_dir)
     oldest = min((cp.get("seq", 0) for cp in checkpoints.values()), default=0)
-    return (oldest, head) if oldest < head else None
+    done = redactions(ws.log_dir)
+    redacted = any(cp.get("redactions", 0) != done for cp in checkpoints.values())
+    return (oldest, head, redacted) if oldest < head or redacted else None
 
 
 def make_app(ws: Workspace, live_interval: float = 1.0, catch_up: bool = True) -> web.Application:
