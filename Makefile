@@ -34,10 +34,12 @@ local: $(STAMP)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
 		$(BIN)/pip install --quiet --no-cache-dir -e '.[test,bench,local]'
 
-# The long crash tests: many more SIGKILL trials than the suite runs (appends and seals; rebuilds).
+# The long crash tests: many more SIGKILL trials than the suite runs (appends and seals; rebuilds;
+# redactions).
 stress: $(STAMP)
 	CHRONICLE_CRASH_TRIALS=500 $(BIN)/pytest -q tests/test_crash.py
 	CHRONICLE_PROJECTION_CRASH_TRIALS=300 $(BIN)/pytest -q tests/test_projection_crash.py
+	CHRONICLE_REDACT_CRASH_TRIALS=200 $(BIN)/pytest -q tests/test_redaction.py -k sigkill_at_random
 
 # Installed as users install it: a built wheel in a fresh environment, run from outside the checkout.
 wheel-check: $(STAMP)

@@ -31,9 +31,11 @@ from chronicle.store.integrity import checkpoint, verify
 from chronicle.store.redaction import Change
 
 from conftest import ROOT
-from test_secrets import FAKE, SID, _no_secret_in, _secrets, chronicle, leaky  # noqa: F401 (leaky: a fixture)
+import test_secrets
+from test_secrets import FAKE, SID, _no_secret_in, chronicle
 
 TRIALS = int(os.environ.get("CHRONICLE_REDACT_CRASH_TRIALS", "16"))
+leaky = test_secrets.leaky  # the workspace whose transcript leaks every kind of secret (a fixture)
 
 
 def _log(path: Path, events: int = 60, seal_every: int = 20) -> EventLog:
