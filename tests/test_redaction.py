@@ -231,11 +231,11 @@ def test_redact_takes_every_value_out_of_every_file_and_verify_still_passes(leak
         chronicle(env, *args)
     anchor = chronicle(env, "checkpoint").stdout.split()[0].decode()
     found = [json.loads(x) for x in chronicle(env, "secrets", "list", "--json").stdout.splitlines()]
-    assert len(found) == len(FAKE) + 2
+    assert len(found) == test_secrets.FINDINGS + 1
 
     out = json.loads(chronicle(env, "secrets", "redact", "--all", "--json").stdout)
     assert sorted(out["findings"]) == sorted(f["id"] for f in found)
-    assert out["events"] == 3 and out["rebuilt"] == ["tables", "search index", "docs"]
+    assert out["events"] == 4 and out["rebuilt"] == ["tables", "search index", "docs"]
 
     verified = chronicle(env, "verify", "--against", anchor)
     assert b"only grown" in verified.stdout and b"1 redaction(s)" in verified.stdout
@@ -248,9 +248,12 @@ def test_redact_takes_every_value_out_of_every_file_and_verify_still_passes(leak
     assert b"[redacted:anthropic-key]" in shown and b"[secret:" not in shown
     exported = chronicle(env, "export", "session", SID[:8])
     assert b"[redacted:env-assignment]" in exported.stdout and b"redacted from the log" in exported.stderr
-    assert b"lines 1, 3" in exported.stderr and b"holds" not in exported.stderr
+    assert b"lines 1, 3, 4" in exported.stderr and b"holds" not in exported.stderr
     for line in exported.stdout.splitlines():
         json.loads(line)  # each line is still the same JSON, with one string changed
+    events = [json.loads(x) for x in chronicle(env, "log", "--type", "session.line", "--json").stdout.splitlines()]
+    assert [e["line_no"] for e in events if e.get("redacted")] == [1, 3, 4]  # the flag a reader sees
+    assert b"(redacted)" in chronicle(env, "history", "session", SID[:8]).stdout
     every = [json.loads(x) for x in chronicle(env, "secrets", "list", "--all", "--json").stdout.splitlines()]
     assert all(f["redacted"] for f in every) and chronicle(env, "secrets", "list").stdout.startswith(b"no findings")
     again = chronicle(env, "secrets", "redact", "--all")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,6 +41,12 @@ FAKE = {
 }
 ENV_VALUE = "s3cr3t-" + "Value-0042"
 ENV_LINE = "DATABASE_PASSWORD=" + ENV_VALUE
+#: A key inside a file a tool read base64-encoded (wrapped at 76 columns, as `base64` prints it).
+BLOB_KEY = "sk-ant-" + "api03-" + "Bl0bK" * 18
+BLOB = base64.encodebytes(b"# deploy settings\nREGION=eu-west-1\nANTHROPIC_API_KEY=" + BLOB_KEY.encode() + b"\n").decode()
+#: Findings in the leaky transcript: one per FAKE value, the .env line's, and the one inside the blob.
+FINDINGS = len(FAKE) + 2
+_B64_RUN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\\n|\n)[A-Za-z0-9+/]{4,}={0,2})*")
 
 
 def _value(rule: str) -> str:
@@ -61,6 +68,9 @@ def _transcript(folder: Path) -> Path:
         {**base, "type": "user", "uuid": "u2", "parentUuid": "a1",
          "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_env",
                                                    "content": f"DEBUG=true\n{ENV_LINE}\nPORT=8080\n"}]}},
+        {**base, "type": "user", "uuid": "u3", "parentUuid": "u2",
+         "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_b64",
+                                                   "content": f"$ base64 deploy.env\n{BLOB}"}]}},
     ]
     path = folder / f"{SID}.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -80,18 +90,31 @@ def leaky(tmp_path: Path) -> tuple[dict[str, str], Path]:
     chronicle(env, "init")
     transcript = _transcript(tmp_path / "projects" / "-home-ada-app")
     summary = json.loads(chronicle(env, "ingest", "sessions", str(tmp_path / "projects"), "--json").stdout)
-    assert summary["secrets_found"] == len(FAKE) + 1  # found as it was recorded
+    assert summary["secrets_found"] == FINDINGS  # found as it was recorded
     return env, transcript
 
 
 def _secrets() -> list[bytes]:
-    return [_value(r).encode() for r in FAKE] + [ENV_VALUE.encode()]
+    return [_value(r).encode() for r in FAKE] + [ENV_VALUE.encode(), BLOB_KEY.encode()]
+
+
+def _decoded_base64(data: bytes) -> bytes:
+    """Every run of base64 text in ``data`` decoded, at each of its four alignments."""
+    out = []
+    for m in _B64_RUN.finditer(data):
+        text = m.group().replace(b"\\n", b"").replace(b"\n", b"")
+        for k in range(4):
+            part = text[k:]
+            out.append(base64.b64decode(part[: len(part) - len(part) % 4] + b"", validate=False))
+    return b"\n".join(out)
 
 
 def _no_secret_in(data: bytes, where: str) -> None:
+    decoded = _decoded_base64(data)
     for value in _secrets():
         for form in (value, json.dumps(value.decode())[1:-1].encode(), base64.b64encode(value)):
             assert form not in data, f"{where} shows {value[:12]!r}..."
+        assert value not in decoded, f"{where} holds {value[:12]!r}... in base64"
 
 
 # ------------------------------------------------------------------ finding
@@ -101,11 +124,26 @@ def test_every_rule_finds_its_kind_and_names_the_exact_bytes() -> None:
     for name, value in FAKE.items():
         for text in (f"key: {value}\n", json.dumps({"content": f"x {value} y"})):
             data = text.encode()
-            hits = [(rule.name, data[s:e]) for rule, s, e in find(data)]
+            hits = [(h.rule, data[h.start:h.end]) for h in find(data)]
             secret = json.dumps(_value(name))[1:-1].encode()  # as the JSON line holds it
             assert (name, secret) in hits or (name, _value(name).encode()) in hits, (name, text, hits)
     data = json.dumps({"content": f"DEBUG=1\n{ENV_LINE}\n"}).encode()
-    assert [(r.name, data[s:e]) for r, s, e in find(data)] == [("env-assignment", ENV_VALUE.encode())]
+    assert [(h.rule, data[h.start:h.end]) for h in find(data)] == [("env-assignment", ENV_VALUE.encode())]
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_a_secret_inside_base64_is_found_in_every_alignment_and_wrapping(shift: int) -> None:
+    """A file read base64-encoded (an attachment, `base64 .env`): the base64 is decoded and looked
+    into; the finding's span is the base64 text that encodes the value, its value the secret."""
+    for name in ("anthropic-key", "github-pat", "aws-key", "private-key", "stripe-key"):
+        plain = b"#" * shift + b"config follows\n" + _value(name).encode() + b"\nPORT=8080\n" + b"z" * 40
+        for blob in (base64.b64encode(plain), base64.encodebytes(plain)):  # one line; wrapped at 76
+            for data in (b"data: " + blob, json.dumps({"type": "tool_result", "content": blob.decode()}).encode()):
+                hits = [h for h in find(data) if h.rule == f"base64:{name}"]
+                assert [h.value for h in hits] == [_value(name).encode()], (name, shift, data[:60])
+                inside = data[hits[0].start:hits[0].end].replace(b"\\n", b"").replace(b"\n", b"")
+                assert _value(name).encode() in base64.b64decode(inside)  # whole groups that hold it all
+    assert list(find(base64.b64encode(b"just some text that is not secret at all, really"))) == []
 
 
 def test_what_is_not_a_secret_is_not_found() -> None:
@@ -127,11 +165,14 @@ def test_the_real_transcripts_hold_no_false_positive(tmp_path: Path) -> None:
 def test_findings_say_where_never_what_and_a_scan_again_records_nothing_twice(leaky) -> None:
     env, transcript = leaky
     found = [json.loads(x) for x in chronicle(env, "secrets", "list", "--json").stdout.splitlines()]
-    assert sorted(f["rule"] for f in found) == sorted([*FAKE, "env-assignment"])
+    assert sorted(f["rule"] for f in found) == sorted([*FAKE, "env-assignment", "base64:anthropic-key"])
     lines = transcript.read_bytes().splitlines(keepends=True)
     for f in found:
-        line = lines[f["line_no"] - 1]
-        assert line[f["start"]:f["end"]] in [json.dumps(v.decode())[1:-1].encode() for v in _secrets()]
+        span = lines[f["line_no"] - 1][f["start"]:f["end"]]
+        if f["rule"].startswith("base64:"):  # the base64 text that encodes the key, line breaks and all
+            assert BLOB_KEY.encode() in base64.b64decode(span.replace(b"\\n", b"")) and b"\\n" in span
+            continue
+        assert span in [json.dumps(v.decode())[1:-1].encode() for v in _secrets()]
         assert f["where"] == str(transcript.resolve()) and f["field"] == "raw"
     log = chronicle(env, "log", "--type", "secret.found", "--json").stdout
     _no_secret_in(log, "the secret.found events")
@@ -161,7 +202,7 @@ def test_a_scan_stopped_midway_resumes_from_its_checkpoint(tmp_path: Path, monke
         resumed = scan_module.scan(log, tmp_path)
         assert resumed.start_seq == 8 and not resumed.full
         ids = log.snapshot().frame("secret.found", ["finding_id"]).collect()["finding_id"].to_list()
-    assert len(ids) == len(set(ids)) == 3 * (len(FAKE) + 1)
+    assert len(ids) == len(set(ids)) == 3 * FINDINGS
 
 
 def test_new_rules_read_every_event_again(tmp_path: Path, monkeypatch) -> None:
@@ -175,7 +216,7 @@ def test_new_rules_read_every_event_again(tmp_path: Path, monkeypatch) -> None:
         assert scan_module.scan(log, tmp_path).events_scanned == 0  # nothing new (its own events carry no text)
         monkeypatch.setattr(rules, "VERSION", "changed")
         again = scan_module.scan(log, tmp_path)
-    assert first.findings == len(FAKE) + 1 and again.full and again.start_seq == 0
+    assert first.findings == FINDINGS and again.full and again.start_seq == 0
 
 
 # ------------------------------------------------------------------ never shown
@@ -234,10 +275,10 @@ def test_export_session_is_byte_exact_and_says_so_unless_redacted(leaky, tmp_pat
     env, transcript = leaky
     exact = chronicle(env, "export", "session", SID[:8])
     assert exact.stdout == transcript.read_bytes()
-    assert b"holds 11 secrets" in exact.stderr and b"--redact" in exact.stderr
+    assert f"holds {FINDINGS} secrets".encode() in exact.stderr and b"--redact" in exact.stderr
     redacted = chronicle(env, "export", "session", SID[:8], "--redact")
     _no_secret_in(redacted.stdout, "export session --redact")
-    assert redacted.stdout.count(b"[secret:") == len(FAKE) + 1 and b"holds" not in redacted.stderr
+    assert redacted.stdout.count(b"[secret:") == FINDINGS and b"holds" not in redacted.stderr
     for line in redacted.stdout.splitlines():
         json.loads(line)  # still one JSON object per line
 
@@ -303,13 +344,18 @@ def test_an_ingest_scans_each_commit_as_it_makes_it_and_finds_what_reading_back_
         _transcript(tmp_path / "projects" / f"-p{i}")
     with EventLog.init(tmp_path / "a" / "log") as log:
         summary = SessionIngester(log, tmp_path / "a" / "lock", secrets_dir=tmp_path / "a").run([tmp_path / "projects"])
-        assert summary.secrets_found == 3 * (len(FAKE) + 1)
+        assert summary.secrets_found == 3 * FINDINGS
         assert scan(log, tmp_path / "a").events_scanned == 0  # every commit was covered as it was made
         snap = log.snapshot()
         live = snap.frame("secret.found", ["target_seq", "start", "end", "rule"]).sort("target_seq", "start").collect()
         raw = dict(snap.frame("session.line", ["seq", "raw"]).collect().rows())
     for seq, start, end, rule in live.rows():
-        assert raw[seq][start:end] in [json.dumps(v.decode())[1:-1].encode() for v in _secrets()], rule
+        span = raw[seq][start:end]
+        if rule.startswith("base64:"):  # the base64 text that encodes it
+            span = base64.b64decode(span.replace(b"\\n", b""))
+            assert BLOB_KEY.encode() in span, rule
+        else:
+            assert span in [json.dumps(v.decode())[1:-1].encode() for v in _secrets()], rule
     with EventLog.init(tmp_path / "b" / "log") as log:  # the same lines, scanned after, read back
         SessionIngester(log, tmp_path / "b" / "lock").run([tmp_path / "projects"])
         scan(log, tmp_path / "b")

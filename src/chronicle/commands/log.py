@@ -152,6 +152,11 @@ def _append_stream(log, source, as_json: bool) -> int:
             return EXIT_OK
 
 
+def flagged(line: bytes, redacted: bool) -> bytes:
+    """An event's JSON object, with ``"redacted":true`` when a redaction replaced values in it."""
+    return line[:-1] + b',"redacted":true}' if redacted else line
+
+
 def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.jsonl import dump
 
@@ -168,10 +173,11 @@ def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
         if args.limit is not None and n >= args.limit:
             break
         if args.json:
-            sys.stdout.buffer.write(dump(masker.event(ev)) + b"\n")
+            sys.stdout.buffer.write(flagged(dump(masker.event(ev)), ev.seq in snap.redacted) + b"\n")
         else:
             when = ev.recorded_at.isoformat(timespec="seconds") if ev.recorded_at else "-"
-            out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}")
+            out(f"{ev.seq:>8}  {when}  {type(ev).type_name():<20} {ev.stream:<32} {ev.event_id}"
+                + ("  (redacted)" if ev.seq in snap.redacted else ""))
     sys.stdout.flush()
     return EXIT_OK
 
@@ -285,11 +291,12 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
         for line in found.lineage:
             print_json({"lineage": line})
         for ev in found.events:
-            sys.stdout.write(dump(masker.event(ev)).decode() + "\n")
+            sys.stdout.write(flagged(dump(masker.event(ev)), ev.seq in snap.redacted).decode() + "\n")
         return EXIT_OK
     for line in found.lineage:
         out(f"lineage  {line}")
     for ev in found.events:
         out(f"{ev.seq:>10}  {ev.recorded_at.isoformat(timespec='seconds') if ev.recorded_at else '-':<25}  "
-             f"{ev.type_name():<16}  {masker.text(history.describe(ev))}")
+             f"{ev.type_name():<16}  {masker.text(history.describe(ev))}"
+             + ("  (redacted)" if ev.seq in snap.redacted else ""))
     return EXIT_OK

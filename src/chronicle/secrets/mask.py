@@ -50,9 +50,9 @@ class Masker:
     def bytes(self, data: bytes, only: list[int] | None = None) -> bytes:
         """``data`` with each secret ``find`` finds replaced (spans from the end, so the
         earlier ones stay put); ``only``: the rules to run, as ``rules_to_run`` picks them."""
-        for rule, start, end in sorted(find(data, only), key=lambda hit: -hit[1]):
-            if not self._keep(data[start:end]):
-                data = data[:start] + f"[secret:{rule.name}]".encode() + data[end:]
+        for hit in sorted(find(data, only), key=lambda hit: -hit.start):
+            if not self._keep(hit.value):
+                data = data[: hit.start] + f"[secret:{hit.rule}]".encode() + data[hit.end :]
         return data
 
     def text(self, text: str, only: list[int] | None = None) -> str:

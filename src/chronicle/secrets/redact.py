@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from chronicle.errors import UsageError
-from chronicle.secrets import rules
 from chronicle.secrets.scan import find, value_hash
 from chronicle.store import EventLog, Snapshot
 from chronicle.store.manifest import Redaction
@@ -42,8 +41,9 @@ def marker(rule: str) -> bytes:
 
 @dataclass
 class Plan:
-    #: finding id -> (rule, value) for the findings whose value is still in the log
-    values: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    #: finding id -> (rule, the bytes to take out: the value as found and, for one inside
+    #: base64, its base64 text too) for the findings whose value is still in the log
+    values: dict[str, tuple[str, list[bytes]]] = field(default_factory=dict)
     #: findings whose value is gone already (an earlier redaction took it)
     gone: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
@@ -66,7 +66,8 @@ def _string_end(data: bytes, start: int, end: int) -> int:
 
 
 def locate(snap: Snapshot, key: bytes, found: pl.DataFrame) -> Plan:
-    """The value of each finding (rows of ``secret.found``), found again in its event."""
+    """The value of each finding (rows of ``secret.found``), found again in its event: the
+    rules run over the field, and the hit of the finding's rule whose value has its hash."""
     plan = Plan()
     for row in found.iter_rows(named=True):
         type_name, fld = row["target_type"], row["field"]
@@ -74,19 +75,16 @@ def locate(snap: Snapshot, key: bytes, found: pl.DataFrame) -> Plan:
         data = cell[0] if len(cell) else None
         if isinstance(data, str):
             data = data.encode()
-        rule = rules.BY_NAME.get(row["rule"])
-        hit = None
-        if data is not None and rule is not None:
-            index = rules.RULES.index(rule)
-            hit = next(((s, e) for _, s, e in find(data, [index])
-                        if value_hash(key, data[s:e]) == row["value_hash"]), None)
+        hit = None if data is None else next(
+            (h for h in find(data) if h.rule == row["rule"] and value_hash(key, h.value) == row["value_hash"]), None)
         if hit is None:
             plan.gone.append(row["finding_id"])
             continue
-        s, e = hit
-        if (type_name, fld) in JSON_LINES:
-            e = _string_end(data, s, e)
-        plan.values[row["finding_id"]] = (row["rule"], data[s:e])
+        end = _string_end(data, hit.start, hit.end) if (type_name, fld) in JSON_LINES else hit.end
+        taken = [data[hit.start:end]]
+        if hit.value != data[hit.start:hit.end]:  # inside base64: the decoded value wherever it lies too
+            taken.append(hit.value)
+        plan.values[row["finding_id"]] = (row["rule"], taken)
     return plan
 
 
@@ -109,7 +107,7 @@ def _variants(value: bytes) -> list[bytes]:
 
 def plan_changes(snap: Snapshot, plan: Plan) -> None:
     """Every event holding one of the plan's values, with each occurrence replaced."""
-    pairs = [(v, marker(rule)) for rule, value in plan.values.values() for v in _variants(value)]
+    pairs = [(v, marker(rule)) for rule, taken in plan.values.values() for value in taken for v in _variants(value)]
     pairs.sort(key=lambda p: len(p[0]), reverse=True)
     if not pairs:
         return

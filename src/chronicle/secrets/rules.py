@@ -19,6 +19,7 @@ any rule, so ``chronicle secrets scan`` knows to read old events again.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ class Rule:
     #: A looser pattern the Rust engine finds fast (one with a literal to look for first);
     #: a value it does not match, ``pattern`` does not either.
     quick: str | None = None
+    #: ``pattern`` finds base64 text to decode and look into with the other rules (see ``BASE64``).
+    decodes: bool = False
 
     @property
     def prefilter(self) -> str:
@@ -108,7 +111,31 @@ def _from_detect_secrets() -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-RULES: tuple[Rule, ...] = OWN + _from_detect_secrets()
+def base64_forms(literal: bytes) -> list[str]:
+    """The base64 text that ``literal`` becomes wherever it lies in encoded bytes: one form per
+    alignment (of three), each only the characters no neighbouring byte changes."""
+    forms = []
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + literal + bytes(3))
+        first = -(-8 * shift // 6)  # the first character made of the literal's bits alone
+        last = 8 * (shift + len(literal)) // 6  # one past the last
+        forms.append(encoded[first:last].decode())
+    return forms
+
+
+#: What a secret inside base64 starts with: its forms are what the Rust engine looks for first.
+_ENCODED_LITERALS = (b"sk-ant-", b"sk-or-", b"sk-proj-", b"sk-svcacct-", b"sk-admin-", b"ghp_", b"gho_", b"ghu_",
+                     b"ghs_", b"ghr_", b"github_pat_", b"AKIA", b"PRIVATE KEY", b"xoxb-", b"xoxp-", b"xoxa-",
+                     b"sk_live_", b"rk_live_", b"glpat-", b"npm_", b"pypi-", b"Bearer ", b"KEY=", b"TOKEN=",
+                     b"SECRET=", b"PASSWORD=")
+#: Base64 text (a file a tool read encoded, an attachment, ``base64 .env``; wrapped lines too,
+#: as read or as JSON writes them) holding one of those: decoded, and the other rules run over it.
+#: (Its pattern, with a look-behind so a run never starts at the n of a JSON \n, is Python's alone:
+#: the Rust engine runs ``quick``.)
+BASE64 = Rule("base64", r"(?<!\\)[A-Za-z0-9+/]{16,}={0,2}(?:(?:\\n|\n)[A-Za-z0-9+/]{4,}={0,2})*",
+              quick="|".join(re.escape(f) for lit in _ENCODED_LITERALS for f in base64_forms(lit)), decodes=True)
+
+RULES: tuple[Rule, ...] = OWN + _from_detect_secrets() + (BASE64,)
 BY_NAME = {r.name: r for r in RULES}
 VERSION = hashlib.sha256("\n".join(f"{r.name}\t{r.pattern}" for r in RULES).encode()).hexdigest()[:16]
 

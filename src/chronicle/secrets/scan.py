@@ -21,13 +21,16 @@ test guesses against.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets as random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -79,19 +82,62 @@ def finding_id(seq: int, field: str, start: int, end: int, rule: str) -> str:
     return "s" + hashlib.sha256(f"{seq}:{field}:{start}:{end}:{rule}".encode()).hexdigest()[:11]
 
 
-def find(data: bytes, only: list[int] | None = None) -> Iterator[tuple[Rule, int, int]]:
-    """(rule, start, end) of every secret in ``data`` (by the rules at indexes ``only``, if
-    given: those the quick patterns say may match); a span two rules find is the first's."""
+class Hit(NamedTuple):
+    """A secret in some bytes: the rule's name, the span to mask or cut, and the secret's bytes
+    (the span's own, or for a secret inside base64, the decoded value the span encodes)."""
+
+    rule: str
+    start: int
+    end: int
+    value: bytes
+
+
+def find(data: bytes, only: list[int] | None = None) -> Iterator[Hit]:
+    """Every secret in ``data`` (by the rules at indexes ``only``, if given: those the quick
+    patterns say may match); a span two rules find is the first's."""
     taken: list[tuple[int, int]] = []
     for rule in rules.RULES if only is None else [rules.RULES[i] for i in only]:
         for m in rule.compiled.finditer(data):
-            start, end = rules.value_span(rule, m)
-            if end <= start or any(s < end and start < e for s, e in taken):
-                continue
-            if rule.min_digits and sum(b in _DIGITS for b in data[start:end]) < rule.min_digits:
-                continue
-            taken.append((start, end))
-            yield rule, start, end
+            hits = _in_base64(data, m.start(), m.end()) if rule.decodes else [_direct(rule, m, data)]
+            for hit in hits:
+                if hit is None or any(s < hit.end and hit.start < e for s, e in taken):
+                    continue
+                taken.append((hit.start, hit.end))
+                yield hit
+
+
+def _direct(rule: Rule, m: re.Match[bytes], data: bytes) -> Hit | None:
+    start, end = rules.value_span(rule, m)
+    if end <= start or (rule.min_digits and sum(b in _DIGITS for b in data[start:end]) < rule.min_digits):
+        return None
+    return Hit(rule.name, start, end, data[start:end])
+
+
+def _in_base64(data: bytes, start: int, end: int) -> list[Hit]:
+    """The secrets inside the base64 text at ``data[start:end]`` (line breaks, read or as JSON's
+    ``\\n``, skipped): each as the span of base64 characters that encode it, whole groups of four."""
+    where: list[int] = []  # where each base64 character of the text lies in data
+    i = start
+    while i < end:
+        if data[i] == 0x5C:  # the \ of a \n
+            i += 2
+            continue
+        if data[i] != 0x0A:
+            where.append(i)
+        i += 1
+    text = bytes(data[k] for k in where)
+    text = text[: len(text) - len(text) % 4]
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except ValueError:
+        return []
+    hits = []
+    for inner in find(decoded, [k for k, r in enumerate(rules.RULES) if not r.decodes]):
+        first, last = 4 * (inner.start // 3), 4 * -(-inner.end // 3) - 1
+        if last >= len(where):
+            continue
+        hits.append(Hit(f"base64:{inner.rule}", where[first], where[last] + 1, inner.value))
+    return hits
 
 
 @dataclass
@@ -177,15 +223,15 @@ def scan(log: EventLog, data_dir: Path, *, full: bool = False,
                 rows = _flagged(snap, type_name, field, lo, hi)
                 for seq, event_id, stream, value, only in rows.iter_rows():
                     data = value if isinstance(value, bytes) else value.encode()
-                    for rule, s, e in find(data, only):
-                        fid = finding_id(seq, field, s, e, rule.name)
+                    for hit in find(data, only):
+                        fid = finding_id(seq, field, hit.start, hit.end, hit.rule)
                         if fid in recorded:
                             continue
                         recorded.add(fid)
                         found.append(SecretFound(
                             stream="secrets", finding_id=fid, target_seq=seq, target_type=type_name,
-                            target_stream=stream, target_event_id=event_id, field=field, start=s, end=e,
-                            rule=rule.name, value_hash=value_hash(key, data[s:e])))
+                            target_stream=stream, target_event_id=event_id, field=field, start=hit.start,
+                            end=hit.end, rule=hit.rule, value_hash=value_hash(key, hit.value)))
             scanned = sum(
                 snap.frame(t, ["seq"]).filter(pl.col("seq").is_between(lo + 1, hi)).select(pl.len()).collect().item()
                 for t in {t for t, _ in targets})
@@ -243,11 +289,11 @@ class CommitScanner:
                 continue  # recorded before: its scan was that commit's
             data = value if isinstance(value, bytes) else value.encode()
             field = TARGETS[type_name][0]
-            for rule, s, e in find(data, only):
+            for hit in find(data, only):
                 self.findings.append(SecretFound(
-                    stream="secrets", finding_id=finding_id(seq, field, s, e, rule.name), target_seq=seq,
+                    stream="secrets", finding_id=finding_id(seq, field, hit.start, hit.end, hit.rule), target_seq=seq,
                     target_type=type_name, target_stream=stream, target_event_id=event_id, field=field,
-                    start=s, end=e, rule=rule.name, value_hash=value_hash(self.key, data[s:e])))
+                    start=hit.start, end=hit.end, rule=hit.rule, value_hash=value_hash(self.key, hit.value)))
 
     def record(self, log: EventLog) -> int:
         """Append the findings and the ranges covered (merged); the number of findings."""
