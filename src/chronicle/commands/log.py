@@ -239,13 +239,20 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
     grown = None
     if against is not None:
         grown = report.hash_at == against.head_hash
-    ok = report.ok and grown is not False
+    mirrors = _verify_mirrors(ws, args.deep)
+    ok = report.ok and grown is not False and all(r.ok for _, _, r in mirrors)
     if args.json:
         print_json({"ok": ok, "events": report.events, "segments": report.segments, "head_seq": report.head_seq,
                "head_hash": report.head_hash, "only_grown": grown, "redactions": report.redactions,
-               "problems": [{"path": p.path, "start": p.start, "end": p.end, "reason": p.reason, "fatal": p.fatal}
-                            for p in report.problems]})
+               "problems": _problems(report),
+               "mirrors": [{"remote": name, "producer": pid, "ok": r.ok, "events": r.events, "head_seq": r.head_seq,
+                            "head_hash": r.head_hash, "problems": _problems(r)} for name, pid, r in mirrors]})
     else:
+        for name, pid, r in mirrors:  # other producers' logs pulled from a remote (chronicle pull)
+            for p in r.problems:
+                out(f"{name}/{pid}: {'ERROR' if p.fatal else 'warning'}: {p}")
+            if r.ok:
+                out(f"{name}/{pid}: ok: {r.events:,} events in {r.segments} segments; head {r.head_seq}:{r.head_hash}")
         for p in report.problems:
             out(f"{'ERROR' if p.fatal else 'warning'}: {p}")
         if against is not None:
@@ -260,6 +267,24 @@ def cmd_verify(ws: Workspace, args: argparse.Namespace) -> int:
             out(f"ok: {report.events:,} events in {report.segments} segments + {report.wal_records} WAL records"
                 f"{redacted}; head {report.head_seq}:{report.head_hash}")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _problems(report) -> list[dict]:
+    return [{"path": p.path, "start": p.start, "end": p.end, "reason": p.reason, "fatal": p.fatal}
+            for p in report.problems]
+
+
+def _verify_mirrors(ws: Workspace, deep: bool) -> list:
+    """(remote, producer, report) of every mirror pulled into data/remotes/."""
+    from chronicle.remote import mirrors
+    from chronicle.store import EventLog
+    from chronicle.store import integrity
+
+    found = []
+    for name, pid, folder in mirrors(ws.data):
+        with EventLog(folder) as log:
+            found.append((name, pid, integrity.verify(log, deep=deep)))
+    return found
 
 
 def cmd_checkpoint(ws: Workspace, args: argparse.Namespace) -> int:

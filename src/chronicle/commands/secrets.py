@@ -148,10 +148,17 @@ def cmd_redact(ws: Workspace, args: argparse.Namespace) -> int:
         chosen = table.filter(pl.col("value_hash").is_in(chosen["value_hash"].implode()))
     todo = chosen.filter(~pl.col("redacted"))
     if todo.height == 0:
-        out("nothing to redact: " + ("no findings" if chosen.height == 0 else "every value named was redacted already"))
+        # a redaction killed before it rebuilt what was built from the log is finished here
+        rebuilt = _rebuild_after(ws)
+        if args.json:
+            print_json({"redaction": None, "findings": [], "gone_already": [], "events": 0, "files": 0,
+                        "by": None, "at": None, "rebuilt": rebuilt})
+            return EXIT_OK
+        out("nothing to redact: " + ("no findings" if chosen.height == 0 else "every value named was redacted already")
+            + (f"; rebuilt what an earlier redaction left: {', '.join(rebuilt)}" if rebuilt else ""))
         return EXIT_OK
     plan, done = redact(log, salt(ws.data), _found_rows(ws, todo["id"].to_list()))
-    rebuilt = _rebuild_after(ws) if done is not None else []
+    rebuilt = _rebuild_after(ws)
     result = {"redaction": done.n if done else None, "findings": sorted(plan.values), "gone_already": plan.gone,
               "events": len(done.rows) if done else 0, "files": len(done.files) if done else 0,
               "by": done.by if done else None, "at": done.at if done else None, "rebuilt": rebuilt}
@@ -176,23 +183,24 @@ def _found_rows(ws: Workspace, ids: list[str]):
 
 
 def _rebuild_after(ws: Workspace) -> list[str]:
-    """What was built from the log before the redaction, built again from it now: the tables, the
-    search index and the documents, where they exist (each also catches up by itself on its next read)."""
+    """What was built from the log before a redaction, built again from it now: the tables and the
+    search index, where they exist and predate the last redaction (each also catches up by itself
+    on its next read, but a table no one reads would keep the value till then). The documents need
+    not be: they are written masked, so they never held a value a rule finds."""
     from chronicle import search
     from chronicle.projection import Engine
+    from chronicle.store.head import redactions
 
     snap = ws.open_log().snapshot()
+    count = len(snap.redactions)
     engine = Engine.of(ws)
-    built = sorted(set(engine.checkpoints()) & set(engine.projections))
-    done = ["tables"] if built and engine.run(snap, built) else []
-    if (ws.tables_dir / search.INDEX_NAME).exists():
+    checkpoints = engine.checkpoints()
+    stale = sorted(n for n, cp in checkpoints.items() if n in engine.projections and cp.get("redactions", 0) != count)
+    done = []
+    if stale:
+        engine.run(snap, stale)
+        done.append("tables")
+    if (ws.tables_dir / search.INDEX_NAME).exists() and not search.current(ws.tables_dir, snap.head, redactions(ws.log_dir)):
         search.catch_up(ws.tables_dir, snap)
         done.append("search index")
-    docs = ws.data / "docs"
-    if docs.exists():
-        from chronicle.docs_tree import materialize
-        from chronicle.secrets.mask import Masker
-
-        materialize(snap, docs, prune=True, masker=Masker.of(ws))
-        done.append("docs")
     return done

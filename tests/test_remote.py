@@ -1,0 +1,217 @@
+"""Remotes on a real S3 API (moto in server mode on 127.0.0.1): push, pull, producers, faults.
+
+Two workspaces play two researchers' machines; each runs chronicle as a user
+would (a process, the AWS environment for credentials).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("moto")
+
+import test_secrets  # noqa: E402
+from s3_server import CREDENTIALS, environ, moto_server, new_bucket  # noqa: E402
+from test_secrets import FAKE, _no_secret_in  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with moto_server() as url:
+        yield url
+
+
+def _workspace(tmp_path: Path, name: str, endpoint: str) -> dict[str, str]:
+    env = {**environ(endpoint), "CHRONICLE_ROOT": str(tmp_path / name), "HOME": str(tmp_path / f"{name}-home")}
+    run(env, "init")
+    return env
+
+
+def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "chronicle", *args], env=env, capture_output=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, (args, proc.stderr.decode())
+    return proc
+
+
+def _ingest(env: dict[str, str], tmp_path: Path, name: str, copies: int = 1) -> None:
+    for i in range(copies):
+        test_secrets._transcript(tmp_path / f"{name}-projects" / f"-p{i}")
+    run(env, "ingest", "sessions", str(tmp_path / f"{name}-projects"))
+
+
+def _s3(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+
+
+def _keys(endpoint: str, bucket: str) -> list[str]:
+    pages = _s3(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _producer(env: dict[str, str]) -> str:
+    return json.loads(run(env, "remote", "list", "--json").stdout.splitlines()[0])["producer"]
+
+
+def test_push_then_pull_mirrors_a_producer_byte_for_byte(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    _ingest(a, tmp_path, "a", copies=2)
+    run(a, "remote", "add", "team", f"s3://{bucket}/lab")
+    pushed = json.loads(run(a, "push", "--json").stdout)
+    assert pushed["lines"] >= 1 and pushed["files"] >= 1 and pushed["remote_lines"] == 0
+    again = json.loads(run(a, "push", "team", "--json").stdout)
+    assert again["lines"] == 0 and again["files"] == 0  # idempotent: nothing is sent twice
+    producer_a = pushed["producer"]
+    keys = _keys(endpoint, bucket)
+    assert f"lab/producers/{producer_a}/PRODUCER" in keys and any("/manifest/" in k for k in keys)
+
+    run(b, "remote", "add", "team", f"s3://{bucket}/lab", "--producer", "laptop-b")
+    pulled = [json.loads(x) for x in run(b, "pull", "--json").stdout.splitlines()]
+    assert [p["producer"] for p in pulled] == [producer_a] and pulled[0]["lines"] == pushed["lines"]
+    mirror = Path(b["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / producer_a
+    log_a = Path(a["CHRONICLE_ROOT"]) / "data" / "log"
+    assert (mirror / "MANIFEST").read_bytes() == (log_a / "MANIFEST").read_bytes()
+    for f in (log_a / "segments").iterdir():
+        assert (mirror / "segments" / f.name).read_bytes() == f.read_bytes()
+    verified = run(b, "verify").stdout.decode()
+    assert f"team/{producer_a}: ok" in verified
+    assert "up to date" in run(b, "pull").stdout.decode()
+    # B's own pushes never touch A's objects, and A pulls B
+    _ingest(b, tmp_path, "b")
+    run(b, "push")
+    assert [json.loads(x)["producer"] for x in run(a, "pull", "--json").stdout.splitlines()] == ["laptop-b"]
+
+
+def test_a_producer_id_taken_by_another_workspace_is_refused(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    run(a, "remote", "add", "team", f"s3://{bucket}", "--producer", "desk-1")
+    taken = run(b, "remote", "add", "team", f"s3://{bucket}", "--producer", "desk-1", check=False)
+    assert taken.returncode == 2 and b"producer id 'desk-1' is taken" in taken.stderr
+    assert run(b, "remote", "list").stdout.startswith(b"no remotes")  # nothing recorded
+
+
+def test_credentials_never_reach_a_file_or_the_output(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    secret_env = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY", "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEXAMPLETOKEN0042"}
+    a, b = {**a, **secret_env}, {**b, **secret_env}
+    _ingest(a, tmp_path, "a")
+    outputs = [run(a, "remote", "add", "team", f"s3://{bucket}"), run(a, "push"), run(b, "remote", "add", "team",
+               f"s3://{bucket}"), run(b, "pull"), run(b, "verify"), run(a, "remote", "list", "--json"),
+               run(a, "log", "--json"), run(b, "push", "--json")]
+    for needle in (*secret_env.values(), CREDENTIALS["AWS_ACCESS_KEY_ID"]):
+        for proc in outputs:
+            assert needle.encode() not in proc.stdout + proc.stderr
+        for root in (tmp_path / "a", tmp_path / "b"):
+            for f in root.rglob("*"):
+                if f.is_file():
+                    assert needle.encode() not in f.read_bytes(), f
+                    if f.suffix == ".parquet":
+                        assert needle not in str(pq.read_table(f).to_pylist()), f
+    for key in _keys(endpoint, bucket):
+        body = _s3(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert secret_env["AWS_SECRET_ACCESS_KEY"].encode() not in body, key
+
+
+def test_a_push_killed_at_random_instants_resumes_and_the_remote_verifies(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    for i in range(6):  # several commits, so kills land between files and lines
+        _ingest(a, tmp_path, f"a{i}")
+    run(a, "remote", "add", "team", f"s3://{bucket}")
+    rng = random.Random(11)
+    for _ in range(4):
+        child = subprocess.Popen([sys.executable, "-m", "chronicle", "push"], env=a, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 1.6))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert b"ok:" in run(a, "verify").stdout  # nothing local lost or altered
+    run(a, "push")
+    producer_a = _producer(a)
+    run(b, "remote", "add", "team", f"s3://{bucket}")
+    run(b, "pull")
+    mirror = Path(b["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / producer_a
+    assert (mirror / "MANIFEST").read_bytes() == (Path(a["CHRONICLE_ROOT"]) / "data" / "log" / "MANIFEST").read_bytes()
+    assert f"team/{producer_a}: ok".encode() in run(b, "verify").stdout
+
+
+def test_objects_altered_on_the_remote_are_refused_naming_them_and_nothing_local_changes(endpoint: str,
+                                                                                        tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    _ingest(a, tmp_path, "a")
+    run(a, "remote", "add", "team", f"s3://{bucket}")
+    run(a, "push")
+    run(b, "remote", "add", "team", f"s3://{bucket}")
+    segment = next(k for k in _keys(endpoint, bucket) if "/segments/" in k and "session.line" in k)
+    original = _s3(endpoint).get_object(Bucket=bucket, Key=segment)["Body"].read()
+    _s3(endpoint).put_object(Bucket=bucket, Key=segment, Body=original[:-10] + b"0123456789")
+    bad = run(b, "pull", check=False)
+    assert bad.returncode == 3 and segment.split("/", 1)[1].encode() in bad.stderr and b"sha256" in bad.stderr
+    mirror = Path(b["CHRONICLE_ROOT"]) / "data" / "remotes" / "team"
+    assert not any((p / "MANIFEST").exists() and (p / "MANIFEST").read_bytes() for p in mirror.iterdir() if p.is_dir())
+    _s3(endpoint).put_object(Bucket=bucket, Key=segment, Body=original)
+    run(b, "pull")
+    line = next(k for k in _keys(endpoint, bucket) if "/manifest/" in k)
+    body = _s3(endpoint).get_object(Bucket=bucket, Key=line)["Body"].read()
+    _s3(endpoint).put_object(Bucket=bucket, Key=line, Body=body.replace(b'"n":1', b'"n":7'))
+    manifest_before = next(p / "MANIFEST" for p in mirror.iterdir() if p.is_dir() and p.name != ".cache").read_bytes()
+    bad = run(b, "pull", check=False)
+    assert bad.returncode == 3 and b"manifest" in bad.stderr and b"kept as it was" in bad.stderr
+    assert next(p / "MANIFEST" for p in mirror.iterdir() if p.is_dir() and p.name != ".cache").read_bytes() == manifest_before
+
+
+def test_an_unreachable_remote_or_a_wrong_bucket_is_a_clear_error_and_nothing_is_recorded(endpoint: str,
+                                                                                       tmp_path: Path) -> None:
+    a = _workspace(tmp_path, "a", endpoint)
+    missing = run(a, "remote", "add", "team", "s3://no-such-bucket-here/x", check=False)
+    assert missing.returncode == 3 and b"the bucket does not exist" in missing.stderr
+    closed = run({**a, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "remote", "add", "team", f"s3://{new_bucket(endpoint)}",
+                 check=False)
+    assert closed.returncode == 3 and b"cannot be reached" in closed.stderr
+    assert run(a, "remote", "list").stdout.startswith(b"no remotes")
+    bad = run(a, "remote", "add", "team", "https://example.com/x", check=False)
+    assert bad.returncode == 3 and b"not an s3://bucket" in bad.stderr
+    assert run(a, "push", check=False).returncode == 2
+
+
+def test_a_redaction_pushed_reaches_every_producer_that_pulls(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    _ingest(a, tmp_path, "a")
+    run(a, "remote", "add", "team", f"s3://{bucket}")
+    run(a, "push")
+    run(b, "remote", "add", "team", f"s3://{bucket}")
+    run(b, "pull")
+    producer_a = _producer(a)
+    mirror = Path(b["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / producer_a
+    leaked = b"\n".join(str(pq.read_table(f).to_pylist()).encode() for f in (mirror / "segments").iterdir())
+    assert FAKE["github-token"].encode() in leaked  # pulled as recorded, before the redaction
+    run(a, "secrets", "redact", "--all")
+    pushed = json.loads(run(a, "push", "--json").stdout)
+    assert pushed["lines"] >= 1 and pushed["removed"] >= 1
+    pulled = json.loads(run(b, "pull", "--json").stdout)
+    assert pulled["lines"] >= 1 and pulled["removed"] >= 1
+    assert f"team/{producer_a}: ok".encode() in run(b, "verify").stdout
+    for f in (mirror / "segments").iterdir():
+        _no_secret_in(f.read_bytes() + str(pq.read_table(f).to_pylist()).encode(), f"mirror {f.name}")
+    for key in _keys(endpoint, bucket):
+        body = _s3(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+        data = body + (str(pq.read_table(io.BytesIO(body)).to_pylist()).encode() if key.endswith(".parquet") else b"")
+        _no_secret_in(data, f"the remote's {key}")
