@@ -381,6 +381,11 @@ def main() -> None:
               f"{sb['common_ratio']:5.2f}x rg -c")
         print(f"{'search index build':<34} {sb['index_build_s_per_gb']:>12,.1f} s/GB     "
               f"({sb['index_mb']:,.0f} MB index); one new line found in {sb['one_new_line_search_s']:.2f} s")
+    import remote_sync
+
+    rs = remote_sync.run(int(1024 * scale), reps)
+    report["remote_sync"] = rs
+    remote_sync.report(rs)
     import secret_scan as secrets_bench
 
     sec = secrets_bench.run(int(320 * scale) or 32, reps)

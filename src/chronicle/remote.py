@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,8 @@ PRODUCER_FILE = "producer.json"
 REMOTES_FILE = "remotes.json"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+#: Files sent or fetched side by side (the store's latency, not this machine, is what they wait on).
+TRANSFERS = 8
 
 
 class Producer(msgspec.Struct, frozen=True):
@@ -205,25 +208,31 @@ def push(log, data_dir: Path, name: str | None = None, on_file=None) -> Pushed:
                           "another workspace pushed as this producer? Nothing was pushed")
     m = log.read_manifest()
     present = set(target.names())
-    size = sum(map(len, there))
-    for n, line in enumerate(local[len(there):], start=len(there) + 1):
-        is_redaction = manifest.REDACTION_MARK in line
-        for f in _files(line):
-            if f.name in present:
-                continue
-            if f.name in m.superseded:
-                continue  # a later redaction replaced it: its copy goes with that line, the value never
-            path = log.segments.path(f, n)  # checked against the MANIFEST: damaged bytes are never sent
-            target.put_file(f.name, path)
+    pending = list(enumerate(local[len(there):], start=len(there) + 1))
+    # every file first, side by side (a file no line names yet is harmless, and sent again if killed);
+    # a file a later redaction replaced is never sent: its copy goes with that redaction's line
+    uploads = {f.name: (n, f) for n, line in pending for f in _files(line)
+               if f.name not in present and f.name not in m.superseded}
+
+    def upload(job: tuple[int, manifest.SegmentFile]) -> manifest.SegmentFile:
+        n, f = job
+        # checked against the MANIFEST first: damaged bytes are never sent
+        target.put_bytes(f.name, log.segments.path(f, n).read_bytes())
+        return f
+
+    with ThreadPoolExecutor(max_workers=TRANSFERS) as pool:
+        for f in pool.map(upload, uploads.values()):
             present.add(f.name)
             done.files += 1
             done.bytes += f.bytes
             if on_file:
                 on_file(f.bytes, f.name)
+    size = sum(map(len, there))
+    for n, line in pending:  # then the lines, in order: each the commit point of the files it names
         target.commit(line, size)
         size += len(line)
         done.lines += 1
-        if is_redaction:
+        if manifest.REDACTION_MARK in line:
             r = msgspec.json.decode(line, type=manifest.Redaction)
             gone = [rf.replaces for rf in r.files if rf.replaces in present]
             target.remove(gone)
@@ -321,12 +330,14 @@ def _pull_one(data_dir: Path, name: str, config: RemoteConfig, pid: str, on_file
         return got
     m = manifest.parse(Path(where), b"".join(lines[:cut]))
     segments = folder / "segments"
-    for entry in m.entries:
-        for f in entry.files:
-            target = segments / f.name
-            if target.exists():
-                continue
-            _download_checked(source, f, target)
+    wanted = [f for entry in m.entries for f in entry.files if not (segments / f.name).exists()]
+
+    def download(f: manifest.SegmentFile) -> manifest.SegmentFile:
+        _download_checked(source, f, segments / f.name)
+        return f
+
+    with ThreadPoolExecutor(max_workers=TRANSFERS) as pool:
+        for f in pool.map(download, wanted):
             got.files += 1
             got.bytes += f.bytes
             if on_file:
@@ -346,15 +357,13 @@ def _pull_one(data_dir: Path, name: str, config: RemoteConfig, pid: str, on_file
 
 def _download_checked(source: ObjectStorage, f: manifest.SegmentFile, target: Path) -> None:
     """Fetch one file into place, refusing bytes other than its line records."""
-    fetched = source.path(f.name)
-    data = fetched.read_bytes()
+    data = source.get_bytes(f.name)
     if len(data) != f.bytes or hashlib.sha256(data).hexdigest() != f.sha256:
-        fetched.unlink(missing_ok=True)
         raise RemoteError(f"{source.where}/segments/{f.name}: its bytes differ from the sha256 its MANIFEST line "
                           "records (altered on the remote?); nothing of it was pulled")
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(data)
-    with open(tmp, "rb") as fh:
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    fetched.unlink(missing_ok=True)  # the cache holds nothing the mirror holds

@@ -113,9 +113,13 @@ class ObjectStorage:
 
         if not line.endswith(b"\n") or b"\n" in line[:-1]:
             raise ValueError("a commit is one line ending in a newline")
-        size = len(self.read_commits())
+        # The lines read so far are enough to commit after them: if others committed since,
+        # the object this commit needs exists already and the conditional put refuses it.
+        size = sum(map(len, self._commits))
         if size != expected_size:
-            raise CommitConflict(expected_size, size)
+            size = len(self.read_commits())
+            if size != expected_size:
+                raise CommitConflict(expected_size, size)
         name = _commit_name(len(self._commits) + 1)
         try:
             self._call("committing", name, obstore.put, name, line, mode="create")
@@ -133,23 +137,29 @@ class ObjectStorage:
             Path(source).unlink()  # moved, as the contract says
 
     def put_file(self, name: str, source: Path) -> None:
-        """Upload one file as blob ``name`` and check the store received its bytes (its ETag is
-        the MD5 of one PUT's body); the file stays."""
-        import obstore
-
-        key = BLOBS + _checked(name)
+        """Upload one file as blob ``name`` (see ``put_bytes``); the file stays."""
         size = os.path.getsize(source)
         if size > _ONE_PUT:
             raise StoreError(f"{source}: {size:,} bytes, more than one upload takes ({_ONE_PUT:,})")
-        digest = hashlib.md5()
-        with open(source, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        with open(source, "rb") as fh:
-            done = self._call("uploading", key, obstore.put, key, fh, use_multipart=False)
-        if (done.get("e_tag") or "").strip('"') != digest.hexdigest():
-            raise RemoteError(f"uploading {self.where}/{key}: the store holds other bytes than {source} "
-                              f"(MD5 {done.get('e_tag')} != {digest.hexdigest()})")
+        self.put_bytes(name, Path(source).read_bytes())
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        """Upload blob ``name`` in one PUT and check the store received these bytes (its ETag is
+        the MD5 of one PUT's body)."""
+        import obstore
+
+        key = BLOBS + _checked(name)
+        done = self._call("uploading", key, obstore.put, key, data, use_multipart=False)
+        digest = hashlib.md5(data).hexdigest()
+        if (done.get("e_tag") or "").strip('"') != digest:
+            raise RemoteError(f"uploading {self.where}/{key}: the store holds other bytes than were sent "
+                              f"(MD5 {done.get('e_tag')} != {digest})")
+
+    def get_bytes(self, name: str) -> bytes:
+        import obstore
+
+        key = BLOBS + _checked(name)
+        return bytes(self._call("downloading", key, obstore.get, key).bytes())
 
     def path(self, name: str) -> Path:
         import obstore
