@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,9 +45,17 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-def _ingest(env: dict[str, str], tmp_path: Path, name: str, copies: int = 1) -> None:
+EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples" / "claude-projects"
+
+
+def _ingest(env: dict[str, str], tmp_path: Path, name: str, copies: int = 1, *, leaky: bool = False) -> None:
+    """Sessions recorded: copies of the shipped examples (no secret in them), or with ``leaky`` the
+    transcript that leaks every kind of secret."""
     for i in range(copies):
-        test_secrets._transcript(tmp_path / f"{name}-projects" / f"-p{i}")
+        if leaky:
+            test_secrets._transcript(tmp_path / f"{name}-projects" / f"-p{i}")
+        else:
+            shutil.copytree(EXAMPLES, tmp_path / f"{name}-projects" / f"-p{i}")
     run(env, "ingest", "sessions", str(tmp_path / f"{name}-projects"))
 
 
@@ -191,12 +200,33 @@ def test_an_unreachable_remote_or_a_wrong_bucket_is_a_clear_error_and_nothing_is
     assert run(a, "push", check=False).returncode == 2
 
 
+def test_a_push_that_would_send_secrets_is_refused_until_they_are_redacted(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a = _workspace(tmp_path, "a", endpoint)
+    run(a, "remote", "add", "team", f"s3://{bucket}")
+    _ingest(a, tmp_path, "a", leaky=True)
+    refused = run(a, "push", check=False)
+    assert refused.returncode == 2 and f"{test_secrets.FINDINGS} secret(s) found".encode() in refused.stderr
+    assert not any("/manifest/" in k or "/segments/" in k for k in _keys(endpoint, bucket))  # nothing sent
+    run(a, "secrets", "redact", "--all")
+    pushed = json.loads(run(a, "push", "--json").stdout)
+    assert pushed["lines"] >= 2 and pushed["removed"] == 0  # the replaced files were never sent
+    for key in _keys(endpoint, bucket):
+        body = _s3(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+        data = body + (str(pq.read_table(io.BytesIO(body)).to_pylist()).encode() if key.endswith(".parquet") else b"")
+        _no_secret_in(data, f"the remote's {key}")
+    b = _workspace(tmp_path, "b", endpoint)
+    run(b, "remote", "add", "team", f"s3://{bucket}")
+    run(b, "pull")
+    assert b"ok:" in run(b, "verify").stdout
+
+
 def test_a_redaction_pushed_reaches_every_producer_that_pulls(endpoint: str, tmp_path: Path) -> None:
     bucket = new_bucket(endpoint)
     a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
-    _ingest(a, tmp_path, "a")
+    _ingest(a, tmp_path, "a", leaky=True)
     run(a, "remote", "add", "team", f"s3://{bucket}")
-    run(a, "push")
+    run(a, "push", "--include-secrets")  # sent as recorded, by choice
     run(b, "remote", "add", "team", f"s3://{bucket}")
     run(b, "pull")
     producer_a = _producer(a)

@@ -192,8 +192,14 @@ class Pushed:
     remote_lines: int = 0
 
 
-def push(log, data_dir: Path, name: str | None = None, on_file=None) -> Pushed:
-    """Send what the remote lacks of this log (see the module's docstring)."""
+class SecretsPending(UsageError):
+    """A push would send secrets found in the log that were neither redacted nor allowed."""
+
+
+def push(log, data_dir: Path, name: str | None = None, on_file=None, *, include_secrets: bool = False) -> Pushed:
+    """Send what the remote lacks of this log (see the module's docstring). Refused, with nothing
+    sent, while what it would send holds secrets neither redacted nor allowed (``SecretsPending``),
+    unless ``include_secrets``."""
     name, config = remote(data_dir, name)
     me = producer(data_dir)
     claim(config, me)
@@ -206,6 +212,13 @@ def push(log, data_dir: Path, name: str | None = None, on_file=None) -> Pushed:
         k = next(i for i, (a, b) in enumerate(zip(local, there)) if a != b) if len(there) <= len(local) else len(local)
         raise RemoteError(f"{target.where}: its MANIFEST differs from this log's at line {k + 1}; "
                           "another workspace pushed as this producer? Nothing was pushed")
+    if not include_secrets and len(local) > len(there):
+        pending = secrets_pending(log, data_dir, _sealed_head(there))
+        if pending:
+            raise SecretsPending(
+                f"{pending} secret(s) found in what this push would send, neither redacted nor allowed: "
+                "`chronicle secrets list`, then `chronicle secrets redact ID...|--all` (or `secrets allow ID`); "
+                "`chronicle push --include-secrets` sends them as they are. Nothing was pushed")
     m = log.read_manifest()
     present = set(target.names())
     pending = list(enumerate(local[len(there):], start=len(there) + 1))
@@ -239,6 +252,32 @@ def push(log, data_dir: Path, name: str | None = None, on_file=None) -> Pushed:
             present -= set(gone)
             done.removed += len(gone)
     return done
+
+
+def _sealed_head(lines: list[bytes]) -> int:
+    """The last seq the remote holds (its last segment entry's)."""
+    for line in reversed(lines):
+        if manifest.REDACTION_MARK not in line:
+            return msgspec.json.decode(line, type=manifest.ManifestEntry).last_seq
+    return 0
+
+
+def secrets_pending(log, data_dir: Path, after: int) -> int:
+    """Findings in events past seq ``after`` that were neither redacted nor allowed (what is new
+    is scanned first)."""
+    import polars as pl
+
+    from chronicle.secrets.scan import scan
+
+    scan(log, data_dir)
+    snap = log.snapshot()
+    if "secret.found" not in snap.types():
+        return 0
+    found = snap.frame("secret.found", ["finding_id", "target_seq"]).filter(pl.col("target_seq") > after).collect()
+    allowed = set(snap.frame("secret.allowed", ["finding_id"]).collect()["finding_id"].to_list()
+                  if "secret.allowed" in snap.types() else [])
+    redacted = {f for r in snap.redactions for f in r.findings}
+    return len(set(found["finding_id"].to_list()) - allowed - redacted)
 
 
 # ------------------------------------------------------------------ pull

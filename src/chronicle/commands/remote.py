@@ -39,9 +39,12 @@ def register(verbs: Verbs) -> None:
                                                     "and 6 random hex digits)")
     verbs.add("list", cmd_list, "the remotes, and this workspace's producer id", "chronicle remote list --json",
               under="remote")
-    p = verbs.add("push", cmd_push, "send the remote what it lacks of this log (sealed first); idempotent, resumable",
-                  "chronicle push team", epilog=EXAMPLES)
+    p = verbs.add("push", cmd_push, "send the remote what it lacks of this log (sealed first); idempotent, resumable; "
+                  "refused while it would send secrets neither redacted nor allowed", "chronicle push team",
+                  epilog=EXAMPLES)
     p.add_argument("name", metavar="NAME", nargs="?", help="the remote (default: the only one)")
+    p.add_argument("--include-secrets", action="store_true",
+                   help="send secrets found (chronicle secrets list) as they are, instead of refusing")
     p = verbs.add("pull", cmd_pull, "mirror every other producer's log from the remote into data/remotes/NAME/",
                   "chronicle pull team", epilog=EXAMPLES)
     p.add_argument("name", metavar="NAME", nargs="?", help="the remote (default: the only one)")
@@ -82,7 +85,8 @@ def cmd_push(ws: Workspace, args: argparse.Namespace) -> int:
 
     bar = Progress(0, "push", unit="MB")
     try:
-        done = push(ws.open_log(), ws.data, args.name, on_file=lambda n, name: bar.advance(n / 1e6, name))
+        done = push(ws.open_log(), ws.data, args.name, on_file=lambda n, name: bar.advance(n / 1e6, name),
+                    include_secrets=args.include_secrets)
     finally:
         bar.close()
     if args.json:
