@@ -66,3 +66,60 @@ def new_bucket(endpoint: str) -> str:
 def environ(endpoint: str) -> dict[str, str]:
     """The environment a chronicle process talks to the server with."""
     return {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+
+
+class Relay:
+    """A TCP relay in front of the S3 server, on a port of its own, that can be taken down (the
+    remote unreachable: connections refused, open ones cut) and brought back on the same port."""
+
+    def __init__(self, endpoint: str):
+        import threading
+
+        self._threading = threading
+        self.target = ("127.0.0.1", int(endpoint.rsplit(":", 1)[1]))
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self.up()
+
+    def up(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for s in self._open:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

@@ -245,3 +245,59 @@ def test_a_redaction_pushed_reaches_every_producer_that_pulls(endpoint: str, tmp
         body = _s3(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
         data = body + (str(pq.read_table(io.BytesIO(body)).to_pylist()).encode() if key.endswith(".parquet") else b"")
         _no_secret_in(data, f"the remote's {key}")
+
+
+def test_the_daemon_pushes_after_each_seal_and_backs_off_while_the_remote_is_down(
+        endpoint: str, tmp_path: Path, monkeypatch) -> None:
+    from s3_server import Relay
+    from test_daemon import EXAMPLES as DAEMON_EXAMPLES, Daemon, call, record
+
+    relay = Relay(endpoint)
+    bucket = new_bucket(endpoint)
+    for k, v in CREDENTIALS.items():
+        monkeypatch.setenv(k, v)
+    projects = tmp_path / "projects"
+    shutil.copytree(DAEMON_EXAMPLES, projects)
+    ws = tmp_path / "ws"
+    env = {**environ(endpoint), "CHRONICLE_ROOT": str(ws)}
+    run(env, "init")
+    (ws / "chronicle.toml").write_text(f'[watch]\nclaude_roots = ["{projects}"]\ndebounce_ms = 50\nseal_mb = 0.001\n'
+                                       'seal_seconds = 1\nslow_projection_seconds = 0.5\n')
+    run(env, "remote", "add", "team", f"s3://{bucket}", "--endpoint", relay.endpoint)
+    d = Daemon(ws)
+
+    def remote_state() -> dict:
+        out = run(env, "status", "--json")
+        return json.loads(out.stdout)["remotes"][0]
+
+    def wait(ok, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = remote_state()
+            if ok(st):
+                return st
+            time.sleep(0.3)
+        raise AssertionError(f"not reached in {timeout}s: {remote_state()}")
+
+    try:
+        d.start()
+        first = wait(lambda st: st["pushed_at"] is not None and st["behind"] == 0)
+        assert first["error"] is None and any("/manifest/" in k for k in _keys(endpoint, bucket))
+        relay.down()
+        live = projects / "-home-ana-repo" / "live.jsonl"
+        live.write_bytes(record("live", "l1", "while the remote is down") + call("live", "l2", "m1", 7))
+        down = wait(lambda st: st["error"] is not None and st["behind"] > 0)
+        assert "cannot be reached" in down["error"]
+        calls = run(env, "show", "api_calls", "--where", "session_id = 'live'", "--json").stdout.splitlines()
+        assert len(calls) == 1  # recorded and projected locally while the push waits
+        relay.up()
+        back = wait(lambda st: st["error"] is None and st["behind"] == 0)
+        assert back["pushed_seq"] > first["pushed_seq"]
+    finally:
+        if d.proc and d.proc.poll() is None:
+            d.proc.terminate()
+            d.proc.wait(timeout=30)
+        relay.down()
+    logged = [json.loads(x) for x in (ws / "data" / "logs" / "watch.log").read_text().splitlines()]
+    assert any(x.get("msg", x.get("event")) == "push failed" or "push failed" in json.dumps(x) for x in logged)
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(logged)

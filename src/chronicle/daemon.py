@@ -52,6 +52,8 @@ from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sy
 from chronicle.ingest.git import GitError, ingest_git
 from chronicle.ingest.sessions import SessionIngester, cursors, known_kinds
 from chronicle.projection import Engine, ProjectionError
+from chronicle.pusher import Pusher
+from chronicle.remote import remotes
 from chronicle.secrets.scan import scan as scan_secrets
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
@@ -185,6 +187,8 @@ class Watcher:
         self.last_slow = 0.0
         self.slow_pending = False
         self.slow_proc: subprocess.Popen | None = None
+        #: Pushes after each seal when a remote is configured (its own thread: ingest never waits on it).
+        self.pusher: Pusher | None = Pusher(ws, logger) if remotes(ws.data) else None
 
     # ------------------------------------------------------------------ passes
 
@@ -279,6 +283,8 @@ class Watcher:
             self.last_seal = time.monotonic()
             if entries:
                 _info(self.logger, "sealed", events=sum(e.count for e in entries), wal_bytes=wal)
+                if self.pusher is not None:
+                    self.pusher.poke()
 
     def _project(self, everything: bool = False) -> None:
         """Bring the tables up to date. The quick projections (token usage,
@@ -350,6 +356,8 @@ class Watcher:
         self.catch_up()
         if once:
             return
+        if self.pusher is not None:
+            self.pusher.start()
         last_full = time.monotonic()
         while not self.stop.is_set():
             watched = self._watched()
@@ -383,6 +391,8 @@ class Watcher:
                     self.catch_up()
                     break
         self._finish_slow()
+        if self.pusher is not None:
+            self.pusher.close()
         _info(self.logger, "stopped", pid=os.getpid())
 
     def _finish_slow(self) -> None:

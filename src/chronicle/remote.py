@@ -251,7 +251,39 @@ def push(log, data_dir: Path, name: str | None = None, on_file=None, *, include_
             target.remove(gone)
             present -= set(gone)
             done.removed += len(gone)
+    record_push(data_dir, name, head=_sealed_head(local), lines=len(local))
     return done
+
+
+class PushState(msgspec.Struct):
+    #: The last seq and MANIFEST line the remote holds from this log (as of the last push that worked).
+    head: int = 0
+    lines: int = 0
+    at: str | None = None
+    #: Why the last push did not work (None when it did).
+    error: str | None = None
+    error_at: str | None = None
+
+
+def push_state(data_dir: Path, name: str) -> PushState:
+    try:
+        return msgspec.json.decode((data_dir / "remotes" / name / "pushed.json").read_bytes(), type=PushState)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return PushState()
+
+
+def record_push(data_dir: Path, name: str, *, head: int | None = None, lines: int | None = None,
+                error: str | None = None) -> None:
+    """Note a push that worked (``head``, ``lines``) or why one did not (``error``)."""
+    state = push_state(data_dir, name)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if error is None:
+        state = PushState(head=head or 0, lines=lines or 0, at=now)
+    else:
+        state.error, state.error_at = error, now
+    path = data_dir / "remotes" / name / "pushed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_durably(path, msgspec.json.encode(state))
 
 
 def _sealed_head(lines: list[bytes]) -> int:

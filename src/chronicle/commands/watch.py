@@ -66,9 +66,10 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
     uptime = None
     if running and state.get("started_at"):
         uptime = (datetime.now(timezone.utc) - datetime.fromisoformat(state["started_at"])).total_seconds()
+    pushes = _push_lag(ws, snap)
     report = {"running": running, "pid": state.get("pid") if running else None, "uptime_s": uptime,
               "last_pass_at": state.get("last_pass_at"), "passes": state.get("passes"), "last_event": last,
-              "roots": lag, "projections": projections, "last_error": state.get("last_error")}
+              "roots": lag, "projections": projections, "remotes": pushes, "last_error": state.get("last_error")}
     if args.json:
         print_json(report)
         return EXIT_OK
@@ -86,9 +87,27 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"root        {r['root']}: {state_txt}")
     for p in projections:
         print(f"projection  {p['projection']:<16} at seq {p['seq']:,} ({p['behind']:,} behind)")
+    for r in pushes:
+        print(f"remote      {r['remote']:<16} {r['behind']:,} events not pushed"
+              + (f" (last push {r['pushed_at']})" if r["pushed_at"] else " (never pushed)")
+              + (f"; last failure {r['error_at']}: {r['error']}" if r["error"] else ""))
     if report["last_error"]:
         print(f"last error  {report['last_error']}")
     return EXIT_OK
+
+
+def _push_lag(ws: Workspace, snap) -> list[dict]:
+    """Per remote: how many events the remote lacks (from the last push's record: no network), and the
+    last failure since, if any."""
+    from chronicle.remote import push_state, remotes
+
+    out = []
+    for name in sorted(remotes(ws.data)):
+        st = push_state(ws.data, name)
+        failing = st.error is not None and (st.at is None or (st.error_at or "") >= st.at)
+        out.append({"remote": name, "pushed_seq": st.head, "behind": snap.head - st.head, "pushed_at": st.at,
+                    "error": st.error if failing else None, "error_at": st.error_at if failing else None})
+    return out
 
 
 def _duration(seconds: float) -> str:
