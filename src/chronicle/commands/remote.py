@@ -24,6 +24,7 @@ examples:
   chronicle remote add minio s3://logs --endpoint http://127.0.0.1:9000
   chronicle push team
   chronicle pull team
+  chronicle publish team          # the tables as Delta Lake tables: s3://.../tables/<producer>/<table>
 """
 
 
@@ -45,6 +46,11 @@ def register(verbs: Verbs) -> None:
     p.add_argument("name", metavar="NAME", nargs="?", help="the remote (default: the only one)")
     p.add_argument("--include-secrets", action="store_true",
                    help="send secrets found (chronicle secrets list) as they are, instead of refusing")
+    p = verbs.add("publish", cmd_publish, "the projection tables on the remote as Delta Lake tables (caught up first, "
+                  "secrets masked); one commit per table per publish", "chronicle publish team --tables usage_daily",
+                  epilog=EXAMPLES)
+    p.add_argument("name", metavar="NAME", nargs="?", help="the remote (default: the only one)")
+    p.add_argument("--tables", metavar="A,B", help="only these tables (default: every table)")
     p = verbs.add("pull", cmd_pull, "mirror every other producer's log from the remote into data/remotes/NAME/",
                   "chronicle pull team", epilog=EXAMPLES)
     p.add_argument("name", metavar="NAME", nargs="?", help="the remote (default: the only one)")
@@ -96,6 +102,22 @@ def cmd_push(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         out(f"{done.remote}: pushed {done.lines} MANIFEST lines and {done.files} files ({done.bytes / 1e6:.1f} MB) "
             f"as producer {done.producer}" + (f"; {done.removed} redacted files removed there" if done.removed else ""))
+    return EXIT_OK
+
+
+def cmd_publish(ws: Workspace, args: argparse.Namespace) -> int:
+    from chronicle.publish import publish
+
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    done = publish(ws, args.name, tables)
+    if args.json:
+        for table, t in done.tables.items():
+            print_json({"remote": done.remote, "producer": done.producer, "seq": done.seq, "table": table, **t})
+        return EXIT_OK
+    for table, t in done.tables.items():
+        out(f"{table:<24} {t['rows']:>9,} rows  version {t['version']:<4} {t['uri']}")
+    out(f"published {len(done.tables)} tables as of seq {done.seq:,} (producer {done.producer}); read them with "
+        "any Delta Lake reader, e.g. polars.scan_delta(URI)")
     return EXIT_OK
 
 
