@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
@@ -301,3 +302,101 @@ def test_the_daemon_pushes_after_each_seal_and_backs_off_while_the_remote_is_dow
     logged = [json.loads(x) for x in (ws / "data" / "logs" / "watch.log").read_text().splitlines()]
     assert any(x.get("msg", x.get("event")) == "push failed" or "push failed" in json.dumps(x) for x in logged)
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in json.dumps(logged)
+
+
+def test_publish_writes_delta_tables_that_polars_and_duckdb_read_as_show_prints_them(endpoint: str,
+                                                                                     tmp_path: Path) -> None:
+    """One commit per table per publish; read back from the S3 server with Polars' scan_delta and
+    with DuckDB (through an fsspec filesystem: its extensions cannot be downloaded here); the text
+    that leaves is masked."""
+    import duckdb
+    import polars as pl
+    from deltalake import DeltaTable
+    from obstore.fsspec import FsspecStore
+
+    bucket = new_bucket(endpoint)
+    a = _workspace(tmp_path, "a", endpoint)
+    _ingest(a, tmp_path, "a", copies=2)
+    test_secrets._transcript(tmp_path / "a-projects" / "-leaky")  # secrets in the text: masked when published
+    run(a, "ingest", "sessions", str(tmp_path / "a-projects"))
+    run(a, "remote", "add", "team", f"s3://{bucket}/lab")
+    first = {t["table"]: t for t in map(json.loads, run(a, "publish", "--json").stdout.splitlines())}
+    assert {"api_calls", "usage_daily", "messages", "sessions"} <= set(first)
+    assert all(t["version"] == 0 for t in first.values())
+    again = {t["table"]: t for t in map(json.loads, run(a, "publish", "--tables", "api_calls,messages",
+                                                         "--json").stdout.splitlines())}
+    assert set(again) == {"api_calls", "messages"} and again["api_calls"]["version"] == 1  # one commit each
+    options = {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", **CREDENTIALS}
+
+    shown = [json.loads(x) for x in run(a, "show", "api_calls", "--columns", "message_id,output_tokens,agent",
+                                        "--json", "--limit", "100000").stdout.splitlines()]
+    want = sorted((r["message_id"], r["output_tokens"]) for r in shown)
+    uri = again["api_calls"]["uri"]
+    published = pl.scan_delta(uri, storage_options=options).select("message_id", "output_tokens").collect()
+    assert sorted(published.iter_rows()) == want
+    meta = DeltaTable(uri, storage_options=options).history(1)[0]
+    assert meta.get("chronicle.producer") == first["api_calls"]["producer"]
+
+    con = duckdb.connect()
+    con.register_filesystem(FsspecStore("s3", endpoint=endpoint, client_options={"allow_http": True},
+                                        region="us-east-1", access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                        secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"]))
+    files = DeltaTable(uri, storage_options=options).file_uris()
+    rows = con.sql(f"SELECT message_id, output_tokens FROM read_parquet({files!r}, hive_partitioning=true)").fetchall()
+    assert sorted(rows) == want
+
+    daily = [json.loads(x) for x in run(a, "show", "usage_daily", "--json", "--limit", "100000").stdout.splitlines()]
+    got = pl.scan_delta(first["usage_daily"]["uri"], storage_options=options).collect()
+    assert sorted(got["output_tokens"].to_list()) == sorted(r["output_tokens"] for r in daily)
+
+    messages = pl.scan_delta(again["messages"]["uri"], storage_options=options).collect()
+    text = "\n".join(t for t in messages["text"].to_list() if t)
+    assert "[secret:" in text
+    _no_secret_in(text.encode(), "the published messages")
+    bad = run(a, "publish", "--tables", "nope", check=False)
+    assert bad.returncode == 2 and b"no table 'nope'" in bad.stderr
+
+
+def test_a_cohort_sharded_over_two_machines_pays_each_call_once(endpoint: str, tmp_path: Path) -> None:
+    """Two machines run one cohort with --shard 0/2 and 1/2, pushing and pulling between rounds
+    (an essay waits for its draft, which the other machine may own). In the end every key is done
+    exactly once across the two logs, and neither a resume nor an unsharded run pays a call again."""
+    from experiment_helpers import make_workspace
+
+    from chronicle.store import EventLog
+
+    bucket = new_bucket(endpoint)
+    envs = []
+    for name in ("a", "b"):
+        root = make_workspace(tmp_path / name)
+        env = {**environ(endpoint), "CHRONICLE_ROOT": str(root), "HOME": str(tmp_path / f"{name}-home")}
+        run(env, "remote", "add", "team", f"s3://{bucket}", "--producer", f"machine-{name}")
+        envs.append(env)
+    calls = []
+    for _ in range(6):
+        made = 0
+        for i, env in enumerate(envs):
+            made += json.loads(run(env, "run", "demo", "--provider", "echo", "--shard", f"{i}/2", "--json").stdout)["calls"]
+            run(env, "push")
+        for env in envs:
+            run(env, "pull")
+        calls.append(made)
+        if made == 0:
+            break
+    assert calls[-1] == 0 and sum(calls) > 0, calls
+    dry = json.loads(run(envs[0], "run", "demo", "--provider", "echo", "--dry-run", "--json").stdout)
+    assert not any(dry["to_do"].values()) and dry["already_done"] > 0
+    assert json.loads(run(envs[1], "run", "demo", "--provider", "echo", "--json").stdout)["calls"] == 0
+    done = []
+    for env in envs:
+        with EventLog(Path(env["CHRONICLE_ROOT"]) / "data" / "log") as log:
+            snap = log.snapshot()
+            ok = snap.frame("llm.response", ["doc_id", "status"]).filter(pl.col("status") == "ok")
+            keys = (snap.frame("llm.prompt", ["doc_id", "logical_key_id"]).join(ok, on="doc_id")
+                    .collect()["logical_key_id"].to_list())
+            assert len(keys) == len(set(keys))
+            done.append(set(keys))
+    assert done[0] and done[1] and not done[0] & done[1]  # each key paid once, by one machine
+    assert len(done[0] | done[1]) == dry["already_done"]
+    bad = run(envs[0], "run", "demo", "--provider", "echo", "--shard", "2/2", check=False)
+    assert bad.returncode == 2 and b"--shard '2/2'" in bad.stderr

@@ -136,20 +136,21 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     options = RunOptions(stage=args.stage, limit=args.limit, retry_errors=args.retry_errors, dry_run=args.dry_run,
-                         concurrency=args.concurrency)
+                         concurrency=args.concurrency, shard=_shard(args.shard))
     try:
         plan, d = plan_cohort(ws, args.cohort, record=not args.dry_run)
     except cohorts.CohortError as exc:
         raise UsageError(str(exc)) from None
     log = ws.open_log()
+    pulled = _pulled_logs(ws)  # what other producers did (chronicle pull) is done here too
     if args.dry_run:
-        summary = Runner(log, plan, d, provider, options).dry_run()
+        summary = Runner(log, plan, d, provider, options, pulled=pulled).dry_run()
         _report(summary, args, dry=True)
         return EXIT_OK
     # One run of a cohort at a time: two would race to give a key two ok responses.
     with locked(ws.data / "cohorts" / f".{args.cohort}.run.lock"):
         bar = _RunBar()
-        runner = Runner(log, plan, d, provider, options, on_progress=bar)
+        runner = Runner(log, plan, d, provider, options, on_progress=bar, pulled=pulled)
         try:
             summary = asyncio.run(runner.run())
         finally:
@@ -164,6 +165,22 @@ def cmd_run(ws: Workspace, args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit()) or not 0 <= int(i) < int(n):
+        raise UsageError(f"--shard {text!r}: give I/N with 0 <= I < N (this machine's share of N)")
+    return int(i), int(n)
+
+
+def _pulled_logs(ws: Workspace) -> list:
+    from chronicle.remote import mirrors
+    from chronicle.store import EventLog
+
+    return [EventLog(folder) for _, _, folder in mirrors(ws.data)]
+
+
 def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
     if args.json:
         print_json({"dry_run": dry, **vars(s)})
@@ -175,11 +192,13 @@ def _report(s: RunSummary, args: argparse.Namespace, *, dry: bool) -> None:
         return
     if not s.run_id:
         print(f"nothing to do ({s.provider}): {s.already_done} already done, {s.blocked} waiting for their parent, "
-              f"{s.left_failed} failed earlier (use --retry-errors)")
+              f"{s.left_failed} failed earlier (use --retry-errors)"
+              + (f", {s.other_shards} for other shards" if s.other_shards else ""))
         return
     print(f"run {s.run_id} ({s.provider}): took on {todo}; {s.ok} ok, {s.failed} failed, {s.calls} calls, "
           f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion tokens in {s.seconds:.1f}s; "
-          f"{s.already_done} already done, {s.blocked} waiting for their parent, {s.left_failed} failed earlier")
+          f"{s.already_done} already done, {s.blocked} waiting for their parent, {s.left_failed} failed earlier"
+          + (f", {s.other_shards} for other shards" if s.other_shards else ""))
     for cause, n in sorted(s.causes.items(), key=lambda c: (-c[1], c[0])):
         print(f"  failed: {n} x {cause}")
     if s.causes:
@@ -314,6 +333,8 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="take on at most N logical keys")
     p.add_argument("--retry-errors", action="store_true", help="retry only the keys whose last attempt failed")
     p.add_argument("--dry-run", action="store_true", help="say what would be called; record nothing")
+    p.add_argument("--shard", metavar="I/N", help="take on only shard I of N (N machines run one cohort; each key "
+                                                   "goes to one; what others did counts once pulled)")
     verbs.group("audit", "check recorded results against today's code (no model is called)",
                 "chronicle audit reparse --parser score --stage evaluation")
     p = verbs.add("reparse", cmd_audit_reparse, "run today's parsers over recorded responses; report (dis)agreement",

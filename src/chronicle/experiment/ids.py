@@ -60,5 +60,11 @@ def logical_key_id(stage: str, parent: str, template_id: str, model_id: str, rep
     return STAGE_PREFIX[stage] + _digest((parent, template_id, model_id, int(replicate), inputs_sha256))
 
 
+def shard_of(logical_key: str, shards: int) -> int:
+    """Which of ``shards`` machines takes on a key (``chronicle run --shard I/N``): from a hash of the
+    key alone, so every machine agrees without talking, and each key goes to exactly one."""
+    return int(hashlib.sha256(logical_key.encode()).hexdigest()[:15], 16) % shards
+
+
 def attempt_doc_id(logical_key: str, attempt: int) -> str:
     return logical_key[:2] + "a" + _digest((logical_key, "attempt", int(attempt)))

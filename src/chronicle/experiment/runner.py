@@ -47,6 +47,8 @@ class RunOptions:
     retry_errors: bool = False
     dry_run: bool = False
     concurrency: int | None = None
+    #: (I, N): take on only the keys of shard I of N (``ids.shard_of``), as one of N machines.
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -73,6 +75,7 @@ class RunSummary:
     already_done: int = 0
     blocked: int = 0  # parent not done (or its parse failed)
     left_failed: int = 0  # failed earlier; not retried without --retry-errors
+    other_shards: int = 0  # keys another shard takes on (--shard)
     calls: int = 0
     ok: int = 0
     failed: int = 0
@@ -101,8 +104,29 @@ def failure_cause(attempt: Attempt) -> str:
     return f"{attempt.status}{http}" + (f": {first}" if first else "")
 
 
-def load_state(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
-    """What the log says about each logical key (attempts, the ok one, the parsed text)."""
+def load_state(snaps: Snapshot | list[Snapshot], keys: list[str]) -> dict[str, KeyState]:
+    """What the logs say about each logical key (attempts, the ok one, the parsed text): this
+    workspace's log first, then other producers' logs pulled from a remote (``chronicle pull``),
+    so a key any of them did is done and its text feeds its children. A key's prompt in flight
+    counts only in this workspace's log (another machine's is its business); attempts add up,
+    so a new attempt's doc id is new everywhere."""
+    snaps = snaps if isinstance(snaps, list) else [snaps]
+    merged = {k: KeyState() for k in keys}
+    for i, snap in enumerate(snaps):
+        for key, st in _states_of(snap, keys).items():
+            m = merged[key]
+            m.attempts += st.attempts
+            if m.ok_doc is None and st.ok_doc is not None:
+                m.ok_doc, m.parsed = st.ok_doc, st.parsed
+            if i == 0:
+                m.last_doc, m.last_status = st.last_doc, st.last_status
+                m.pending_prompt, m.pending_provider = st.pending_prompt, st.pending_provider
+            elif m.last_doc is None and st.last_status is not None:  # failed elsewhere: a failed key here too
+                m.last_doc, m.last_status = st.last_doc, st.last_status
+    return merged
+
+
+def _states_of(snap: Snapshot, keys: list[str]) -> dict[str, KeyState]:
     states = {k: KeyState() for k in keys}
     present = set(snap.types())
     if "llm.prompt" not in present:
@@ -157,8 +181,10 @@ def backoff_delay(attempt: int, base: float, retry_after: float | None) -> float
 
 class Runner:
     def __init__(self, log: EventLog, plan: Plan, d: Definitions, provider: Provider, options: RunOptions,
-                 on_progress: Callable[[RunSummary, int], None] | None = None):
+                 on_progress: Callable[[RunSummary, int], None] | None = None, pulled: list[EventLog] = ()):
         self.log, self.plan, self.d, self.provider, self.options = log, plan, d, provider, options
+        #: Other producers' logs pulled from a remote: what they did is done here too.
+        self.pulled = list(pulled)
         self.summary = RunSummary(run_id=f"run_{datetime.now(timezone.utc):%Y%m%dT%H%M%S}_{secrets.token_hex(3)}",
                                   provider=provider.name)
         self.on_progress = on_progress or (lambda s, inflight: None)
@@ -173,6 +199,9 @@ class Runner:
         for m in self.plan.members:
             if m.stage != stage:
                 continue
+            if self.options.shard and ids.shard_of(m.logical_key_id, self.options.shard[1]) != self.options.shard[0]:
+                self.summary.other_shards += 1
+                continue
             st = self.states[m.logical_key_id]
             if st.ok_doc is not None:
                 self.summary.already_done += 1
@@ -186,6 +215,10 @@ class Runner:
                 continue
             chosen.append(m)
         return chosen
+
+    def _load_state(self) -> dict[str, KeyState]:
+        return load_state([self.log.snapshot(), *(p.snapshot() for p in self.pulled)],
+                          [m.logical_key_id for m in self.plan.members])
 
     def stages(self) -> list[str]:
         return [self.options.stage] if self.options.stage else list(STAGES)
@@ -202,7 +235,7 @@ class Runner:
             yield todo
 
     def dry_run(self) -> RunSummary:
-        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+        self.states = self._load_state()
         for todo in self._work():
             for m in todo:  # assume success, so the next stage counts their children
                 self.states[m.logical_key_id] = KeyState(ok_doc="(dry run)", parsed="(dry run)")
@@ -212,12 +245,12 @@ class Runner:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        probe = Runner(self.log, self.plan, self.d, self.provider, self.options).dry_run()
+        probe = Runner(self.log, self.plan, self.d, self.provider, self.options, pulled=self.pulled).dry_run()
         if not any(probe.to_do.values()):  # nothing to take on: record no run at all
             probe.run_id = ""
             return probe
         self.summary.planned = sum(probe.to_do.values())
-        self.states = load_state(self.log.snapshot(), [m.logical_key_id for m in self.plan.members])
+        self.states = self._load_state()
         concurrency = self.options.concurrency or self.provider.concurrency
         options = {k: v for k, v in vars(self.options).items() if v not in (None, False)}
         async with Recorder(self.log, Scrubber(self.provider.api_key())) as rec:
