@@ -46,7 +46,8 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples" / "claude-projects"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "data" / "examples" / "claude-projects"
 
 
 def _ingest(env: dict[str, str], tmp_path: Path, name: str, copies: int = 1, *, leaky: bool = False) -> None:
@@ -400,3 +401,38 @@ def test_a_cohort_sharded_over_two_machines_pays_each_call_once(endpoint: str, t
     assert len(done[0] | done[1]) == dry["already_done"]
     bad = run(envs[0], "run", "demo", "--provider", "echo", "--shard", "2/2", check=False)
     assert bad.returncode == 2 and b"--shard '2/2'" in bad.stderr
+
+
+def test_the_dask_recipe_sums_usage_over_producers_as_each_producers_projection_does(endpoint: str,
+                                                                                      tmp_path: Path) -> None:
+    """examples/dask_usage.py on a LocalCluster (worker processes), reading the producers' logs from
+    the S3 server, equals each producer's own usage_daily (chronicle show), summed by day x model."""
+    pytest.importorskip("distributed")
+    import importlib.util
+
+    from distributed import Client, LocalCluster
+
+    bucket = new_bucket(endpoint)
+    expected = []
+    for name, copies in (("a", 1), ("b", 2)):
+        env = _workspace(tmp_path, name, endpoint)
+        _ingest(env, tmp_path, name, copies=copies)
+        run(env, "remote", "add", "team", f"s3://{bucket}/lab", "--producer", f"desk-{name}")
+        run(env, "push")
+        daily = pl.DataFrame([json.loads(x) for x in run(env, "show", "usage_daily", "--json", "--limit",
+                                                         "100000").stdout.splitlines()])
+        expected.append(daily.with_columns(pl.col("day").str.to_date(), pl.lit(f"desk-{name}").alias("producer")))
+    want = (pl.concat(expected).group_by("day", "model", "producer")
+            .agg(pl.col(c).sum() for c in ("calls", "output_tokens", "total_tokens")).sort("day", "model", "producer"))
+
+    spec = importlib.util.spec_from_file_location("dask_usage", ROOT / "examples" / "dask_usage.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+            mp.setenv(k, v)  # the workers (forked from here) read the AWS environment, as on a cluster
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            got = recipe.usage_by_producer(f"s3://{bucket}/lab", client)
+    assert got.height == want.height > 0
+    assert got.select(want.columns).equals(want)
