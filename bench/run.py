@@ -381,6 +381,11 @@ def main() -> None:
               f"{sb['common_ratio']:5.2f}x rg -c")
         print(f"{'search index build':<34} {sb['index_build_s_per_gb']:>12,.1f} s/GB     "
               f"({sb['index_mb']:,.0f} MB index); one new line found in {sb['one_new_line_search_s']:.2f} s")
+    import union as union_bench
+
+    ub = union_bench.run(int(1_000_000 * scale), 2 * reps + 1)
+    report["union"] = ub
+    union_bench.report(ub)
     import remote_sync
 
     rs = remote_sync.run(int(1024 * scale), reps)

@@ -436,3 +436,59 @@ def test_the_dask_recipe_sums_usage_over_producers_as_each_producers_projection_
             got = recipe.usage_by_producer(f"s3://{bucket}/lab", client)
     assert got.height == want.height > 0
     assert got.select(want.columns).equals(want)
+
+
+def test_tables_over_the_union_of_producers_are_the_same_on_every_machine(endpoint: str, tmp_path: Path) -> None:
+    """Two producers push and pull each other; each builds the tables over the union (its log and
+    the mirror) and both get the same rows in the same order. The last producer in the order
+    growing is merged incrementally, another growing rebuilds; either equals a full build."""
+    from test_daemon import call, record
+
+    def sessions(env: dict[str, str], tag: str, n: int) -> None:
+        """``n`` sessions of calls of this producer's own (ids no other producer has)."""
+        folder = tmp_path / f"{tag}-own" / "-work"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            sid = f"{tag}-session-{i}"
+            (folder / f"{sid}.jsonl").write_bytes(b"".join(
+                record(sid, f"{tag}u{i}{k}", f"task {k}") + call(sid, f"{tag}a{i}{k}", f"msg_{tag}_{i}_{k}", 10 + k)
+                for k in range(3)))
+        run(env, "ingest", "sessions", str(tmp_path / f"{tag}-own"))
+
+    bucket = new_bucket(endpoint)
+    envs = {}
+    for name, n in (("a", 2), ("b", 3)):
+        envs[name] = env = _workspace(tmp_path, name, endpoint)
+        sessions(env, name, n)
+        run(env, "remote", "add", "team", f"s3://{bucket}", "--producer", f"desk-{name}")
+        run(env, "push")
+    for env in envs.values():
+        run(env, "pull")
+
+    def union(env: dict[str, str], table: str = "api_calls") -> list[dict]:
+        return [json.loads(x) for x in run(env, "show", table, "--union", "--json", "--columns", "all",
+                                           "--limit", "100000").stdout.splitlines()]
+
+    def own(env: dict[str, str]) -> list[dict]:
+        return [json.loads(x) for x in run(env, "show", "api_calls", "--json", "--columns", "all",
+                                           "--limit", "100000").stdout.splitlines()]
+
+    on_a, on_b = union(envs["a"]), union(envs["b"])
+    assert on_a == on_b and len(on_a) == len(own(envs["a"])) + len(own(envs["b"]))
+    assert sorted(r["message_id"] for r in on_a) == sorted(r["message_id"] for r in own(envs["a"]) + own(envs["b"]))
+    assert union(envs["a"], "sessions") == union(envs["b"], "sessions")
+
+    # the last producer (desk-b) grows: merged; then the first (desk-a): built again
+    for grower, action in (("b", "updated"), ("a", "built")):
+        env = envs[grower]
+        sessions(env, f"{grower}2", 1)
+        run(env, "push")
+        other = envs["a" if grower == "b" else "b"]
+        run(other, "pull")
+        outcomes = [json.loads(x) for x in run(other, "rebuild", "usage", "--union", "--json").stdout.splitlines()]
+        assert outcomes[0]["action"] == action, (grower, outcomes)
+        merged = union(other)
+        run(other, "rebuild", "usage", "--union", "--full")
+        assert union(other) == merged  # incremental equals full
+    bad = run(envs["a"], "rebuild", "--union", "--as-of", "3", check=False)
+    assert bad.returncode == 2 and b"--union and --as-of" in bad.stderr

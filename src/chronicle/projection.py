@@ -220,7 +220,7 @@ class Engine:
 
     def _reusable(self, p: Projection, cp: dict | None, snap: Snapshot, target: Path) -> bool:
         """Whether the projection's tables stand at a checkpoint an update can start from."""
-        state = self.state(p, cp, snap.head, target, len(snap.redactions))
+        state = self.state(p, cp, snap.head, target, len(snap.redactions), getattr(snap, "sources", None))
         return state == "ok" or state.startswith("behind")
 
     def _run_one(self, p: Projection, snap: Snapshot, target: Path, full: bool) -> Outcome:
@@ -230,10 +230,11 @@ class Engine:
             return self._run_locked(p, snap, self.checkpoints(target), target, full)
 
     def state(self, p: Projection, cp: dict | None, head: int, target: Path | None = None,
-              redactions: int = 0) -> str:
+              redactions: int = 0, sources: list | None = None) -> str:
         """How a projection's tables stand against a log at ``head`` after ``redactions``: "ok",
         "missing", "damaged", "stale code", "redacted since" (built before a redaction: they may
-        hold values it took out), "ahead of the log" or "behind by N"."""
+        hold values it took out), "sources changed" (over the union of producers, one grew other
+        than last: see ``union``), "ahead of the log" or "behind by N"."""
         target = target or self.tables_dir
         if cp is None or not all(f.exists() for t in p.outputs for f in committed.table_files(target, cp, t)):
             return "missing"
@@ -243,6 +244,8 @@ class Engine:
             return "stale code"
         if cp.get("redactions", 0) != redactions:
             return "redacted since"
+        if sources is not None and cp.get("sources") != sources and not sources_extend(cp.get("sources"), sources):
+            return "sources changed"
         if cp["seq"] > head:
             return "ahead of the log"
         return "ok" if cp["seq"] == head else f"behind by {head - cp['seq']}"
@@ -257,13 +260,14 @@ class Engine:
             committed.publish(target, cp, p.outputs)  # a build that died between its commit and publishing
         # the generations of builds that died before their commit, even when nothing is to be built now
         committed.collect_garbage(target, p.name, (cp or {}).get("gen"))
-        state = self.state(p, cp, snap.head, target, len(snap.redactions))
+        state = self.state(p, cp, snap.head, target, len(snap.redactions), getattr(snap, "sources", None))
         reusable = not full and (state == "ok" or state.startswith("behind"))
         if reusable and cp["seq"] == snap.head:
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         if reusable and ALL_EVENTS not in p.inputs and not snap.has_events(p.inputs, cp["seq"]):
             # build is pure over its inputs and none arrived: the tables stand as they are.
-            committed.commit(target, p.name, {**cp, "seq": snap.head})
+            committed.commit(target, p.name, {**cp, "seq": snap.head,
+                                              **({"sources": snap.sources} if getattr(snap, "sources", None) else {})})
             return Outcome(p.name, "current", snap.head, cp.get("rows", {}))
         try:
             result = None
@@ -287,6 +291,8 @@ class Engine:
         entry = {"seq": snap.head, "code": p.code_version, "rows": rows}
         if snap.redactions:  # built from the log as those left it
             entry["redactions"] = len(snap.redactions)
+        if getattr(snap, "sources", None) is not None:  # over the union: what its seqs stand on
+            entry["sources"] = snap.sources
         if action == "updated" and result is previous:  # an update that changed nothing rewrites nothing
             entry |= {"files": cp.get("files"), "gen": cp.get("gen")}
         else:
@@ -360,6 +366,16 @@ class Engine:
             # Polars reports a failed write (a full disk, a file-size limit) as a damaged file.
             raise StorageFull(f"{target}: could not write the tables of {p.name} (is the disk full? "
                               f"{' '.join(str(exc).split())[:200]}); the previous tables are unchanged") from None
+
+
+def sources_extend(old: list | None, new: list) -> bool:
+    """Whether the union ``new`` only adds events after those of ``old`` (so its seqs stand):
+    the same producers, in the same order, all but the last at the same head."""
+    if old is None or len(old) != len(new) or not new:
+        return False
+    if any(list(a) != list(b) for a, b in zip(old[:-1], new[:-1])):
+        return False
+    return old[-1][0] == new[-1][0] and new[-1][1] >= old[-1][1]
 
 
 def tables_intact(target: Path, tables: tuple[str, ...], cp: dict) -> bool:

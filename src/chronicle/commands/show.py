@@ -35,6 +35,8 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="at most N rows")
     p.add_argument("--stale", action="store_true", help="print the table as it stands, without bringing it up to date")
     p.add_argument("--csv", action="store_true", help="CSV output")
+    p.add_argument("--union", action="store_true", help="the table over every producer's log (this one and every "
+                                                        "mirror pulled: chronicle pull)")
 
 
 def run(ws: Workspace, args: argparse.Namespace) -> int:
@@ -49,10 +51,15 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
     owner = {t: p for p in engine.projections.values() for t in p.outputs}
     if args.table not in owner:
         raise UsageError(f"no table named {args.table!r} (known tables: {', '.join(sorted(owner))})")
+    tables_dir, snapshot = ws.tables_dir, ws.open_log().snapshot
+    if args.union:
+        from chronicle.union import union_dir, union_snapshot
+
+        tables_dir, snapshot = union_dir(ws), lambda: union_snapshot(ws)
     if not args.stale:  # what was recorded is in the very next show: the table is brought up to date first
-        engine.run(ws.open_log().snapshot(), [args.table])
+        engine.run(snapshot(), [args.table], out_dir=tables_dir if args.union else None)
     try:
-        df = read_tables(ws.tables_dir, [args.table])[0][args.table]
+        df = read_tables(tables_dir, [args.table])[0][args.table]
     except FileNotFoundError:
         raise UsageError(f"table {args.table!r} has not been built yet (run `chronicle rebuild`, or drop --stale)") from None
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -60,7 +67,9 @@ def run(ws: Workspace, args: argparse.Namespace) -> int:
                          "`chronicle show` without --stale rebuilds it") from None
     for_people = not (args.json or args.csv)
     view = owner[args.table].views.get(args.table) if for_people and args.columns is None else None
-    if view:
+    if view and args.union:  # its own columns only (a VIEW's joins read this workspace's tables)
+        view = [c for c in view if "." not in c]
+    if view and not args.union:
         df = _with_other_tables(ws, engine, df, view, args.stale)
         view = [c.split(".", 1)[-1] for c in view]
     df = _shaped(df, args, pl)

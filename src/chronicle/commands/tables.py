@@ -8,7 +8,7 @@ from pathlib import Path
 from chronicle.commands.log import snapshot_as_of
 from chronicle.commands.output import out, print_json
 from chronicle.commands.verbs import Verbs
-from chronicle.errors import EXIT_OK
+from chronicle.errors import EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
 
@@ -18,6 +18,8 @@ def register(verbs: Verbs) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
     p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
     p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
+    p.add_argument("--union", action="store_true", help="over every producer's log (this one and every mirror "
+                                                        "pulled), into data/tables/union")
     verbs.add("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
     p = verbs.add("replay", cmd_replay, "rebuild tables as they were at a seq or time, into a separate folder",
                   "chronicle replay --as-of 2026-10-01T00:00:00Z --out /tmp/october usage")
@@ -29,9 +31,16 @@ def register(verbs: Verbs) -> None:
 def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
     from chronicle.projection import Engine
 
-    snap = snapshot_as_of(ws, args.as_of)
     engine = Engine.of(ws)
-    out_dir = ws.tables_dir / "as-of" / f"seq-{snap.head}" if args.as_of else None
+    if args.union:
+        from chronicle.union import union_dir, union_snapshot
+
+        if args.as_of:
+            raise UsageError("--union and --as-of do not go together (each producer's log has its own seqs)")
+        snap, out_dir = union_snapshot(ws), union_dir(ws)
+    else:
+        snap = snapshot_as_of(ws, args.as_of)
+        out_dir = ws.tables_dir / "as-of" / f"seq-{snap.head}" if args.as_of else None
     outcomes = engine.run(snap, args.names, full=args.full or bool(args.as_of), out_dir=out_dir)
     for o in outcomes:
         if args.json:
@@ -40,7 +49,8 @@ def cmd_rebuild(ws: Workspace, args: argparse.Namespace) -> int:
             tables = ", ".join(f"{t} ({n:,} rows)" for t, n in o.rows.items())
             out(f"{o.name:<20} {o.action:<8} at seq {o.seq}: {tables}")
     if out_dir is not None and not args.json:
-        out(f"tables as of seq {snap.head} written to {out_dir}")
+        what = f"over {len(snap.parts)} producers ({snap.head:,} events)" if args.union else f"as of seq {snap.head}"
+        out(f"tables {what} written to {out_dir}")
     return EXIT_OK
 
 
