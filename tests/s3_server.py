@@ -26,13 +26,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """The endpoint (``http://127.0.0.1:PORT``) of a moto server running until the block ends."""
+def moto_server(*, check_credentials: bool = False) -> Iterator[str]:
+    """The endpoint (``http://127.0.0.1:PORT``) of a moto server running until the block ends; with
+    ``check_credentials``, one that refuses keys it does not know, as S3 refuses expired ones."""
     port = _free_port()
     # its request log goes to a file: a pipe nobody reads fills up and stalls the server
     log = tempfile.TemporaryFile()
+    env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if check_credentials else {})}
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=log)
+                            stdout=subprocess.DEVNULL, stderr=log, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -492,3 +492,58 @@ def test_tables_over_the_union_of_producers_are_the_same_on_every_machine(endpoi
         assert union(other) == merged  # incremental equals full
     bad = run(envs["a"], "rebuild", "--union", "--as-of", "3", check=False)
     assert bad.returncode == 2 and b"--union and --as-of" in bad.stderr
+
+
+def test_a_deleted_object_stops_a_pull_naming_it_and_what_came_before_is_kept(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    a, b = _workspace(tmp_path, "a", endpoint), _workspace(tmp_path, "b", endpoint)
+    _ingest(a, tmp_path, "a")
+    run(a, "remote", "add", "team", f"s3://{bucket}")
+    run(a, "push")
+    first_lines = (Path(a["CHRONICLE_ROOT"]) / "data" / "log" / "MANIFEST").read_bytes()
+    before = set(_keys(endpoint, bucket))
+    _ingest(a, tmp_path, "a-later")
+    run(a, "push")
+    later = sorted(k for k in set(_keys(endpoint, bucket)) - before if "/segments/" in k)
+    _s3(endpoint).delete_object(Bucket=bucket, Key=later[0])
+    run(b, "remote", "add", "team", f"s3://{bucket}")
+    short = run(b, "pull", check=False)
+    assert short.returncode == 3 and later[0].split("/", 1)[1].encode() in short.stderr and b"missing" in short.stderr
+    mirror = Path(b["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / _producer(a)
+    assert (mirror / "MANIFEST").read_bytes() == first_lines  # the lines before it, whole
+    assert b"ok:" in run(b, "verify").stdout
+
+
+def test_credentials_the_store_refuses_are_a_clear_error(tmp_path: Path) -> None:
+    key_id, secret = "AKIA" + "EXPIRED00000000", "an-expired-secret-0042"
+    with moto_server(check_credentials=True) as strict:
+        env = _workspace(tmp_path, "a", strict)
+        refused = run({**env, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret},
+                      "remote", "add", "team", "s3://any-bucket", check=False)
+    assert refused.returncode == 3 and b"access denied" in refused.stderr and b"credentials" in refused.stderr
+    assert key_id.encode() not in refused.stderr and secret.encode() not in refused.stderr  # never echoed
+    assert run(env, "remote", "list").stdout.startswith(b"no remotes")
+
+
+def test_two_producers_pushing_at_once_never_touch_each_other(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    envs = []
+    for name in ("a", "b"):
+        env = _workspace(tmp_path, name, endpoint)
+        for i in range(3):
+            _ingest(env, tmp_path, f"{name}{i}")
+        run(env, "remote", "add", "team", f"s3://{bucket}", "--producer", f"desk-{name}")
+        envs.append(env)
+    procs = [subprocess.Popen([sys.executable, "-m", "chronicle", "push"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for env in envs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    c = _workspace(tmp_path, "c", endpoint)
+    run(c, "remote", "add", "team", f"s3://{bucket}")
+    assert sorted(json.loads(x)["producer"] for x in run(c, "pull", "--json").stdout.splitlines()) == ["desk-a", "desk-b"]
+    verified = run(c, "verify").stdout
+    assert b"team/desk-a: ok" in verified and b"team/desk-b: ok" in verified
+    for env, name in zip(envs, ("a", "b")):
+        mirror = Path(c["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / f"desk-{name}" / "MANIFEST"
+        assert mirror.read_bytes() == (Path(env["CHRONICLE_ROOT"]) / "data" / "log" / "MANIFEST").read_bytes()

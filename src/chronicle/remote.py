@@ -395,7 +395,7 @@ def _pull_one(data_dir: Path, name: str, config: RemoteConfig, pid: str, on_file
         if not missing:
             break
         first = next(n for n, line in enumerate(lines[:cut], start=1) if any(f.name == missing[0].name for f in _files(line)))
-        got.waiting = f"{source.where}/segments/{missing[0].name} is not there yet (a push under way?)"
+        got.waiting = f"{source.where}/segments/{missing[0].name} (named by MANIFEST line {first}) is missing"
         cut = first - 1
     if cut <= have:
         return got

@@ -133,7 +133,7 @@ def cmd_pull(ws: Workspace, args: argparse.Namespace) -> int:
     if args.json:
         for p in done.producers:
             print_json({"remote": done.remote, **asdict(p)})
-        return EXIT_OK
+        return _short(done)
     if not done.producers:
         out(f"{done.remote}: no other producer has pushed yet")
     for p in done.producers:
@@ -141,7 +141,17 @@ def cmd_pull(ws: Workspace, args: argparse.Namespace) -> int:
                                                   if p.lines else "up to date")
         if p.removed:
             line += f"; {p.removed} redacted files removed"
-        if p.waiting:
-            line += f"; stopped short: {p.waiting}"
         out(line)
+    return _short(done)
+
+
+def _short(done) -> int:
+    """A producer pulled only up to a line whose files the remote lacks: an error naming them (what
+    came before is mirrored; pulling again after a push under way finishes)."""
+    from chronicle.store.object_storage import RemoteError
+
+    short = [f"{p.producer}: {p.waiting}" for p in done.producers if p.waiting]
+    if short:
+        raise RemoteError("pulled only up to the files the remote lacks (deleted there, or a push still under "
+                          "way: pull again): " + "; ".join(short))
     return EXIT_OK
