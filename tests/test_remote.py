@@ -547,3 +547,21 @@ def test_two_producers_pushing_at_once_never_touch_each_other(endpoint: str, tmp
     for env, name in zip(envs, ("a", "b")):
         mirror = Path(c["CHRONICLE_ROOT"]) / "data" / "remotes" / "team" / f"desk-{name}" / "MANIFEST"
         assert mirror.read_bytes() == (Path(env["CHRONICLE_ROOT"]) / "data" / "log" / "MANIFEST").read_bytes()
+
+
+def test_credentials_from_an_aws_profile(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    env = _workspace(tmp_path, "a", endpoint)
+    home = Path(env["HOME"])
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(
+        f"[lab]\naws_access_key_id = {CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n")
+    profile = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    none = run(profile, "remote", "add", "team", f"s3://{bucket}", check=False)
+    assert none.returncode == 3 and b"no AWS credentials" in none.stderr
+    run({**profile, "AWS_PROFILE": "lab"}, "remote", "add", "team", f"s3://{bucket}")
+    _ingest(env, tmp_path, "a")
+    assert json.loads(run({**profile, "AWS_PROFILE": "lab"}, "push", "--json").stdout)["lines"] >= 1
+    missing = run({**profile, "AWS_PROFILE": "nope"}, "push", check=False)
+    assert missing.returncode == 3 and b"AWS_PROFILE='nope'" in missing.stderr

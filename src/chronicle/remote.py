@@ -203,22 +203,22 @@ def push(log, data_dir: Path, name: str | None = None, on_file=None, *, include_
     name, config = remote(data_dir, name)
     me = producer(data_dir)
     claim(config, me)
-    log.seal()
-    local = _lines(log.storage.read_commits())
     target = _storage(data_dir, name, config, me.id)
     there = _lines(target.read_commits())
-    done = Pushed(name, me.id, remote_lines=len(there))
-    if local[: len(there)] != there:
-        k = next(i for i, (a, b) in enumerate(zip(local, there)) if a != b) if len(there) <= len(local) else len(local)
-        raise RemoteError(f"{target.where}: its MANIFEST differs from this log's at line {k + 1}; "
-                          "another workspace pushed as this producer? Nothing was pushed")
-    if not include_secrets and len(local) > len(there):
+    if not include_secrets:  # before the seal: what this check records is sealed and sent with the rest
         pending = secrets_pending(log, data_dir, _sealed_head(there))
         if pending:
             raise SecretsPending(
                 f"{pending} secret(s) found in what this push would send, neither redacted nor allowed: "
                 "`chronicle secrets list`, then `chronicle secrets redact ID...|--all` (or `secrets allow ID`); "
                 "`chronicle push --include-secrets` sends them as they are. Nothing was pushed")
+    log.seal()
+    local = _lines(log.storage.read_commits())
+    done = Pushed(name, me.id, remote_lines=len(there))
+    if local[: len(there)] != there:
+        k = next(i for i, (a, b) in enumerate(zip(local, there)) if a != b) if len(there) <= len(local) else len(local)
+        raise RemoteError(f"{target.where}: its MANIFEST differs from this log's at line {k + 1}; "
+                          "another workspace pushed as this producer? Nothing was pushed")
     m = log.read_manifest()
     present = set(target.names())
     pending = list(enumerate(local[len(there):], start=len(there) + 1))

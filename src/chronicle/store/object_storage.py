@@ -50,6 +50,8 @@ def remote_error(where: str, exc: BaseException) -> RemoteError:
     full = str(exc)
     if "NoSuchBucket" in full:
         cause = "the bucket does not exist"
+    elif "169.254.169.254" in full:  # no keys in the environment: the client asked the instance metadata service
+        cause = "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN if any)"
     elif any(code in full for code in ("ExpiredToken", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                                        "403 Forbidden", "InvalidToken")):
         cause = "access denied: check the AWS credentials in the environment (expired or wrong?)"
@@ -199,9 +201,25 @@ def _checked(name: str) -> str:
     return name
 
 
+def _profile_credentials() -> Any:
+    """Credentials of the profile ``AWS_PROFILE`` names (``~/.aws/credentials``, ``~/.aws/config``),
+    read by boto3 as the AWS tools read them."""
+    try:
+        import boto3
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        raise StoreError("AWS_PROFILE is set: reading a profile needs boto3 (pip install boto3); or set "
+                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
+    try:
+        return Boto3CredentialProvider(boto3.Session(profile_name=os.environ["AWS_PROFILE"]))
+    except Exception as exc:  # botocore's ProfileNotFound and kin
+        raise StoreError(f"AWS_PROFILE={os.environ['AWS_PROFILE']!r}: {exc}") from None
+
+
 def s3_store(url: str, endpoint: str | None = None) -> Any:
     """An obstore S3 store for ``s3://bucket[/prefix]``: credentials, region and endpoint from the
-    standard AWS environment (``endpoint`` overrides ``AWS_ENDPOINT_URL``)."""
+    standard AWS environment (``endpoint`` overrides ``AWS_ENDPOINT_URL``), or the profile
+    ``AWS_PROFILE`` names when no key is set."""
     from obstore.store import S3Store
 
     if not url.startswith("s3://") or len(url) <= 5:
@@ -212,6 +230,8 @@ def s3_store(url: str, endpoint: str | None = None) -> Any:
         options["endpoint"] = endpoint
     if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         options["region"] = "us-east-1"
+    if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        options["credential_provider"] = _profile_credentials()
     try:
         return S3Store.from_url(url, **options)
     except Exception as exc:
