@@ -54,3 +54,28 @@ def viewer(viewer_ws: Path):
     v = Viewer(viewer_ws)
     yield v
     v.stop()
+
+
+def kill_at_random(args: list[str], wait: float, on_line) -> None:
+    """Run a child that prints ``ready`` then a line per thing it finished (what it acknowledged);
+    hand each line to ``on_line`` while it runs, SIGKILL it after ``wait`` seconds, and fail if it
+    died of anything else (a child that died on its own is a bug, not a crash test)."""
+    import signal
+    import threading
+    import time
+
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n", child.stderr.read()
+
+    def reader() -> None:
+        for line in child.stdout:  # type: ignore[union-attr]
+            on_line(line)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(wait)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    t.join()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read()  # type: ignore[union-attr]
+

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import polars as pl
@@ -20,34 +16,21 @@ import polars as pl
 from chronicle.store import EventLog
 from chronicle.store.integrity import verify
 
-from conftest import ROOT
+from conftest import ROOT, kill_at_random
 
 TRIALS = int(os.environ.get("CHRONICLE_CRASH_TRIALS", "60"))
 TRIALS_PER_LOG = 10
 
 
 def _run_and_kill(path: Path, tag: str, seed: int, rng: random.Random) -> dict[str, int]:
-    child = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "crash_child.py"), str(path), tag, str(seed), "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     acked: dict[str, int] = {}
-    assert child.stdout is not None
-    assert child.stdout.readline() == "ready\n"
 
-    def reader() -> None:
-        for line in child.stdout:  # type: ignore[union-attr]
-            seq, eid = line.split()
-            acked[eid] = int(seq)
+    def acknowledged(line: str) -> None:
+        seq, eid = line.split()
+        acked[eid] = int(seq)
 
-    t = threading.Thread(target=reader)
-    t.start()
-    time.sleep(rng.uniform(0.005, 0.35))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    t.join()
-    # A child that died on its own (not by our kill) is a bug, not a crash test.
-    assert child.returncode == -signal.SIGKILL, child.stderr.read()  # type: ignore[union-attr]
+    kill_at_random([sys.executable, str(ROOT / "tests" / "crash_child.py"), str(path), tag, str(seed), "3"],
+                   rng.uniform(0.005, 0.35), acknowledged)
     return acked
 
 

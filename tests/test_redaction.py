@@ -30,7 +30,7 @@ from chronicle.store import EventLog, StoreError
 from chronicle.store.integrity import checkpoint, verify
 from chronicle.store.redaction import Change
 
-from conftest import ROOT
+from conftest import ROOT, kill_at_random
 import test_secrets
 from test_secrets import FAKE, SID, _no_secret_in, chronicle
 
@@ -142,23 +142,14 @@ def test_appends_wait_for_a_redaction_and_land_after_it(tmp_path: Path) -> None:
 
 
 def _redact_and_kill(path: Path, seed: int, first: int, rng: random.Random) -> list[tuple[int, list[int]]]:
-    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "redact_child.py"), str(path), str(seed), str(first)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert child.stdout is not None and child.stdout.readline() == "ready\n", child.stderr.read()
     done: list[tuple[int, list[int]]] = []
 
-    def reader() -> None:
-        for line in child.stdout:  # type: ignore[union-attr]
-            k, *seqs = map(int, line.split())
-            done.append((k, seqs))
+    def returned(line: str) -> None:
+        k, *seqs = map(int, line.split())
+        done.append((k, seqs))
 
-    t = threading.Thread(target=reader)
-    t.start()
-    time.sleep(rng.uniform(0.01, 0.6))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    t.join()
-    assert child.returncode == -signal.SIGKILL, child.stderr.read()  # type: ignore[union-attr]
+    kill_at_random([sys.executable, str(ROOT / "tests" / "redact_child.py"), str(path), str(seed), str(first)],
+                   rng.uniform(0.01, 0.6), returned)
     return done
 
 
