@@ -15,12 +15,11 @@ Credentials come from the standard AWS environment, never written anywhere.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from chronicle.errors import UsageError
 from chronicle.remote import RemoteConfig, claim, producer, remote
-from chronicle.store.object_storage import remote_error
+from chronicle.store.object_storage import remote_error, s3_settings
 from chronicle.workspace import Workspace
 
 #: Table -> the columns readers filter it on (a Delta partition each); the rest are one partition.
@@ -37,15 +36,15 @@ class Published:
 
 def storage_options(config: RemoteConfig) -> dict[str, str]:
     """What deltalake needs beyond the AWS environment it reads itself: the endpoint, plain HTTP
-    for a local one, and conditional writes for its commits."""
+    for a local one, the region, and conditional writes for its commits."""
+    where = s3_settings(config.endpoint)
     options = {"aws_conditional_put": "etag"}
-    endpoint = config.endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options["AWS_ENDPOINT_URL"] = endpoint
-        if endpoint.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-        options["AWS_REGION"] = "us-east-1"
+    if where.endpoint:
+        options["AWS_ENDPOINT_URL"] = where.endpoint
+    if where.allow_http:
+        options["AWS_ALLOW_HTTP"] = "true"
+    if where.region:
+        options["AWS_REGION"] = where.region
     return options
 
 

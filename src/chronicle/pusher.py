@@ -41,6 +41,10 @@ class Pusher:
         self._wake.set()
         self._thread.join(timeout)
 
+    def _backoff(self, delay: float | None) -> float:
+        """The wait before the next try after one more failure (``delay``: the last wait, if any)."""
+        return self.first_delay if delay is None else min(delay * 2, self.max_delay)
+
     def _run(self) -> None:
         from chronicle.remote import SecretsPending, push, record_push, remotes
 
@@ -66,11 +70,7 @@ class Pusher:
                         failed = True
                         record_push(self.ws.data, name, error=str(exc))
                         self.logger.warning("push failed", extra={"fields": {"remote": name, "error": str(exc),
-                                                                              "retry_in_s": _next(delay, self)}})
-                delay = _next(delay, self) if failed else None
+                                                                              "retry_in_s": self._backoff(delay)}})
+                delay = self._backoff(delay) if failed else None
         finally:
             log.close()
-
-
-def _next(delay: float | None, p: Pusher) -> float:
-    return p.first_delay if delay is None else min(delay * 2, p.max_delay)

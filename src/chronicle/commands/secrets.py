@@ -157,7 +157,7 @@ def cmd_redact(ws: Workspace, args: argparse.Namespace) -> int:
         out("nothing to redact: " + ("no findings" if chosen.height == 0 else "every value named was redacted already")
             + (f"; rebuilt what an earlier redaction left: {', '.join(rebuilt)}" if rebuilt else ""))
         return EXIT_OK
-    plan, done = redact(log, salt(ws.data), _found_rows(ws, todo["id"].to_list()))
+    plan, done = redact(log, salt(ws.data), todo.rename({"id": "finding_id"}))
     rebuilt = _rebuild_after(ws)
     result = {"redaction": done.n if done else None, "findings": sorted(plan.values), "gone_already": plan.gone,
               "events": len(done.rows) if done else 0, "files": len(done.files) if done else 0,
@@ -172,14 +172,6 @@ def cmd_redact(ws: Workspace, args: argparse.Namespace) -> int:
         f"segment file(s) (MANIFEST line {done.n}, by {done.by}); each reads [redacted:RULE] now")
     out("event hashes and checkpoints are unchanged: `chronicle verify` passes; rebuilt: " + (", ".join(rebuilt) or "nothing"))
     return EXIT_OK
-
-
-def _found_rows(ws: Workspace, ids: list[str]):
-    import polars as pl
-
-    snap = ws.open_log().snapshot()
-    return (snap.frame("secret.found", ["finding_id", "target_seq", "target_type", "field", "rule", "value_hash"])
-            .filter(pl.col("finding_id").is_in(ids)).unique("finding_id", keep="first").sort("finding_id").collect())
 
 
 def _rebuild_after(ws: Workspace) -> list[str]:

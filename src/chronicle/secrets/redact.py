@@ -114,12 +114,13 @@ def plan_changes(snap: Snapshot, plan: Plan) -> None:
     needles = [v for v, _ in pairs]
     for type_name in snap.types():
         frame = snap.frame(type_name)
-        text = [n for n, t in frame.collect_schema().items() if n not in FIXED and t in (pl.String, pl.Binary)]
+        schema = frame.collect_schema()
+        text = [n for n, t in schema.items() if n not in FIXED and t in (pl.String, pl.Binary)]
         if not text:
             continue
         hits = []
         for name in text:
-            dtype = frame.collect_schema()[name]
+            dtype = schema[name]
             for v in needles:
                 hits.append(pl.col(name).bin.contains(v) if dtype == pl.Binary
                             else pl.col(name).str.contains(v.decode("utf-8", "replace"), literal=True))

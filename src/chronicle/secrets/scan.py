@@ -50,6 +50,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
 WINDOW = 50_000
 SALT_NAME = "secrets.salt"
 _DIGITS = frozenset(b"0123456789")
+#: The rules run over decoded base64 (every rule but the one that decodes).
+_PLAIN_RULES = [k for k, r in enumerate(rules.RULES) if not r.decodes]
 
 
 def salt(data_dir: Path) -> bytes:
@@ -132,7 +134,7 @@ def _in_base64(data: bytes, start: int, end: int) -> list[Hit]:
     except ValueError:
         return []
     hits = []
-    for inner in find(decoded, [k for k, r in enumerate(rules.RULES) if not r.decodes]):
+    for inner in find(decoded, _PLAIN_RULES):
         first, last = 4 * (inner.start // 3), 4 * -(-inner.end // 3) - 1
         if last >= len(where):
             continue

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from chronicle.store.errors import StoreError
 from chronicle.store.storage import CommitConflict
@@ -81,20 +81,23 @@ class ObjectStorage:
 
     def _call(self, what: str, key: str, fn, *args, **kwargs):
         try:
-            result = fn(self.store, *args, **kwargs)
-            return list(result) if fn.__name__ == "list" else result  # a listing fails as it is read
+            return fn(self.store, *args, **kwargs)
         except Exception as exc:  # obstore's errors: each becomes one message naming the object
             if type(exc).__name__ == "AlreadyExistsError":
                 raise
             raise remote_error(f"{what} {self.where}/{key}", exc) from None
 
+    def _list(self, prefix: str) -> list[str]:
+        """Every object's path under ``prefix`` (read whole here: a listing fails as it is read)."""
+        import obstore
+
+        return self._call("listing", prefix, lambda store: [o["path"] for batch in obstore.list(store, prefix=prefix)
+                                                            for o in batch])
+
     # ----------------------------------------------------------- commits
 
     def _commit_names(self) -> list[str]:
-        import obstore
-
-        names = [o["path"] for batch in self._call("listing", COMMITS, obstore.list, prefix=COMMITS) for o in batch]
-        return sorted(n for n in names if n.endswith(".json"))
+        return sorted(n for n in self._list(COMMITS) if n.endswith(".json"))
 
     def read_commits(self) -> bytes:
         import obstore
@@ -178,10 +181,7 @@ class ObjectStorage:
         return local
 
     def names(self) -> list[str]:
-        import obstore
-
-        found = self._call("listing", BLOBS, obstore.list, prefix=BLOBS)
-        return sorted(o["path"][len(BLOBS):] for batch in found for o in batch)
+        return sorted(path[len(BLOBS):] for path in self._list(BLOBS))
 
     def remove(self, names: list[str]) -> None:
         import obstore
@@ -216,6 +216,23 @@ def _profile_credentials() -> Any:
         raise StoreError(f"AWS_PROFILE={os.environ['AWS_PROFILE']!r}: {exc}") from None
 
 
+class S3Settings(NamedTuple):
+    """Where an S3-compatible store is, beyond what the AWS environment says for itself."""
+
+    endpoint: str | None
+    allow_http: bool
+    #: None when the environment names a region
+    region: str | None
+
+
+def s3_settings(endpoint: str | None = None) -> S3Settings:
+    """``endpoint`` (else ``AWS_ENDPOINT_URL``), plain HTTP for an http:// one, and us-east-1 when
+    the environment names no region (what S3-compatible stores expect)."""
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    region = None if (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")) else "us-east-1"
+    return S3Settings(endpoint, bool(endpoint and endpoint.startswith("http://")), region)
+
+
 def s3_store(url: str, endpoint: str | None = None) -> Any:
     """An obstore S3 store for ``s3://bucket[/prefix]``: credentials, region and endpoint from the
     standard AWS environment (``endpoint`` overrides ``AWS_ENDPOINT_URL``), or the profile
@@ -224,12 +241,12 @@ def s3_store(url: str, endpoint: str | None = None) -> Any:
 
     if not url.startswith("s3://") or len(url) <= 5:
         raise StoreError(f"{url!r} is not an s3://bucket[/prefix] URL")
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
-    options: dict[str, Any] = {"client_options": {"allow_http": True}} if endpoint and endpoint.startswith("http://") else {}
-    if endpoint:
-        options["endpoint"] = endpoint
-    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-        options["region"] = "us-east-1"
+    where = s3_settings(endpoint)
+    options: dict[str, Any] = {"client_options": {"allow_http": True}} if where.allow_http else {}
+    if where.endpoint:
+        options["endpoint"] = where.endpoint
+    if where.region:
+        options["region"] = where.region
     if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID"):
         options["credential_provider"] = _profile_credentials()
     try:

@@ -91,11 +91,9 @@ def commit(storage: Storage, segments: SegmentChecks, writer: SegmentWriter, m: 
             written = writer.write_file(redacted_name(f.name, n), f.type, f.v, table)
             staged[written.name] = writer.staged(written.name)
             files.append(manifest.RedactedFile(entry=entry.n, replaces=f.name, file=written))
-            position = {s: i for i, s in enumerate(table.column("seq").to_pylist())}
-            hashes, _ = codec.content_hashes_from_table(table.take(pa.array([position[c.seq] for c in done])))
             rows.extend(manifest.RedactedRow(seq=c.seq, content_hash=h.hex(), fields=sorted(c.values))
-                        for c, h in zip(done, hashes))
-            for c in done:
+                        for c, h in done)
+            for c, _ in done:
                 del wanted[c.seq]
     if wanted:
         for path in staged.values():
@@ -113,8 +111,9 @@ def commit(storage: Storage, segments: SegmentChecks, writer: SegmentWriter, m: 
     return r
 
 
-def _replaced(table: pa.Table, changes: list[Change], name: str) -> tuple[pa.Table, list[Change]]:
-    """``table`` with the changes of the rows it holds made; those changes."""
+def _replaced(table: pa.Table, changes: list[Change], name: str) -> tuple[pa.Table, list[tuple[Change, bytes]]]:
+    """``table`` with the changes of the rows it holds made; those changes, each with the content hash
+    of its row as changed."""
     position = {s: i for i, s in enumerate(table.column("seq").to_pylist())}
     done = [c for c in changes if c.seq in position]
     columns: dict[str, list] = {}
@@ -132,10 +131,11 @@ def _replaced(table: pa.Table, changes: list[Change], name: str) -> tuple[pa.Tab
             table = table.set_column(i, table.schema.field(i), pa.array(values, table.schema.field(i).type))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StoreError(f"{name}: field {field!r} cannot hold the value given: {exc}") from None
-    if done:  # ``size`` is the stored content's size
-        _, sizes = codec.content_hashes_from_table(table)
-        table = table.set_column(table.column_names.index("size"), "size", pa.array(sizes, pa.int64()))
-    return table, done
+    if not done:
+        return table, []
+    hashes, sizes = codec.content_hashes_from_table(table)  # ``size`` is the stored content's size
+    table = table.set_column(table.column_names.index("size"), "size", pa.array(sizes, pa.int64()))
+    return table, [(c, hashes[position[c.seq]]) for c in done]
 
 
 def orphans(storage: Storage, m: manifest.ManifestLines) -> list[str]:
