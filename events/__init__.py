@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from .annotation import Annotation, AnnotationV1, upcast_v1_to_v2
+from .annotation import Annotation, AnnotationV1, AnnotationV2, upcast_v1_to_v2, upcast_v2_to_v3
 from .clock import ClockStep
 from .codex import CodexLine
 from .cohort import CohortDefined
@@ -35,6 +35,8 @@ from .llm import (
 )
 from .parse import ParseResult, ParseResultV1, upcast_parse_v1_to_v2
 from .prices import PricesImported
+from .projects import ProjectsConfigured
+from .release import ReleaseFrozen
 from .run import RunFinished, RunStarted
 from .secrets import SecretAllowed, SecretFound, SecretsScanned
 from .session import SessionLine, SessionMeta
@@ -65,16 +67,19 @@ _CURRENT: tuple[type[Event], ...] = (
     SecretFound,
     SecretAllowed,
     SecretsScanned,
+    ProjectsConfigured,
+    ReleaseFrozen,
 )
 
 CATALOG: dict[str, type[Event]] = {cls.type_name(): cls for cls in _CURRENT}
 
 HISTORY: dict[tuple[str, int], type[Event]] = {
-    (cls.type_name(), cls.VERSION): cls for cls in (*_CURRENT, AnnotationV1, LlmPromptV1, LlmPromptV2, LlmResponseV1, LlmResponseV2, ParseResultV1)
+    (cls.type_name(), cls.VERSION): cls for cls in (*_CURRENT, AnnotationV1, AnnotationV2, LlmPromptV1, LlmPromptV2, LlmResponseV1, LlmResponseV2, ParseResultV1)
 }
 
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("annotation", 1): upcast_v1_to_v2,
+    ("annotation", 2): upcast_v2_to_v3,
     ("llm.prompt", 1): upcast_prompt_v1_to_v2,
     ("llm.prompt", 2): upcast_prompt_v2_to_v3,
     ("llm.response", 1): upcast_response_v1_to_v2,

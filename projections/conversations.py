@@ -1,5 +1,6 @@
-"""sessions, messages, tool_calls, subagents, commits, session_commits:
-what happened in Claude Code sessions, and the git commits they made.
+"""sessions, messages, tool_calls, subagents, commits, session_commits, projects,
+session_projects: what happened in Claude Code sessions, the git commits they
+made, and the projects both belong to (see ``_projects``).
 
 Read from each file's latest generation. A resumed session repeats earlier
 records with the same ``uuid`` in a new file; each (session, uuid) counts once
@@ -24,11 +25,13 @@ from chronicle.projections._claude import (
     sessionless_lines,
     touched_sessions,
 )
+from chronicle.projections import _projects
 from chronicle.projections._commits import commits_table, links, printed_hash
 from chronicle.projections._transcript import human_text, input_summary, tool_input
 
-INPUTS = ["session.line", "session.meta", "git.commit"]
-OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "session_commits"]
+INPUTS = ["session.line", "session.meta", "git.commit", "projects.configured"]
+OUTPUTS = ["sessions", "messages", "tool_calls", "subagents", "commits", "session_commits", "projects",
+           "session_projects"]
 #: messages holds the transcripts' text (100 MB of CSV for 700 MB of transcripts, rewritten on every update):
 #: Parquet only, read with `chronicle show messages --csv` when wanted.
 NO_CSV = ["messages"]
@@ -38,6 +41,8 @@ VIEW = {
                  "usage_by_session.total_tokens", "usage_by_session.cost_usd"],
     "messages": ["seq", "session_id", "time", "role", "is_human", "text"],
     "tool_calls": ["session_id", "called_at", "tool_name", "input_summary", "is_error"],
+    "projects": ["project_id", "name", "tier", "status", "sessions", "commits", "linked_commits", "first_activity",
+                 "last_activity"],
 }
 
 #: Message text kept in the table (the full text stays in the log).
@@ -327,11 +332,13 @@ def _own_agents(lines: pl.LazyFrame) -> pl.DataFrame:
 def _tables(lines: pl.LazyFrame, inputs: dict[str, pl.LazyFrame], session_table: pl.DataFrame,
             messages: pl.DataFrame, tools: pl.DataFrame, own: pl.DataFrame) -> dict[str, pl.DataFrame]:
     commits = commits_table(inputs["git.commit"].collect())
+    linked = links(commits, session_table, tools)
     return {
         "sessions": session_table,
         "messages": messages,
         "tool_calls": tools,
         "subagents": subagents(own, inputs["session.meta"], tools),
         "commits": commits,
-        "session_commits": links(commits, session_table, tools),
+        "session_commits": linked,
+        **_projects.tables(session_table, commits, linked, _projects.configured(inputs["projects.configured"])),
     }

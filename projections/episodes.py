@@ -8,7 +8,8 @@ session:
   session, and the last known test status (the outcome of the latest tool call
   the action taxonomy calls ``test``);
 - **action**: the agent's tool calls and text until the next human message,
-  each tool call classified by the action taxonomy;
+  each tool call classified by the action taxonomy (``actions``, beside the
+  calls' ids in ``action_ids``: an action label names one);
 - **reaction**: the next human message, classified by the reaction taxonomy
   with a confidence (``none`` when the session ended).
 
@@ -47,6 +48,9 @@ from chronicle.projections.conversations import conversation, messages_and_tools
 INPUTS = ["session.line"]
 OUTPUTS = ["episodes"]
 
+#: What `chronicle show episodes` prints for people (every column with --columns all, --json or --csv).
+VIEW = {"episodes": ["episode_id", "session_id", "index", "prompt_time", "prompt", "tool_calls", "reaction",
+                     "reaction_confidence"]}
 DATA_FILES = [TAXONOMIES / "action.v1.json", TAXONOMIES / "reaction.v1.json"]
 CONTEXT_MESSAGES = 4
 CONTEXT_CHARS = 300
@@ -88,7 +92,7 @@ _SCHEMA = {
     "episode_id": pl.String, "session_id": pl.String, "index": pl.Int64, "prompt_uuid": pl.String,
     "prompt_time": pl.Datetime("us", "UTC"), "prompt": pl.String, "context_json": pl.String,
     "files_touched": pl.List(pl.String), "last_test_status": pl.String, "compacted": pl.Boolean,
-    "tool_calls": pl.Int64, "actions": pl.List(pl.String), "action_counts_json": pl.String,
+    "tool_calls": pl.Int64, "actions": pl.List(pl.String), "action_ids": pl.List(pl.String), "action_counts_json": pl.String,
     "tool_errors": pl.Int64, "assistant_text_length": pl.Int64, "action_text": pl.String,
     "subagents": pl.List(pl.String), "reaction_uuid": pl.String, "reaction_text": pl.String,
     "reaction": pl.String, "reaction_confidence": pl.Float64,
@@ -176,7 +180,7 @@ def _episodes_of(lines: pl.LazyFrame, messages: pl.DataFrame, tools: pl.DataFram
                 "prompt": prompt["text"], "context_json": json.dumps(context, ensure_ascii=False),
                 "files_touched": sorted({c["file_path"] for c in before if c["file_path"]}),
                 "last_test_status": status, "compacted": compacted,
-                "tool_calls": len(during), "actions": classes,
+                "tool_calls": len(during), "actions": classes, "action_ids": [c["tool_use_id"] for c in during],
                 "action_counts_json": json.dumps(counts, sort_keys=True),
                 "tool_errors": sum(1 for c in during if c["is_error"]),
                 "assistant_text_length": sum(m["text_length"] for m in answer),

@@ -19,7 +19,7 @@ from conftest import run_cli
     ('[watch]\nslow_projections = "episodes"\n', "[watch] slow_projections: expected `array`, got `str`"),
     ('[providers.openrouter]\nbase_urll = "x"\n', "[providers.openrouter] unknown key `base_urll`"),
     ('[providers.openrouter]\nconcurrency = "8"\n', "[providers.openrouter] concurrency: expected `int | null`"),
-    ("[wacth]\n", "unknown key `wacth` (known: providers, watch, projections, run)"),
+    ("[wacth]\n", "unknown key `wacth` (known: providers, projects, watch, projections, run, quality)"),
     ("[projections]\npaths = [1]\n", "[projections] paths[0]: expected `str`, got `int`"),
     ("providers = 3\n", "[providers] must hold [providers.NAME] tables"),
     ("[watch\n", "not valid TOML"),

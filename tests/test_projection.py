@@ -35,7 +35,7 @@ def test_two_full_rebuilds_give_identical_bytes(log: EventLog, tmp_path: Path) -
     Engine(b, discover()).run(log.snapshot(), full=True)
     tables = {name for name in _digests(a) if name.endswith(".parquet")}
     assert {"events_by_type.parquet", "sessions.parquet", "api_calls.parquet", "tool_calls.parquet"} <= tables
-    no_events_for = {"ingest_errors", "commits", "session_commits", *discover()["experiments"].outputs}
+    no_events_for = {"ingest_errors", "commits", "session_commits", "labels", *discover()["experiments"].outputs}
     assert all(pl.read_parquet(a / t).height > 0 for t in tables - {f"{n}.parquet" for n in no_events_for})
     assert _digests(a) == _digests(b)
 

@@ -229,7 +229,7 @@ def test_mixed_batch_is_validated_per_class_and_reads_back_in_order(log: EventLo
     env = envelope(log)
     assert env["type"].to_list() == ["annotation", "session.line", "annotation", "annotation"]
     stored = [msgspec.msgpack.decode(r.data)["v"] for r in log.read_wal()[1]]
-    assert stored == [2, 1, 1, 2] and env["v"].to_list() == [2, 1, 2, 2]  # v1 is upcast on read
+    assert stored == [3, 1, 1, 3] and env["v"].to_list() == [3, 1, 3, 3]  # v1 is upcast on read
     assert log.snapshot().frame("session.line").collect()["raw"].to_list() == [b"{}\n"]
 
 
@@ -240,15 +240,15 @@ def test_known_and_new_events_in_one_batch(log: EventLog) -> None:
     assert envelope(log)["event_id"].to_list() == ["e0", "e1", "e2"]
 
 
-def test_v1_event_is_read_as_v2_from_wal_and_from_segments(log: EventLog) -> None:
+def test_v1_event_is_read_as_current_from_wal_and_from_segments(log: EventLog) -> None:
     log.append([AnnotationV1(stream="doc:1", event_id="old", target="doc:1", key="k", value="v", author="a")])
     for _ in range(2):  # first from the WAL, then from a sealed v1 segment file
         events = list(log.snapshot().events())
         assert len(events) == 1
         ev = events[0]
-        assert isinstance(ev, Annotation) and ev.note is None and ev.value == "v"
+        assert isinstance(ev, Annotation) and ev.note is None and ev.taxonomy is None and ev.value == "v"
         frame = log.snapshot().frame("annotation").collect()
-        assert frame["v"].to_list() == [2] and "note" in frame.columns
+        assert frame["v"].to_list() == [3] and {"note", "taxonomy"} <= set(frame.columns)  # v1 -> v2 -> v3
         log.seal()
     files = [f.name for e in log.read_manifest().entries for f in e.files]
     assert files == ["seg-000000000001-000000000001.annotation.v1.parquet"], "old events must stay as written"

@@ -27,7 +27,7 @@ from chronicle.workspace import Workspace
 
 #: The modules of ``chronicle.commands`` that declare verbs, in the order ``--help`` lists them.
 COMMAND_MODULES = ("log", "tables", "show", "sessions", "experiments", "watch", "serve", "search", "report",
-                   "prices", "sql", "secrets", "remote")
+                   "prices", "sql", "secrets", "remote", "training")
 
 # ------------------------------------------------------------------- parser
 

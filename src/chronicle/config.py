@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -89,11 +89,33 @@ class RunTable(_Section):
     provider: Annotated[str | None, _doc("the provider used when --provider is not given")] = None
 
 
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+ProjectStatus = Literal["active", "paused", "archived", "excluded"]
+
+
+class ProjectTable(_Section):
+    """[projects.ID]: a project of the `projects` table (inferred from the sessions where absent)."""
+
+    name: Annotated[str | None, _doc("its name (default: the ID)")] = None
+    roots: Annotated[list[str], _doc("folders its sessions work in (a session's cwd inside one is the project's)")] = []
+    repos: Annotated[list[str], _doc("git repositories of its commits (default: those its roots lie in)")] = []
+    status: Annotated[ProjectStatus, _doc('"active", "paused", "archived" or "excluded" (left out of exports)')] = "active"
+
+
+class QualityTable(_Section):
+    """[quality]: the bars of `chronicle report quality` and `chronicle review`."""
+
+    bar: Annotated[Fraction, _doc("a project's session-commit link precision must reach this to be included")] = 0.7
+    review_below: Annotated[Fraction, _doc("links and reactions of less confidence go to the review queue")] = 0.7
+
+
 class Config(_Section):
     providers: dict[str, ProviderTable] = {}
+    projects: dict[str, ProjectTable] = {}
     watch: WatchTable = WatchTable()
     projections: ProjectionsTable = ProjectionsTable()
     run: RunTable = RunTable()
+    quality: QualityTable = QualityTable()
 
 
 def load(root: Path) -> Config:
@@ -118,7 +140,11 @@ def decode(data: bytes, path: Path | str = CONFIG_NAME) -> Config:
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
         raise ConfigError(f"{path}: [providers] must hold [providers.NAME] tables")
     providers = {name: _convert(value, ProviderTable, path, ["providers", name]) for name, value in table.items()}
-    return msgspec.structs.replace(_convert(raw, Config, path, []), providers=providers)
+    table = raw.pop("projects", {})
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: [projects] must hold [projects.ID] tables")
+    projects = {name: _convert(value, ProjectTable, path, ["projects", name]) for name, value in table.items()}
+    return msgspec.structs.replace(_convert(raw, Config, path, []), providers=providers, projects=projects)
 
 
 def _convert(value: dict, struct: type, path: Path | str, within: list[str]):
@@ -145,20 +171,24 @@ def _readable(message: str, within: list[str]) -> str:
 
 def _known_keys(parts: list[str]) -> list[str]:
     struct: type = Config
-    for part in parts:
-        field = {f.name: f for f in msgspec.structs.fields(struct)}.get(part)
-        if field is None:  # a provider's own name, inside [providers]
-            struct = ProviderTable
+    for i, part in enumerate(parts):
+        if i == 1 and parts[0] in _NAMED:  # a provider's or a project's own name
+            struct = _NAMED[parts[0]]
             continue
-        annotation = field.type
-        struct = annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else ProviderTable
+        field = {f.name: f for f in msgspec.structs.fields(struct)}.get(part)
+        if field is not None and isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):
+            struct = field.type
     return [f.name for f in msgspec.structs.fields(struct)]
+
+
+#: Sections made of named tables ([providers.NAME], [projects.ID]), and the struct of each table.
+_NAMED: dict[str, type] = {"providers": ProviderTable, "projects": ProjectTable}
 
 
 def reference() -> str:
     """Every section and key with its default and meaning, read from the structs above."""
     lines = []
-    for struct in (ProviderTable, WatchTable, ProjectionsTable, RunTable):
+    for struct in (ProviderTable, ProjectTable, WatchTable, ProjectionsTable, RunTable, QualityTable):
         lines.append(f"# {struct.__doc__}")
         for field in msgspec.inspect.type_info(struct).fields:
             default = field.default_factory() if field.default_factory is not msgspec.NODEFAULT else field.default
@@ -176,9 +206,11 @@ def commented_template() -> str:
     for line in reference().splitlines():
         if line.startswith("# ["):
             section = line[2:].split("]", 1)[0] + "]"
-            lines += [f"# {line[2:]}", f"# {section.replace('NAME', 'openrouter')}"]
+            lines += [f"# {line[2:]}", f"# {section.replace('NAME', 'openrouter').replace('.ID', '.myapp')}"]
             if "providers" in section:
                 lines += ['# base_url = "https://openrouter.ai/api/v1"', '# api_key_env = "OPENROUTER_API_KEY"']
+            if "projects" in section:
+                lines += ['# roots = ["~/src/myapp"]']
         elif line:
             lines.append(f"# {line}")
         else:

@@ -1,6 +1,7 @@
 """`chronicle history`: every event of one entity, in order, with its lineage.
 
-A session's events are those of its files (transcript, subagents, sidecars:
+A label's are the annotations on its target (``history episode ID``, ``action ID``,
+``link SESSION@SHA``). A session's events are those of its files (transcript, subagents, sidecars:
 every event on their ``source:<path>`` streams). A document's are those that
 name its ``doc_id``; its lineage follows ``parent_doc_id`` up (evaluation ->
 essay -> draft) and ``supersedes_doc_id`` across attempts.
@@ -109,6 +110,17 @@ def of_doc(snap: Snapshot, doc_id: str) -> History:
         if len(attempts) > 1:
             status = dict(zip(responses["doc_id"], responses["status"]))
             found.lineage.append("attempts: " + " -> ".join(f"{d} ({status.get(d, '?')})" for d in attempts))
+    return found
+
+
+def of_label_target(snap: Snapshot, kind: str, target_id: str) -> History:
+    """Every label given to an episode, an action (tool call) or a link (``SESSION@SHA``):
+    who said what, when; the latest stands."""
+    found = History(events=_events(snap, {"annotation": pl.col("target") == f"{kind}:{target_id}"}))
+    if found.events:
+        last = found.events[-1]
+        found.lineage.append(f"{kind} {target_id}: {len(found.events)} label(s); standing: {last.key}={last.value} "
+                             f"by {last.author}")
     return found
 
 

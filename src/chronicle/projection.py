@@ -162,7 +162,12 @@ class Engine:
 
     @classmethod
     def of(cls, ws: Workspace) -> Engine:
-        """The workspace's engine: its tables, the built-in projections and its own, its settings."""
+        """The workspace's engine: its tables, the built-in projections and its own, its settings.
+        The [projects] section of chronicle.toml is recorded first when it changed (the
+        ``projects`` table reads it from the log: see ``chronicle.projects``)."""
+        from chronicle.projects import record_configuration
+
+        record_configuration(ws)
         return cls(ws.tables_dir, discover(ws.projection_dirs()), part_rows=ws.config.projections.part_rows)
 
     def checkpoints(self, out_dir: Path | None = None) -> dict[str, dict]:

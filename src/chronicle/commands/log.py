@@ -41,10 +41,10 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--against", metavar="SEQ:HASH", help="also prove the log only grew since this checkpoint")
     p.add_argument("--deep", action="store_true",
                    help="also rebuild every event's canonical encoding from its columns and check its hash")
-    p = verbs.add("history", cmd_history, "every event of a session or document, in order, with its lineage",
-                  "chronicle history session 5e55a000-0000-4000-8000-000000000001")
-    p.add_argument("kind", choices=["session", "doc"])
-    p.add_argument("id", metavar="ID", help="the id, a unique prefix of it, or (doc) DayDreaming's task id")
+    p = verbs.add("history", cmd_history, "every event of a session or document, in order, with its lineage; "
+                  "the labels of an episode, action or link", "chronicle history session 5e55a000-0000-4000-8000-000000000001")
+    p.add_argument("kind", choices=["session", "doc", "episode", "action", "link"])
+    p.add_argument("id", metavar="ID", help="the id, a unique prefix of it, or (doc) DayDreaming's task id; a link is SESSION@SHA")
     verbs.add("checkpoint", cmd_checkpoint, "print head seq, head hash and time (to anchor outside)",
               "chronicle checkpoint")
 
@@ -307,6 +307,8 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
 
     if args.kind == "session":
         found = history.of_session(snap, id_lookup.session_id(snap, args.id))
+    elif args.kind in ("episode", "action", "link"):
+        found = history.of_label_target(snap, args.kind, args.id)
     else:
         found = history.of_doc(snap, id_lookup.doc_id(snap, args.id))
     if not found.events:

@@ -30,13 +30,16 @@ examples:
   chronicle report blocks                        # 5-hour windows; the active one's burn rate
   chronicle report daily --no-ingest             # only what is recorded already
   chronicle report daily --agent codex           # Codex CLI sessions only (as `ccusage codex daily`)
+  chronicle report quality                       # link precision/recall and classifier accuracy vs labels
+  chronicle report quality --bar 0.8 --json
 """
 AGENTS = ("claude-code", "codex")  # the transcript sources' agents (ingest.sources; light to name here)
 TOKENS = ["input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "total_tokens"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("period", choices=PERIODS, help="how to group the calls")
+    p.add_argument("period", choices=[*PERIODS, "quality"],
+                   help="how to group the calls; `quality`: the classifiers measured against the labels")
     p.add_argument("--since", metavar="DATE", help="from this day on (YYYY-MM-DD, in --timezone)")
     p.add_argument("--until", metavar="DATE", help="up to and including this day")
     p.add_argument("--timezone", metavar="TZ", help="an IANA zone such as Europe/Berlin (default: this machine's)")
@@ -47,12 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", choices=AGENTS, help="only this coding agent's sessions (default: every agent's)")
     p.add_argument("--breakdown", action="store_true", help="a row per model within each period")
     p.add_argument("--no-ingest", action="store_true", help="do not read new transcript bytes first")
+    p.add_argument("--bar", type=float, metavar="F", help="quality: the link precision a project must reach "
+                                                          "(default: [quality] bar in chronicle.toml, 0.7)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON Lines, a row per line")
     fmt.add_argument("--csv", action="store_true", help="CSV")
 
 
 def run(ws: Workspace, args: argparse.Namespace) -> int:
+    if args.period == "quality":
+        from chronicle.commands.training import cmd_quality
+
+        return cmd_quality(ws, args)
     zone = args.timezone or machine_timezone()
     _check_zone(zone)
     since, until = _day(args.since, "--since"), _day(args.until, "--until")

@@ -34,7 +34,7 @@ from chronicle.committed import CHECKPOINTS
 from chronicle.store import Snapshot, StoreError
 from chronicle.store.head import log_head, redactions
 from chronicle.web import charts
-from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, conversation, live_stamp
+from chronicle.web.data import PER_PAGE, Page, TableCache, TableNotBuilt, TableView, conversation, live_stamp
 from chronicle.secrets.mask import Masker
 from chronicle.workspace import Workspace
 
@@ -249,6 +249,12 @@ async def session(request: web.Request) -> web.Response:
         calls.filter(pl.col("session_id") == sid) if calls is not None else None,
         api.filter(pl.col("session_id") == sid) if api is not None else None) if messages is not None else []
     eps = episodes.filter(pl.col("session_id") == sid).sort("index").to_dicts() if episodes is not None else []
+    labels = tables.get("labels")
+    given = {(k, t): row for k, t, row in zip(labels["kind"], labels["target_id"], labels.to_dicts())} \
+        if labels is not None else {}
+    for e in eps:
+        e["label"] = given.get(("episode", e["episode_id"]))
+    commits = _session_links(tables, sid, given)
     # a long session is paged by top-level entries (a subagent's messages stay with the call that spawned them)
     at = _int(request, "at")
     number = _int(request, "page") or (_page_holding(conv, at) if at is not None else 1)
@@ -259,7 +265,42 @@ async def session(request: web.Request) -> web.Response:
         shown = {m["uuid"] for m in page.rows if "uuid" in m}
         eps = [e for e in eps if e["prompt_uuid"] in shown]
     return _render(request, "session.html", title=f"Session {sid}", s=found, page=page,
-                   episodes=eps, at=at)
+                   episodes=eps, at=at, commits=commits)
+
+
+def _session_links(tables: TableView, sid: str, given: dict) -> list[dict]:
+    """The commits linked to a session: the best confidence, every method, and the label given."""
+    links, commits = tables.get("session_commits"), tables.get("commits")
+    if links is None:
+        return []
+    mine = links.filter(pl.col("session_id") == sid)
+    rows = (mine.group_by("sha").agg(pl.col("repo").first(), pl.col("confidence").max(), pl.col("method").sort())
+            .sort("confidence", "sha", descending=[True, False]))
+    if commits is not None:
+        rows = rows.join(commits.select("sha", "subject", "committed_at"), on="sha", how="left")
+    out = rows.to_dicts()
+    for r in out:
+        r["label"] = given.get(("link", f"{sid}@{r['sha']}"))
+    return out
+
+
+async def review_page(request: web.Request) -> web.Response:
+    """The review queue (read-only: labels are given with `chronicle label`)."""
+    from chronicle.training import review
+    from chronicle.training.tables import NAMES
+
+    ws, tables = request.app[WS_KEY], request.app[TABLES_KEY].view()
+    missing = [n for n in NAMES if tables.get(n) is None]
+    if missing:
+        raise TableNotBuilt(missing[0])
+    kind = _arg(request, "kind")
+    if kind is not None and kind not in review.KINDS:
+        raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(review.KINDS)}")
+    below = ws.config.quality.review_below
+    items = await asyncio.to_thread(review.queue, {n: tables.require(n) for n in NAMES}, below,
+                                    kinds=(kind,) if kind else review.KINDS, limit=None)
+    return _render(request, "review.html", title="Review", page=Page.of_rows(items, _int(request, "page", 1)),
+                   kind=kind, kinds=review.KINDS, below=below)
 
 
 def _page_holding(conv: list[dict], seq: int) -> int:
@@ -491,18 +532,18 @@ async def event(request: web.Request) -> web.Response:
 
 async def entity_history(request: web.Request) -> web.Response:
     kind, entity = request.match_info["kind"], request.match_info["entity_id"]
-    if kind not in ("doc", "session"):
-        raise web.HTTPNotFound(text="history is of a doc or a session")
+    if kind not in ("doc", "session", "episode", "action", "link"):
+        raise web.HTTPNotFound(text="history is of a doc, a session, or the labels of an episode, action or link")
 
     def load() -> history.History:
         snap = request.app[READER_KEY].snapshot()
+        if kind in ("episode", "action", "link"):
+            return history.of_label_target(snap, kind, entity)
         return history.of_doc(snap, entity) if kind == "doc" else history.of_session(snap, entity)
     found = await asyncio.to_thread(load)
-    total = len(found.events)
-    page = Page.of(pl.DataFrame({"i": range(total)}), _int(request, "page", 1), PER_PAGE * 4)
-    shown = found.events[(page.number - 1) * PER_PAGE * 4: page.number * PER_PAGE * 4]
+    page = Page.of_rows(found.events, _int(request, "page", 1), PER_PAGE * 4)
     rows = [{"seq": e.seq, "recorded_at": e.recorded_at, "type": e.type_name(), "what": history.describe(e)}
-            for e in shown]
+            for e in page.rows]
     return _render(request, "history.html", title=f"History of {kind} {entity}", kind=kind, entity=entity,
                    lineage=found.lineage, rows=rows, page=page)
 
@@ -639,6 +680,7 @@ def make_app(ws: Workspace, live_interval: float = 1.0, catch_up: bool = True) -
     app.router.add_get("/documents/{doc_id}", document)
     app.router.add_get("/scores", scores)
     app.router.add_get("/usage", usage)
+    app.router.add_get("/review", review_page)
     app.router.add_get("/search", search_page)
     app.router.add_get("/events", events)
     app.router.add_get("/events/{seq}", event)

@@ -94,6 +94,12 @@ class Page:
         number = min(max(1, number), pages)
         return cls(df.slice((number - 1) * per_page, per_page).to_dicts(), number, pages, df.height)
 
+    @classmethod
+    def of_rows(cls, rows: list[dict], number: int, per_page: int = PER_PAGE) -> Page:
+        pages = max(1, math.ceil(len(rows) / per_page))
+        number = min(max(1, number), pages)
+        return cls(rows[(number - 1) * per_page: number * per_page], number, pages, len(rows))
+
 
 def live_stamp(data_dir: Path) -> tuple[int, ...]:
     """Changes when an event lands (a WAL file is written: its size does not
