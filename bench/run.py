@@ -396,6 +396,11 @@ def main() -> None:
     sec = secrets_bench.run(int(320 * scale) or 32, reps)
     report["secrets"] = sec
     secrets_bench.report(sec)
+    import training
+
+    tr = training.run(int(160 * scale) or 16, reps)
+    report["training"] = tr
+    training.report(tr)
     import keepup
 
     if shutil.which("npm") is None and not os.environ.get("CCUSAGE") and shutil.which("ccusage") is None:

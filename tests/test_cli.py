@@ -52,7 +52,7 @@ def test_log_filters_and_json(ws: Path) -> None:
     lines = run_cli("log", "--json", "--stream", "doc:1", "--from-seq", "3", root=ws, check=True).stdout.splitlines()
     events = [json.loads(x) for x in lines]
     assert [e["seq"] for e in events] == [4, 6, 8]
-    assert events[0]["type"] == "annotation" and events[0]["v"] == 2 and events[0]["value"] == "3"
+    assert events[0]["type"] == "annotation" and events[0]["v"] == 3 and events[0]["value"] == "3"
     assert len(run_cli("log", "--as-of", "5", root=ws, check=True).stdout.splitlines()) == 5
     assert run_cli("log", "--since", "12", root=ws).returncode == 2
 

@@ -31,7 +31,8 @@ def test_every_page_answers_and_escapes_transcript_and_model_text(viewer: Viewer
     doc = _doc_with_payload(viewer)
     pages = ["/", "/sessions", f"/sessions/{HOSTILE_SID}", "/documents", f"/documents/{doc}", "/scores", "/usage",
              "/events", "/events/1", f"/history/session/{HOSTILE_SID}", f"/history/doc/{doc}",
-             "/sessions?sort=cost", "/sessions?project=/home/eve/<b>repo</b>", "/documents?stage=evaluation&page=2"]
+             "/sessions?sort=cost", "/sessions?project=/home/eve/<b>repo</b>", "/documents?stage=evaluation&page=2",
+             "/review", "/review?kind=episode&page=2", "/history/episode/ep-none"]
     for path in pages:
         status, body, headers = viewer.get(urllib.parse.quote(path, safe="/?=&"))
         assert status == 200, path
