@@ -93,18 +93,19 @@ class Masker:
         return msgspec.structs.replace(ev, **changed) if changed else ev
 
     def frame(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Every text and bytes cell of ``df`` masked (the Rust engine picks out the cells, and
-        the rules, to look at)."""
+        """Every text and bytes cell of ``df`` masked, and every text in a list of texts (the Rust
+        engine picks out the cells, and the rules, to look at)."""
         import polars as pl
 
         out = []
         for name, dtype in df.schema.items():
-            if dtype not in (pl.String, pl.Binary):
-                continue
             col = df[name]
-            todo = rules_to_run(col)
-            if todo.list.len().max():
-                mask = self.bytes if dtype == pl.Binary else self.text
-                cells = [mask(v, only) if only else v for v, only in zip(col.to_list(), todo.to_list())]
-                out.append(pl.Series(name, cells, dtype=dtype))
+            if dtype in (pl.String, pl.Binary):
+                todo = rules_to_run(col)
+                if todo.list.len().max():
+                    mask = self.bytes if dtype == pl.Binary else self.text
+                    cells = [mask(v, only) if only else v for v, only in zip(col.to_list(), todo.to_list())]
+                    out.append(pl.Series(name, cells, dtype=dtype))
+            elif dtype == pl.List(pl.String) and rules_to_run(col.explode()).list.len().max():
+                out.append(pl.Series(name, [self.value(v) for v in col.to_list()], dtype=dtype))
         return df.with_columns(out) if out else df

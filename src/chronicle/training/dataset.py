@@ -113,7 +113,7 @@ def rows(tables: dict[str, pl.DataFrame], options: Options, masker) -> pl.DataFr
         eps = eps.filter(labelled | (pl.col("reaction_confidence") >= options.min_confidence))
     eps = eps.sort("session_id", "index")
     eps = eps.with_columns(_splitter(options.split)(eps).alias("split"))
-    eps = _masked(eps, masker)
+    eps = masker.frame(eps)
     context = pl.col("context_json").str.json_decode(pl.List(pl.Struct({"role": pl.String, "text": pl.String})))
     return eps.select(
         "episode_id", "session_id", "project_id", "index", "prompt_time", "split",
@@ -127,13 +127,6 @@ def rows(tables: dict[str, pl.DataFrame], options: Options, masker) -> pl.DataFr
                   pl.col("reaction_label_author").alias("label_author"),
                   pl.col("reaction_taxonomy").alias("taxonomy")).alias("reaction"),
     )
-
-
-def _masked(df: pl.DataFrame, masker) -> pl.DataFrame:
-    df = masker.frame(df)
-    lists = [c for c, t in df.schema.items() if t == pl.List(pl.String)]
-    return df.with_columns(pl.Series(c, [masker.value(v) for v in df[c].to_list()], dtype=pl.List(pl.String))
-                           for c in lists)
 
 
 def write(df: pl.DataFrame, out: Path, options: Options, seq: int, head_hash: str, title: str) -> list[Path]:
