@@ -54,8 +54,10 @@ def session(path: Path, sid: str, cwd: str, turns: list[tuple[str, dict, str]]) 
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
 
 
-@pytest.fixture
-def sample(tmp_path: Path) -> tuple[Workspace, Path, dict[str, str]]:
+def sample_sources(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A git repository and the transcripts of three sessions: A and B work in the repository
+    (A committed c1 and, by its trailer, c4; B committed c2), C works elsewhere; c3 and c5 were
+    made by hand. Returns the repository, the projects folder and the commits' hashes."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -81,6 +83,12 @@ def sample(tmp_path: Path) -> tuple[Workspace, Path, dict[str, str]]:
         ("2026-03-02T10:05:00Z", {"file_path": "/elsewhere/docs.md", "old_string": "a", "new_string": "b"}, "ok"),
         ("2026-03-02T10:14:58Z", {"command": "git commit -m 'Document flags'"}, ""),
     ])
+    return repo, projects, shas
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> tuple[Workspace, Path, dict[str, str]]:
+    repo, projects, shas = sample_sources(tmp_path)
     ws = Workspace.at(tmp_path / "ws")
     ws.init()
     SessionIngester(ws.open_log(), ws.data / "ingest.lock").run([projects])

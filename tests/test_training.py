@@ -20,7 +20,7 @@ from chronicle.training import quality, review
 from chronicle.workspace import Workspace
 
 from conftest import SHARED, run_cli
-from test_git import A, B, C, commit, git, session
+from test_git import A, B, C, sample_sources
 from test_secrets import FAKE
 
 D = "d0000000-0000-4000-8000-00000000000d"
@@ -32,31 +32,8 @@ def sample(tmp_path: Path):
     """The labelled git sample of test_git (sessions A and B work in the repository, C elsewhere),
     and a session D in the repository whose prompt holds an API key and whose second prompt
     reacts to the first ("no, that's wrong": a correction)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    shas = {
-        "c1": commit(repo, {"cli.py": "v1"}, "Add verbose flag", "2026-03-02T09:01:42+00:00"),
-        "c3": commit(repo, {"other.py": "x"}, "Unrelated fix by hand", "2026-03-02T10:10:00+00:00"),
-        "c2": commit(repo, {"docs.md": "flags"}, "Document flags\n\nLonger body.", "2026-03-02T10:15:00+00:00"),
-        "c4": commit(repo, {"cli.py": "v2"}, f"Tidy the CLI\n\nClaude-Session: {A}", "2026-03-03T12:00:00+00:00"),
-        "c5": commit(repo, {"cli.py": "v3"}, "Refactor next week", "2026-03-09T12:00:00+00:00"),
-    }
-    projects = tmp_path / "projects"
+    repo, projects, shas = sample_sources(tmp_path)
     r = str(repo)
-    session(projects / "-repo" / f"{A}.jsonl", A, r, [
-        ("2026-03-02T09:00:00Z", {"file_path": f"{r}/cli.py", "old_string": "a", "new_string": "b"}, "ok"),
-        ("2026-03-02T09:01:40Z", {"command": "git commit -am 'Add verbose flag'"},
-         f"[main {shas['c1'][:7]}] Add verbose flag\n 1 file changed"),
-    ])
-    session(projects / "-repo" / f"{B}.jsonl", B, r, [
-        ("2026-03-02T10:00:00Z", {"file_path": f"{r}/docs.md", "old_string": "a", "new_string": "b"}, "ok"),
-        ("2026-03-02T10:14:55Z", {"command": "git commit -F - <<'EOF'\nDocument flags\n\nLonger body.\nEOF"}, ""),
-    ])
-    session(projects / "-elsewhere" / f"{C}.jsonl", C, "/elsewhere", [
-        ("2026-03-02T10:05:00Z", {"file_path": "/elsewhere/docs.md", "old_string": "a", "new_string": "b"}, "ok"),
-        ("2026-03-02T10:14:58Z", {"command": "git commit -m 'Document flags'"}, ""),
-    ])
     records = [
         {"type": "user", "sessionId": D, "cwd": r, "uuid": "d-u0", "timestamp": "2026-04-01T09:00:00Z",
          "message": {"role": "user", "content": f"use the key {SECRET} to call the API"}},
