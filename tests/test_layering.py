@@ -73,3 +73,11 @@ def test_an_offline_audit_imports_no_http_client() -> None:
            "'chronicle.experiment.runner') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_building_the_command_line_imports_no_verbs_work() -> None:
+    """Every verb pays only for what it uses: the parser itself needs no Polars, Arrow or rules."""
+    code = "import sys; from chronicle.cli import build_parser; build_parser(); print(sorted(m for m in ('polars', " \
+           "'pyarrow', 'chronicle.secrets.rules', 'chronicle.store.log', 'aiohttp') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from chronicle.commands.output import out, print_json
 from chronicle.commands.verbs import Verbs
-from chronicle.secrets.mask import Masker
 from chronicle.errors import EXIT_FAILED, EXIT_OK, UsageError
 from chronicle.workspace import Workspace
 
@@ -166,6 +165,8 @@ def cmd_log(ws: Workspace, args: argparse.Namespace) -> int:
     for name, value in (("--since", since), ("--until", until)):
         if isinstance(value, int):
             raise UsageError(f"{name} takes a time; use --from-seq/--to-seq for seqs")
+    from chronicle.secrets.mask import Masker
+
     masker = Masker.of(ws)  # secrets in events printed are masked
     events = snap.events(types=args.type, stream=args.stream, seq_from=args.from_seq,
                          seq_to=args.to_seq, since=since, until=until)
@@ -313,6 +314,8 @@ def cmd_history(ws: Workspace, args: argparse.Namespace) -> int:
         found = history.of_doc(snap, id_lookup.doc_id(snap, args.id))
     if not found.events:
         raise UsageError(f"no events for {args.kind} {args.id!r}")
+    from chronicle.secrets.mask import Masker
+
     masker = Masker.of(ws)  # secrets in events printed are masked
     if args.json:
         for line in found.lineage:
