@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 PACKAGES = ((ROOT / "src" / "chronicle", "chronicle"), (ROOT / "events", "chronicle.events"),
@@ -81,3 +83,18 @@ def test_building_the_command_line_imports_no_verbs_work() -> None:
            "'pyarrow', 'chronicle.secrets.rules', 'chronicle.store.log', 'aiohttp') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_command_keeps_pandas_out_where_it_is_installed(tmp_path: Path) -> None:
+    """pyarrow imports pandas on its first list conversion where pandas is installed (0.35 s a
+    command); the command keeps it out, and still reads and writes."""
+    pytest.importorskip("pandas")
+    code = ("import sys; from chronicle import entry; sys.argv = ['chronicle', '--root', sys.argv[1], 'show', "
+            "'events_by_type', '--json']\ntry:\n    entry.main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('pandas' in sys.modules, code)")
+    subprocess.run([sys.executable, "-m", "chronicle", "--root", str(tmp_path), "init"], check=True, capture_output=True)
+    note = b'{"type":"annotation","stream":"doc:x","target":"doc:x","key":"k","value":"v","author":"me"}\n'
+    subprocess.run([sys.executable, "-m", "chronicle", "--root", str(tmp_path), "append"], input=note, check=True,
+                   capture_output=True)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False 0" and '"events":1' in out

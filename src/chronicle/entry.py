@@ -52,12 +52,21 @@ def search_main(argv: list[str]) -> int:
         return 3
 
 
+class _NoPandas:
+    """An import finder that says pandas is not installed (see ``main``)."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (chronicle's command keeps pandas out)", name=name)
+
+
 def main() -> None:
     # Where pandas is installed, pyarrow imports it the first time it turns a Python list into
     # an array (to ask whether the list is a pandas object): 0.35 s added to every command that
     # reads the WAL. No verb hands Arrow a pandas object, so the command keeps pandas out; a
     # library that tries it optionally (deltalake) is told it is absent.
-    sys.modules.setdefault("pandas", None)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, _NoPandas())
     argv = hoist_globals(sys.argv[1:])
     if verb_of(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
         sys.exit(search_main(argv))
