@@ -44,26 +44,37 @@ def tables(sessions: pl.DataFrame, commits: pl.DataFrame, links: pl.DataFrame,
     own = {pid: p for pid, p in sorted(config.items())}
     owner_of_root = sorted(((r.rstrip("/"), pid) for pid, p in own.items() for r in p.get("roots", [])),
                            key=lambda rp: -len(rp[0]))
-    inferred_roots: set[str] = set()
-    session_root: dict[str, tuple[str, str | None]] = {}  # session -> (configured id, or None and its inferred root)
-    for sid, folder in sessions.select("session_id", "project").iter_rows():
-        if folder is None:
-            continue
+    # decided per distinct folder (a few hundred), not per session (tens of thousands)
+    configured_of: dict[str, str] = {}
+    root_of: dict[str, str] = {}
+    for folder in sessions["project"].drop_nulls().unique().sort().to_list():
         pid = next((p for r, p in owner_of_root if _inside(folder, r)), None)
         if pid is not None:
-            session_root[sid] = (pid, None)
-            continue
-        root = max((r for r in repos if _inside(folder, r)), key=len, default=folder)
-        inferred_roots.add(root)
-        session_root[sid] = ("", root)
-    ids = _inferred_ids(sorted(inferred_roots), taken=set(own))
-    membership = pl.DataFrame([(sid, pid or ids[root]) for sid, (pid, root) in session_root.items()],
-                              schema={"session_id": pl.String, "project_id": pl.String}, orient="row").sort("session_id")
+            configured_of[folder] = pid
+        else:
+            root_of[folder] = max((r for r in repos if _inside(folder, r)), key=len, default=folder)
+    ids = _inferred_ids(sorted(set(root_of.values())), taken=set(own))
+    project_of = {**configured_of, **{folder: ids[root] for folder, root in root_of.items()}}
+    membership = (sessions.select("session_id", pl.col("project").replace_strict(project_of, default=None,
+                                                                                 return_dtype=pl.String)
+                                  .alias("project_id"))
+                  .drop_nulls("project_id").sort("session_id"))
     declared = {pid: {"name": p.get("name") or pid, "roots": sorted(p.get("roots", [])), "repos": p.get("repos", []),
                       "status": p.get("status", "active"), "configured": True} for pid, p in own.items()}
     for root, pid in ids.items():
         declared[pid] = {"name": pid, "roots": [root], "repos": [], "status": "active", "configured": False}
-    rows = [_project(pid, p, repos, membership, sessions, commits, links) for pid, p in sorted(declared.items())]
+    per_project = (sessions.join(membership, on="session_id")
+                   .group_by("project_id").agg(pl.len().cast(pl.Int64).alias("sessions"),
+                                               pl.min_horizontal(pl.col("first_time").min(), pl.col("last_time").min())
+                                               .alias("first"),
+                                               pl.max_horizontal(pl.col("first_time").max(), pl.col("last_time").max())
+                                               .alias("last")))
+    stats = {row["project_id"]: row for row in per_project.iter_rows(named=True)}
+    linked = dict(links.join(membership, on="session_id").group_by("project_id")
+                  .agg(pl.struct("repo", "sha").n_unique().cast(pl.Int64)).iter_rows())
+    known = set(sessions["session_id"].to_list())
+    rows = [_project(pid, p, repos, stats.get(pid), linked.get(pid, 0), commits, known)
+            for pid, p in sorted(declared.items())]
     return {"projects": pl.DataFrame(rows, schema=PROJECT_SCHEMA), "session_projects": membership}
 
 
@@ -79,14 +90,11 @@ def _inferred_ids(roots: list[str], taken: set[str]) -> dict[str, str]:
     return ids
 
 
-def _project(pid: str, p: dict, repos: list[str], membership: pl.DataFrame, sessions: pl.DataFrame,
-             commits: pl.DataFrame, links: pl.DataFrame) -> dict:
-    mine = membership.filter(pl.col("project_id") == pid)["session_id"].to_list()
+def _project(pid: str, p: dict, repos: list[str], stats: dict | None, linked: int, commits: pl.DataFrame,
+             known: set[str]) -> dict:
     own_repos = sorted(set(p["repos"]) | {r for r in repos if any(_inside(root, r) or _inside(r, root)
                                                                    for root in p["roots"])})
     its_commits = commits.filter(pl.col("repo").is_in(own_repos))
-    its_sessions = sessions.filter(pl.col("session_id").is_in(mine))
-    known = set(sessions["session_id"].to_list())
     messages = its_commits["message"].to_list()
     if any(set(_UUID.findall(m or "")) & known for m in messages):
         tier = 1
@@ -94,10 +102,9 @@ def _project(pid: str, p: dict, repos: list[str], membership: pl.DataFrame, sess
         tier = 2
     else:
         tier = 3
-    times = [t for t in (*its_sessions["first_time"].to_list(), *its_sessions["last_time"].to_list(),
-                         *its_commits["committed_at"].to_list()) if t is not None]
-    linked = links.filter(pl.col("session_id").is_in(mine)).select("repo", "sha").unique().height
+    times = [t for t in (stats and stats["first"], stats and stats["last"], *its_commits["committed_at"].to_list())
+             if t is not None]
     return {"project_id": pid, "name": p["name"], "roots": p["roots"], "repos": own_repos, "tier": tier,
-            "configured": p["configured"], "status": p["status"], "sessions": its_sessions.height,
+            "configured": p["configured"], "status": p["status"], "sessions": stats["sessions"] if stats else 0,
             "commits": its_commits.height, "linked_commits": linked,
             "first_activity": min(times, default=None), "last_activity": max(times, default=None)}
