@@ -108,13 +108,17 @@ def open_tables(tables_dir: Path, tables: Iterable[str]) -> tuple[Committed, dic
     raise OSError(f"{tables_dir}: tables {names} kept being replaced while being opened")
 
 
-def write_generation(target: Path, projection: str, seq: int, tables: dict[str, object]) -> tuple[str, dict[str, list]]:
+def write_generation(target: Path, projection: str, seq: int, tables: dict[str, object],
+                     known: dict[str, list] | None = None) -> tuple[str, dict[str, list]]:
     """Write a generation: ``tables`` maps a file name (``api_calls.parquet``, or a
     part: ``messages/part-00002.parquet``) to a function that writes it to a given
-    path, or to the Path of an identical file of the previous generation (a part the
-    update left as it was: hard-linked, not written again). Returns the
+    path, or to the Path of an identical file of the previous generation (a table or
+    part the update left as it was: hard-linked, not written again). Returns the
     generation's path relative to ``target`` and, per Parquet file (by name without
-    ``.parquet``), [bytes, mtime ns, sha256]."""
+    ``.parquet``), [bytes, mtime ns, sha256]; ``known`` (the previous generation's)
+    gives a linked file's sha256 without reading it again (the same inode: the same
+    size and mtime), and a linked file, durable already, is not synced again."""
+    known = known or {}
     rel = f"{GENERATIONS}/{projection}/{seq:012d}-{os.getpid()}-{secrets.token_hex(4)}"
     gen = target / rel
     gen.mkdir(parents=True)
@@ -131,11 +135,17 @@ def write_generation(target: Path, projection: str, seq: int, tables: dict[str, 
                 done.result()
         files = {}
         for name in sorted(tables):
+            key = name.removesuffix(".parquet")
+            if isinstance(tables[name], Path) and key in known:
+                st = os.stat(gen / name)
+                if known[key][:2] == [st.st_size, st.st_mtime_ns]:
+                    files[key] = list(known[key])
+                    continue
             with open(gen / name, "rb") as fh:
                 if name.endswith(".parquet"):
                     digest = hashlib.file_digest(fh, "sha256").hexdigest()
                     st = os.fstat(fh.fileno())
-                    files[name.removesuffix(".parquet")] = [st.st_size, st.st_mtime_ns, digest]
+                    files[key] = [st.st_size, st.st_mtime_ns, digest]
                 os.fsync(fh.fileno())
         for folder in {(gen / name).parent for name in tables}:
             fsync_dir(folder)

@@ -339,11 +339,20 @@ class Engine:
         and "parts". A table of more than ``part_rows`` rows is written in parts of that
         many rows (Parquet only); a part equal to the same part of the previous
         tables is linked from their generation, not written again, so an update
-        that adds rows at the end of a large table writes its last part."""
+        that adds rows at the end of a large table writes its last part. A whole
+        table an update left equal is linked the same way."""
         writers: dict[str, object] = {}
         parts: dict[str, int] = {}
         for t, df in result.items():
             if df.height <= self.part_rows:
+                old = target / cp["gen"] if previous is not None and cp is not None and cp.get("gen") else None
+                if (old is not None and t in previous and not cp.get("parts", {}).get(t)  # type: ignore[union-attr]
+                        and (old / f"{t}.parquet").exists() and df.equals(previous[t])):  # type: ignore[index]
+                    # an update that left this table as it was: linked, not written again
+                    writers[f"{t}.parquet"] = old / f"{t}.parquet"
+                    if t not in p.no_csv:
+                        writers[f"{t}.csv"] = old / f"{t}.csv" if (old / f"{t}.csv").exists() else partial(_write_csv, df)
+                    continue
                 writers[f"{t}.parquet"] = partial(df.write_parquet, compression="zstd")
                 if t not in p.no_csv:
                     writers[f"{t}.csv"] = partial(_write_csv, df)
@@ -359,7 +368,7 @@ class Engine:
                 else:
                     writers[name] = partial(chunk.write_parquet, compression="zstd")
         try:
-            gen, files = committed.write_generation(target, p.name, seq, writers)
+            gen, files = committed.write_generation(target, p.name, seq, writers, (cp or {}).get("files"))
             return {"gen": gen, "files": files, **({"parts": parts} if parts else {})}
         except OSError as exc:
             if is_full(exc):
