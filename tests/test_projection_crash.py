@@ -40,7 +40,7 @@ def _tables(folder: Path, outputs: tuple[str, ...]) -> dict[str, pl.DataFrame]:
 
 
 def _grow(ws: Path, projects: Path, rng: random.Random, trial: int) -> None:
-    """New events of every kind the projections read: transcript lines, notes, errors."""
+    """New events of every kind the projections read: transcript lines, notes, labels, errors."""
     transcript = projects / "-home-ana-repo" / "5e55a000-0000-4000-8000-000000000002.jsonl"
     with open(transcript, "ab") as fh:
         for i in range(rng.randrange(1, 4)):
@@ -56,6 +56,10 @@ def _grow(ws: Path, projects: Path, rng: random.Random, trial: int) -> None:
         SessionIngester(log, ws / "data" / "ingest.lock", quiet_seconds=0).run([projects])
     notes = "".join(json.dumps({"type": "annotation", "stream": f"doc:{trial}", "target": f"doc:{trial}", "key": "k",
                                 "value": str(j), "author": "crash"}) + "\n" for j in range(rng.randrange(1, 5)))
+    # labels too (the labels projection): a later one of the same target supersedes, counts add up
+    notes += json.dumps({"type": "annotation", "stream": "labels", "target": f"episode:ep-{rng.randrange(3)}",
+                         "key": "reaction", "value": rng.choice(["approve", "correct"]), "author": f"a{trial}",
+                         "taxonomy": "reaction.v1"}) + "\n"
     subprocess.run([sys.executable, "-m", "chronicle", "append"], input=notes.encode(), check=True,
                    env={**os.environ, "CHRONICLE_ROOT": str(ws)}, capture_output=True)
 
