@@ -47,6 +47,7 @@ class IdIndex:
         self._read_manifest = read_manifest
         self.lock = threading.Lock()
         self._ids: EventIds | None = None
+        self._built = False  # _ids is whole (another thread may look while it is being built)
         self._keep_seqs = False  # from this process's first duplicate on (see EventIds)
         # _ids holds the event_ids of WAL frames up to _indexed: (file, offset), and of the
         # MANIFEST's first _ids_entries entries.
@@ -56,16 +57,16 @@ class IdIndex:
     @property
     def loaded(self) -> bool:
         """Whether this process has read the log's ids (its first append with given ids does)."""
-        return self._ids is not None
+        return self._built
 
     @property
     def with_seqs(self) -> bool:
         """Whether the index keeps each id's seq (from this process's first duplicate on)."""
-        return self._ids is not None and self._ids.seq_of is not None
+        return self._built and self._ids is not None and self._ids.seq_of is not None
 
     def knows(self, ids: list[str]) -> bool:
         """Whether the index, as loaded so far, holds any of ``ids``."""
-        return self._ids is not None and not self._ids.isdisjoint(ids)
+        return self._built and self._ids is not None and not self._ids.isdisjoint(ids)
 
     def added(self, held: Held, ids: list[str], seqs: range | list[int], written: Written | None = None) -> None:
         """Under LOCK: ``ids`` were just recorded at ``seqs`` by this process (in ``written``'s frame)."""
@@ -185,12 +186,14 @@ class IdIndex:
     def _build_ids(self, m: manifest.ManifestLines, wal: str | None, end: int) -> None:
         """Index the events of ``m``'s segments and of the WAL frames up to
         offset ``end`` of file ``wal`` (none if None). Holding ``lock``."""
+        self._built = False
         self._ids = EventIds(keep_seqs=self._keep_seqs)
         self._ids_entries = 0
         self._indexed = ("", 0)
         self._add_sealed_ids(m)
         if wal is not None:
             self._index_upto(wal, end)
+        self._built = True
 
     def _search_unindexed(self, ids: list[str]) -> None:
         """Under LOCK: make ``_ids`` hold every one of ``ids`` that is in the log.
