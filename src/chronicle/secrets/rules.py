@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -98,6 +99,39 @@ _QUICK = {"npm-token": r"/:_authToken="}
 
 
 def _from_detect_secrets() -> tuple[Rule, ...]:
+    """The plugins' rules, from a cache kept beside the user's other caches when the installed
+    detect-secrets is the one it was made from: importing detect-secrets (it brings requests)
+    and compiling its plugins cost every masking command 0.15 s."""
+    import importlib.util
+    import json
+    import os
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("detect_secrets")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("detect-secrets is not installed (a dependency of chronicle)", name="detect_secrets")
+    installed = Path(spec.origin).parent
+    stamp = f"{installed}:{os.stat(installed / 'plugins').st_mtime_ns}:" + hashlib.sha256(
+        json.dumps([_DETECT_SECRETS, _QUICK], sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chronicle" / "detect-secrets-rules.json"
+    try:
+        saved = json.loads(cache.read_text())
+        if saved["stamp"] == stamp:
+            return tuple(Rule(**r) for r in saved["rules"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    rules = _read_plugins()
+    try:  # a cache: where it cannot be written, the next command reads the plugins again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"stamp": stamp, "rules": [dataclasses.asdict(r) for r in rules]}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return rules
+
+
+def _read_plugins() -> tuple[Rule, ...]:
     from importlib.metadata import version
 
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
