@@ -209,8 +209,6 @@ def commented_template() -> str:
             lines += [f"# {line[2:]}", f"# {section.replace('NAME', 'openrouter').replace('.ID', '.myapp')}"]
             if "providers" in section:
                 lines += ['# base_url = "https://openrouter.ai/api/v1"', '# api_key_env = "OPENROUTER_API_KEY"']
-            if "projects" in section:
-                lines += ['# roots = ["~/src/myapp"]']
         elif line:
             lines.append(f"# {line}")
         else:
