@@ -123,6 +123,8 @@ def test_reaction_and_action_accuracy_with_confusion_matrices(sample) -> None:
     assert reaction["taxonomy"] == "reaction.v1"
     assert (reaction["accuracy"]["k"], reaction["accuracy"]["n"]) == (2, 3)
     assert reaction["confusion"] == {"approve": {"none": 1}, "correct": {"correct": 1}, "none": {"none": 1}}
+    by_project = {p["project_id"]: p["reaction_accuracy"] for p in report["projects"]}
+    assert (by_project["repo"]["k"], by_project["repo"]["n"]) == (2, 3) and by_project["elsewhere"]["n"] == 0
     (action,) = report["action"]
     assert action["taxonomy"] == "action.v1" and (action["accuracy"]["k"], action["accuracy"]["n"]) == (1, 2)
     assert action["confusion"] == {"read": {"edit": 1}, "vcs": {"vcs": 1}}

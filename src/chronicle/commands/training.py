@@ -226,12 +226,15 @@ def cmd_quality(ws: Workspace, args: argparse.Namespace) -> int:
         print_json({"seq": seq, **result})
         return EXIT_OK
     out(f"quality at seq {seq}; inclusion bar: link precision >= {bar}")
-    out(f"{'project':<24} {'tier':>4} {'sessions':>8}  {'link precision (95% CI)':<28} {'recall (95% CI)':<28} verdict")
-    for p in [*result["projects"], {"project_id": "(overall)", "tier": "", "sessions": "", **result["overall"],
-                                    "verdict": ""}]:
+    out(f"{'project':<24} {'tier':>4} {'sessions':>8}  {'link precision (95% CI)':<28} {'recall (95% CI)':<28} "
+        f"{'reactions right (95% CI)':<28} verdict")
+    overall = {"project_id": "(overall)", "tier": "", "sessions": "", **result["overall"], "verdict": "",
+               "reaction_accuracy": None}
+    for p in [*result["projects"], overall]:
         links = p["links"]
+        reactions = _ratio(p["reaction_accuracy"]) if p["reaction_accuracy"] else ""
         out(f"{p['project_id'][:24]:<24} {p['tier']!s:>4} {p['sessions']!s:>8}  {_ratio(links['precision']):<28} "
-            f"{_ratio(links['recall']):<28} {p['verdict']}")
+            f"{_ratio(links['recall']):<28} {reactions:<28} {p['verdict']}")
     for kind in ("reaction", "action"):
         for t in result[kind]:
             out(f"{kind} classifier {t['taxonomy']}: accuracy {_ratio(t['accuracy'])}")

@@ -7,7 +7,8 @@
   score interval (right at 0 and 1 and for a handful of labels, where the normal
   approximation is not).
 - **Reactions and actions**: accuracy of the classifier against the labels, with a
-  confusion matrix (label by classifier), per taxonomy version the classifier ran.
+  confusion matrix (label by classifier), per taxonomy version the classifier ran;
+  the reaction classifier's accuracy per project too.
 - **Inclusion**: a project is included when its measured link precision reaches the
   bar (``[quality] bar``, 0.7 by default); "unmeasured" when none of its found links
   is labelled; "excluded" when chronicle.toml says so.
@@ -48,6 +49,7 @@ def link_counts(labelled: pl.DataFrame) -> dict:
 def report(tables: dict[str, pl.DataFrame], bar: float) -> dict:
     membership = tables["session_projects"]
     pairs = links(tables).join(membership, on="session_id", how="left").filter(pl.col("label").is_not_null())
+    reactions = _reaction_pairs(tables).join(membership, on="session_id", how="left")
     projects = []
     for row in tables["projects"].sort("project_id").iter_rows(named=True):
         counts = link_counts(pairs.filter(pl.col("project_id") == row["project_id"]))
@@ -58,8 +60,11 @@ def report(tables: dict[str, pl.DataFrame], bar: float) -> dict:
             verdict = "unmeasured"
         else:
             verdict = "included" if precision >= bar else "below bar"
+        mine = reactions.filter(pl.col("project_id") == row["project_id"])
         projects.append({"project_id": row["project_id"], "name": row["name"], "tier": row["tier"],
-                         "sessions": row["sessions"], "links": counts, "verdict": verdict})
+                         "sessions": row["sessions"], "links": counts, "verdict": verdict,
+                         "reaction_accuracy": ratio(mine.filter(pl.col("label") == pl.col("predicted")).height,
+                                                    mine.height)})
     return {"bar": bar, "projects": projects, "overall": {"links": link_counts(pairs)},
             "reaction": _reactions(tables), "action": _actions(tables)}
 
@@ -78,12 +83,16 @@ def _accuracy(pairs: pl.DataFrame, version: str) -> list[dict]:
     return sorted(out, key=lambda r: r["taxonomy"])
 
 
-def _reactions(tables: dict[str, pl.DataFrame]) -> list[dict]:
+def _reaction_pairs(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Each labelled episode: its session, the label, what the classifier said, and its taxonomy."""
     labels = tables["labels"].filter((pl.col("kind") == "episode") & (pl.col("key") == "reaction")).select(
         pl.col("target_id").alias("episode_id"), pl.col("value").alias("label"))
-    pairs = tables["episodes"].join(labels, on="episode_id").select(
-        "label", pl.col("reaction").alias("predicted"), "reaction_taxonomy")
-    return _accuracy(pairs, "reaction_taxonomy")
+    return tables["episodes"].join(labels, on="episode_id").select(
+        "session_id", "label", pl.col("reaction").alias("predicted"), "reaction_taxonomy")
+
+
+def _reactions(tables: dict[str, pl.DataFrame]) -> list[dict]:
+    return _accuracy(_reaction_pairs(tables), "reaction_taxonomy")
 
 
 def _actions(tables: dict[str, pl.DataFrame]) -> list[dict]:
