@@ -250,13 +250,23 @@ def test_tiers_follow_what_the_commits_say() -> None:
     assert dict(made["session_projects"].iter_rows()) == {A: "r1", "s2": "r2"}
 
 
+def _datasets(tmp_path: Path):
+    """Hugging Face ``datasets``, offline, caching under ``tmp_path`` (skips where it is not installed)."""
+    import os
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HOME", str(tmp_path / "hf"))
+    return pytest.importorskip("datasets")
+
+
 def _digests(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_export_episodes_splits_filters_masks_and_loads_in_datasets(sample, tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets(tmp_path)
     ws, repo, _ = sample
     ep_d = episode_of(ws, D)
     cli(ws, "label", "episode", ep_d, "reaction=correct", "--author", "ana")
@@ -280,10 +290,11 @@ def test_export_episodes_splits_filters_masks_and_loads_in_datasets(sample, tmp_
     card = (a / "README.md").read_text()
     seq = head(ws)
     assert f"seq {seq}" in card and "reaction.v1" in card and "| test |" in card and "`observation`" in card
-    loaded = datasets.load_dataset("parquet", data_files={s: str(a / "data" / f"{s}.parquet") for s in splits})
+    loaded = datasets.load_dataset("parquet", data_files={s: str(a / "data" / f"{s}.parquet") for s in splits},
+                                   cache_dir=str(tmp_path / "hf-cache"))
     assert {s: loaded[s].num_rows for s in loaded} == {s: df.height for s, df in splits.items()}
     assert loaded["train"].features["reaction"]["label"].dtype in ("string", "large_string")
-    by_card = datasets.load_dataset(str(a))  # the card's configs name the split files
+    by_card = datasets.load_dataset(str(a), cache_dir=str(tmp_path / "hf-cache"))  # the card names the split files
     assert {s: by_card[s].num_rows for s in by_card} == {s: df.height for s, df in splits.items()}
     # options
     lab = tmp_path / "labelled"
@@ -335,7 +346,7 @@ def test_a_release_is_frozen_verified_from_the_log_and_never_overwritten(sample)
 
 @pytest.mark.skipif(not (SHARED / "corpus" / "claude-code").is_dir(), reason="../shared/corpus is absent")
 def test_the_real_corpus_exports_every_episode(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    datasets = _datasets(tmp_path)
     ws = Workspace.at(tmp_path / "ws")
     ws.init()
     shutil.copytree(SHARED / "corpus" / "claude-code", tmp_path / "corpus", dirs_exist_ok=True)
@@ -345,6 +356,6 @@ def test_the_real_corpus_exports_every_episode(tmp_path: Path) -> None:
     assert projects["sessions"].sum() == table(ws, "session_projects").height
     out = tmp_path / "export"
     cli(ws, "export", "episodes", str(out), "--split", "project")
-    loaded = datasets.load_dataset(str(out))
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert sum(loaded[s].num_rows for s in loaded) == episodes.height > 0
     assert len(loaded) == episodes.join(table(ws, "session_projects"), on="session_id")["project_id"].n_unique()
