@@ -52,9 +52,12 @@ def record_configuration(ws: Workspace) -> int | None:
     if json.loads(before) != json.loads(now):
         event_id = "projects-" + hashlib.sha256(f"{previous_id}\0{now}".encode()).hexdigest()[:24]
         seq = log.append([ProjectsConfigured(stream="config:projects", event_id=event_id, projects_json=now)])[0].seq
-    tmp = mark.with_suffix(".tmp")
-    tmp.write_text(digest)
-    os.replace(tmp, mark)
+    try:  # a cache of what the log says: where it cannot be written, the log is read again next time
+        tmp = mark.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, mark)
+    except OSError:
+        pass
     return seq
 
 
