@@ -65,6 +65,9 @@ def _load(path: Path) -> dict:
 
 ACTION = _load(DATA_FILES[0])
 REACTION = _load(DATA_FILES[1])
+#: The taxonomies' names and versions, as an episode and a label record them.
+ACTION_TAXONOMY = f"{ACTION['name']}.v{ACTION['version']}"
+REACTION_TAXONOMY = f"{REACTION['name']}.v{REACTION['version']}"
 _ACTION_RULES = [(r["class"], set(r["tools"]), [re.compile(p) for p in r.get("command_patterns", [])])
                  for r in ACTION["rules"]]
 _REACTIONS = [(c["label"], c["confidence"], [re.compile(p, re.I) for p in c["patterns"]]) for c in REACTION["classes"]]
@@ -188,7 +191,6 @@ def _episodes_of(lines: pl.LazyFrame, messages: pl.DataFrame, tools: pl.DataFram
                 "subagents": [c["spawned_agent_id"] for c in during if c["spawned_agent_id"]],
                 "reaction_uuid": nxt["uuid"] if nxt else None, "reaction_text": nxt["text"] if nxt else None,
                 "reaction": label, "reaction_confidence": conf,
-                "action_taxonomy": f"{ACTION['name']}.v{ACTION['version']}",
-                "reaction_taxonomy": f"{REACTION['name']}.v{REACTION['version']}",
+                "action_taxonomy": ACTION_TAXONOMY, "reaction_taxonomy": REACTION_TAXONOMY,
             })
     return pl.DataFrame(rows, schema=_SCHEMA).sort("session_id", "index")

@@ -28,6 +28,7 @@ import msgspec
 import polars as pl
 
 from chronicle.errors import UsageError
+from chronicle.training.labels import standing
 
 FORMATS = ("parquet", "jsonl")
 CARD = "README.md"
@@ -98,11 +99,10 @@ def rows(tables: dict[str, pl.DataFrame], options: Options, masker) -> pl.DataFr
         excluded = projects.filter(pl.col("status") == "excluded")["project_id"]
         eps = eps.filter(~pl.col("project_id").is_in(excluded).fill_null(False))
     labels = tables["labels"]
-    reaction = labels.filter((pl.col("kind") == "episode") & (pl.col("key") == "reaction")).select(
-        pl.col("target_id").alias("episode_id"), pl.col("value").alias("reaction_label"),
-        pl.col("author").alias("reaction_label_author"))
+    reaction = standing(labels, "episode", "episode_id").rename(
+        {"label": "reaction_label", "label_author": "reaction_label_author"})
     eps = eps.join(reaction, on="episode_id", how="left")
-    by_call = dict(labels.filter(pl.col("kind") == "action").select("target_id", "value").iter_rows())
+    by_call = dict(standing(labels, "action", "tool_use_id").select("tool_use_id", "label").iter_rows())
     eps = eps.with_columns(pl.Series("action_labels", [[by_call.get(i) for i in ids] for ids in eps["action_ids"]],
                                      dtype=pl.List(pl.String)))
     labelled = pl.col("reaction_label").is_not_null() | pl.col("action_labels").list.eval(

@@ -40,25 +40,43 @@ class Label(msgspec.Struct, frozen=True, kw_only=True):
     author: str | None = None
 
 
+#: What a label of each kind says: an episode's reaction, a tool call's action class, a link's yes or no.
+KEYS = {"episode": "reaction", "action": "action", "link": "link"}
+
+
+def standing(labels: pl.DataFrame, kind: str, id_name: str) -> pl.DataFrame:
+    """The label standing on each target of ``kind`` (the ``labels`` table keeps the latest): the
+    target's id as ``id_name``, ``label`` and ``label_author``."""
+    return labels.filter((pl.col("kind") == kind) & (pl.col("key") == KEYS[kind])).select(
+        pl.col("target_id").alias(id_name), pl.col("value").alias("label"), pl.col("author").alias("label_author"))
+
+
+def labelled_actions(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Each labelled tool call (``tool_calls`` columns), its ``label``, and the class the action
+    taxonomy's rules give it (``predicted``)."""
+    from chronicle.projections.episodes import action_class
+
+    calls = tables["tool_calls"].join(standing(tables["labels"], "action", "tool_use_id"), on="tool_use_id")
+    return calls.with_columns(pl.Series("predicted", [action_class(t, c) for t, c in
+                                                      calls.select("tool_name", "command").iter_rows()],
+                                        dtype=pl.String))
+
+
 def default_author() -> str:
     """$CHRONICLE_AUTHOR, else the login name."""
     return os.environ.get("CHRONICLE_AUTHOR") or getpass.getuser()
 
 
-def taxonomies() -> tuple[dict, dict]:
-    from chronicle.projections.episodes import ACTION, REACTION
-
-    return ACTION, REACTION
-
-
 def reaction_values() -> list[str]:
-    _, reaction = taxonomies()
-    return [c["label"] for c in reaction["classes"]] + [reaction["default"]["label"], "none"]
+    from chronicle.projections.episodes import REACTION
+
+    return [c["label"] for c in REACTION["classes"]] + [REACTION["default"]["label"], "none"]
 
 
 def action_values() -> list[str]:
-    action, _ = taxonomies()
-    return [r["class"] for r in action["rules"]] + [action["default"]]
+    from chronicle.projections.episodes import ACTION
+
+    return [r["class"] for r in ACTION["rules"]] + [ACTION["default"]]
 
 
 class Checker:
@@ -72,29 +90,30 @@ class Checker:
 
     def event(self, given: Label, where: str, author: str, event_id: str = "") -> Annotation:
         """The annotation for ``given``; ``where`` names it in an error (a command, a file's line)."""
-        action, reaction = taxonomies()
+        from chronicle.projections.episodes import ACTION_TAXONOMY, REACTION_TAXONOMY
+
         if given.label is None:
             raise LabelError(f"{where}: no label given")
         if given.kind == "episode":
             if given.id not in self.episodes:
                 raise LabelError(f"{where}: no episode {given.id!r} (see `chronicle show episodes`)")
-            key, allowed, taxonomy = "reaction", reaction_values(), f"{reaction['name']}.v{reaction['version']}"
+            allowed, taxonomy = reaction_values(), REACTION_TAXONOMY
             target = given.id
         elif given.kind == "action":
             if given.id not in self.tools:
                 raise LabelError(f"{where}: no tool call {given.id!r} (an action is a tool call: tool_calls.tool_use_id)")
-            key, allowed, taxonomy = "action", action_values(), f"{action['name']}.v{action['version']}"
+            allowed, taxonomy = action_values(), ACTION_TAXONOMY
             target = given.id
         elif given.kind == "link":
             session, _, commit = given.id.partition("@")
             target = f"{self.session(session, where)}@{self.commit(commit, where)}"
-            key, allowed, taxonomy = "link", list(LINK_VALUES), None
+            allowed, taxonomy = list(LINK_VALUES), None
         else:
             raise LabelError(f"{where}: unknown kind {given.kind!r} (episode, action or link)")
         if given.label not in allowed:
             in_what = f"taxonomy {taxonomy}" if taxonomy else "a link label"
             raise LabelError(f"{where}: {given.label!r} is not in {in_what} (one of: {', '.join(allowed)})")
-        return Annotation(stream=f"{given.kind}:{target}", event_id=event_id, target=f"{given.kind}:{target}", key=key,
+        return Annotation(stream=f"{given.kind}:{target}", event_id=event_id, target=f"{given.kind}:{target}", key=KEYS[given.kind],
                           value=given.label, author=given.author or author, note=given.note, taxonomy=taxonomy)
 
     def session(self, text: str, where: str) -> str:

@@ -20,6 +20,7 @@ import math
 
 import polars as pl
 
+from chronicle.training.labels import labelled_actions, standing
 from chronicle.training.review import links
 
 Z95 = 1.959964
@@ -85,9 +86,7 @@ def _accuracy(pairs: pl.DataFrame, version: str) -> list[dict]:
 
 def _reaction_pairs(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Each labelled episode: its session, the label, what the classifier said, and its taxonomy."""
-    labels = tables["labels"].filter((pl.col("kind") == "episode") & (pl.col("key") == "reaction")).select(
-        pl.col("target_id").alias("episode_id"), pl.col("value").alias("label"))
-    return tables["episodes"].join(labels, on="episode_id").select(
+    return tables["episodes"].join(standing(tables["labels"], "episode", "episode_id"), on="episode_id").select(
         "session_id", "label", pl.col("reaction").alias("predicted"), "reaction_taxonomy")
 
 
@@ -96,13 +95,7 @@ def _reactions(tables: dict[str, pl.DataFrame]) -> list[dict]:
 
 
 def _actions(tables: dict[str, pl.DataFrame]) -> list[dict]:
-    from chronicle.projections.episodes import ACTION, action_class
+    from chronicle.projections.episodes import ACTION_TAXONOMY
 
-    labels = tables["labels"].filter(pl.col("kind") == "action").select(
-        pl.col("target_id").alias("tool_use_id"), pl.col("value").alias("label"))
-    calls = tables["tool_calls"].join(labels, on="tool_use_id")
-    pairs = pl.DataFrame({
-        "label": calls["label"], "predicted": [action_class(t, c) for t, c in calls.select("tool_name", "command").iter_rows()],
-        "action_taxonomy": [f"{ACTION['name']}.v{ACTION['version']}"] * calls.height},
-        schema={"label": pl.String, "predicted": pl.String, "action_taxonomy": pl.String})
+    pairs = labelled_actions(tables).select("label", "predicted", pl.lit(ACTION_TAXONOMY).alias("action_taxonomy"))
     return _accuracy(pairs, "action_taxonomy")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from chronicle.training.labels import LINK_VALUES
+from chronicle.training.labels import LINK_VALUES, labelled_actions, standing
 
 KINDS = ("link", "episode", "action")
 _TEXT = 400
@@ -29,9 +29,7 @@ def links(tables: dict[str, pl.DataFrame]) -> pl.DataFrame:
             .agg(pl.col("repo").first(), pl.col("confidence").first(), pl.col("method").first(),
                  pl.col("evidence").first())
             .with_columns((pl.col("session_id") + "@" + pl.col("sha")).alias("id")))
-    labels = tables["labels"].filter(pl.col("kind") == "link").select(
-        pl.col("target_id").alias("id"), pl.col("value").alias("label"), pl.col("author").alias("labeled_by"))
-    joined = best.join(labels, on="id", how="full", coalesce=True)
+    joined = best.join(standing(tables["labels"], "link", "id"), on="id", how="full", coalesce=True)
     split = pl.col("id").str.split_exact("@", 1)
     return joined.with_columns(split.struct.field("field_0").alias("session_id"),
                                split.struct.field("field_1").alias("sha"),
@@ -76,8 +74,7 @@ def _link_items(tables: dict[str, pl.DataFrame], below: float, project: dict) ->
 def _episode_items(tables: dict[str, pl.DataFrame], below: float, project: dict) -> list[dict]:
     from chronicle.training.labels import reaction_values
 
-    labels = dict(tables["labels"].filter((pl.col("kind") == "episode") & (pl.col("key") == "reaction"))
-                  .select("target_id", "value").iter_rows())
+    labels = dict(standing(tables["labels"], "episode", "episode_id").select("episode_id", "label").iter_rows())
     out = []
     for row in tables["episodes"].select("episode_id", "session_id", "prompt", "reaction_text", "reaction",
                                          "reaction_confidence").iter_rows(named=True):
@@ -94,19 +91,13 @@ def _episode_items(tables: dict[str, pl.DataFrame], below: float, project: dict)
 
 def _action_items(tables: dict[str, pl.DataFrame], project: dict) -> list[dict]:
     """Only disagreements: every tool call is classified by rule, with no confidence to rank."""
-    from chronicle.projections.episodes import action_class
     from chronicle.training.labels import action_values
 
-    labels = tables["labels"].filter(pl.col("kind") == "action").select(
-        pl.col("target_id").alias("tool_use_id"), pl.col("value").alias("label"))
-    calls = tables["tool_calls"].join(labels, on="tool_use_id")
     out = []
-    for row in calls.iter_rows(named=True):
-        predicted = action_class(row["tool_name"], row["command"])
-        if predicted != row["label"]:
-            out.append(_item("action", row["tool_use_id"], project.get(row["session_id"]), predicted, 1.0,
-                             row["label"], True, {"session": row["session_id"], "tool": row["tool_name"],
-                                                  "input": _cut(row["input_summary"])}, choices=action_values()))
+    for row in labelled_actions(tables).filter(pl.col("predicted") != pl.col("label")).iter_rows(named=True):
+        out.append(_item("action", row["tool_use_id"], project.get(row["session_id"]), row["predicted"], 1.0,
+                         row["label"], True, {"session": row["session_id"], "tool": row["tool_name"],
+                                              "input": _cut(row["input_summary"])}, choices=action_values()))
     return out
 
 
