@@ -283,7 +283,9 @@ def cmd_release(ws: Workspace, args: argparse.Namespace) -> int:
         if not rows.height and not args.json:
             out("no releases yet (chronicle release NAME)")
         return EXIT_OK
-    if words[0] == "verify" and len(words) == 2:
+    if words[0] == "verify" and len(words) != 2:
+        raise UsageError("release verify: give one NAME (chronicle release list shows them)")
+    if words[0] == "verify":
         result = release.check(ws, words[1])
         if args.json:
             print_json({"name": result.name, "seq": result.seq, "ok": result.ok,
