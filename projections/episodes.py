@@ -27,6 +27,7 @@ session id and the prompt's uuid.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
@@ -70,7 +71,9 @@ ACTION_TAXONOMY = f"{ACTION['name']}.v{ACTION['version']}"
 REACTION_TAXONOMY = f"{REACTION['name']}.v{REACTION['version']}"
 _ACTION_RULES = [(r["class"], set(r["tools"]), [re.compile(p) for p in r.get("command_patterns", [])])
                  for r in ACTION["rules"]]
-_REACTIONS = [(c["label"], c["confidence"], [re.compile(p, re.I) for p in c["patterns"]]) for c in REACTION["classes"]]
+# A class's patterns as one alternation: one search per class and reaction, not one per pattern.
+_REACTIONS = [(c["label"], c["confidence"], re.compile("|".join(f"(?:{p})" for p in c["patterns"]), re.I))
+              for c in REACTION["classes"]]
 
 
 def action_class(tool: str, command: str | None) -> str:
@@ -84,7 +87,7 @@ def reaction(text: str | None) -> tuple[str, float]:
     if text is None:
         return "none", 1.0
     t = text.strip()
-    hits = [(label, conf) for label, conf, patterns in _REACTIONS if any(p.search(t) for p in patterns)]
+    hits = [(label, conf) for label, conf, pattern in _REACTIONS if pattern.search(t)]
     if not hits:
         return REACTION["default"]["label"], REACTION["default"]["confidence"]
     label, conf = hits[0]
@@ -156,32 +159,53 @@ def _episodes_of(lines: pl.LazyFrame, messages: pl.DataFrame, tools: pl.DataFram
     for (sid,), msgs in main.group_by("session_id", maintain_order=True):
         msgs_l = msgs.to_dicts()
         humans = [i for i, m in enumerate(msgs_l) if m["is_human"]]
+        # Linear in the session's length: its calls and boundaries are in seq order, and each
+        # episode starts later than the one before, so what came before it is kept as it grows.
         session_calls = calls_by_session.get(sid, [])
+        call_seqs = [c["call_seq"] for c in session_calls]
+        call_classes = [action_class(c["tool_name"], c["command"]) for c in session_calls]
+        session_bounds = sorted(bounds.get(sid, []))
+        files_before: set[str] = set()
+        last_test: dict | None = None
+        seen = 0  # calls before the current prompt
         for n, hi in enumerate(humans):
             prompt = msgs_l[hi]
             end = humans[n + 1] if n + 1 < len(humans) else len(msgs_l)
             start_seq = prompt["seq"]
             end_seq = msgs_l[end]["seq"] if end < len(msgs_l) else None
-            before = [c for c in session_calls if c["call_seq"] < start_seq]
-            during = [c for c in session_calls if c["call_seq"] > start_seq and (end_seq is None or c["call_seq"] < end_seq)]
-            last_boundary = max((b for b in bounds.get(sid, []) if b < start_seq), default=0)
-            context = [{"role": m["role"], "text": (m["text"] or "")[:CONTEXT_CHARS]}
-                       for m in msgs_l[:hi] if m["seq"] > last_boundary and m["text"]][-CONTEXT_MESSAGES:]
-            tests = [c for c in before if action_class(c["tool_name"], c["command"]) == "test"]
-            status = None if not tests else ("failed" if tests[-1]["is_error"] else "passed")
-            classes = [action_class(c["tool_name"], c["command"]) for c in during]
+            while seen < len(session_calls) and call_seqs[seen] < start_seq:
+                if session_calls[seen]["file_path"]:
+                    files_before.add(session_calls[seen]["file_path"])
+                if call_classes[seen] == "test":
+                    last_test = session_calls[seen]
+                seen += 1
+            first = bisect.bisect_right(call_seqs, start_seq)
+            stop = len(call_seqs) if end_seq is None else bisect.bisect_left(call_seqs, end_seq)
+            during, classes = session_calls[first:stop], call_classes[first:stop]
+            b = bisect.bisect_left(session_bounds, start_seq)
+            last_boundary = session_bounds[b - 1] if b else 0
+            context = []
+            for j in range(hi - 1, -1, -1):  # back from the prompt, not a copy of all before it
+                m = msgs_l[j]
+                if m["seq"] <= last_boundary or len(context) == CONTEXT_MESSAGES:
+                    break
+                if m["text"]:
+                    context.append({"role": m["role"], "text": m["text"][:CONTEXT_CHARS]})
+            context.reverse()
+            status = None if last_test is None else ("failed" if last_test["is_error"] else "passed")
             counts: dict[str, int] = {}
             for cl in classes:
                 counts[cl] = counts.get(cl, 0) + 1
             answer = [m for m in msgs_l[hi + 1 : end] if m["role"] == "assistant"]
             nxt = msgs_l[end] if end < len(msgs_l) else None
             label, conf = reaction(nxt["text"] if nxt else None)
-            compacted = any(start_seq < b and (end_seq is None or b < end_seq) for b in bounds.get(sid, []))
+            after = bisect.bisect_right(session_bounds, start_seq)
+            compacted = after < len(session_bounds) and (end_seq is None or session_bounds[after] < end_seq)
             rows.append({
                 "episode_id": "ep-" + hashlib.sha256(f"{sid}\0{prompt['uuid']}".encode()).hexdigest()[:20],
                 "session_id": sid, "index": n, "prompt_uuid": prompt["uuid"], "prompt_time": prompt["time"],
                 "prompt": prompt["text"], "context_json": json.dumps(context, ensure_ascii=False),
-                "files_touched": sorted({c["file_path"] for c in before if c["file_path"]}),
+                "files_touched": sorted(files_before),
                 "last_test_status": status, "compacted": compacted,
                 "tool_calls": len(during), "actions": classes, "action_ids": [c["tool_use_id"] for c in during],
                 "action_counts_json": json.dumps(counts, sort_keys=True),
