@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def register(verbs: Verbs) -> None:
                   "Claude Code and Codex CLI transcripts: every line becomes a session.line (codex.line) event; "
                   "a second run adds only new bytes; a rewritten file becomes a new generation",
                   "chronicle ingest sessions ~/.claude/projects/-home-me-repo ~/.codex/sessions --json",
-                  under="ingest")
+                  under="ingest", served=lambda a: all(os.path.isabs(p) for p in a.paths))
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="folders or files of either agent (default: ~/.claude/projects, ~/.config/claude/projects, "
                         "$CLAUDE_CONFIG_DIR, $CODEX_HOME/sessions or ~/.codex/sessions)")
@@ -62,8 +63,8 @@ def register(verbs: Verbs) -> None:
 
 
 def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
-    from chronicle.ingest.sessions import SessionIngester, bytes_behind, cursors, known_kinds
-    from chronicle.ingest.sources import SOURCES, default_roots, discover
+    from chronicle.ingest.sessions import SessionIngester
+    from chronicle.ingest.sources import SOURCES, default_roots
     from chronicle.secrets.scan import scan
 
     given = [Path(p) for p in args.paths]
@@ -72,13 +73,16 @@ def ingest_sessions(ws: Workspace, args: argparse.Namespace) -> int:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     roots = given or [r for r in default_roots() if r.is_dir()]
     log = ws.open_log()
-    known = cursors(log.snapshot())
-    files = discover(roots, known_kinds(known))
-    bar = Progress(bytes_behind(files, known) / 1e6, "ingest", " MB")
+    bar = Progress(0, "ingest", " MB")
+
+    def behind(n: int) -> None:
+        bar.total = n / 1e6
+
     ingester = SessionIngester(log, ws.data / "ingest.lock", quiet_seconds=args.quiet_seconds,
-                               on_bytes=lambda n, name: bar.advance(n / 1e6, name), secrets_dir=ws.data)
+                               on_bytes=lambda n, name: bar.advance(n / 1e6, name), secrets_dir=ws.data,
+                               on_behind=behind if bar.enabled else None)
     try:
-        summary = ingester.run(roots, files)
+        summary = ingester.run(roots)
     finally:
         bar.close()
     # what was recorded is scanned before the verb returns: each commit as it was made, then

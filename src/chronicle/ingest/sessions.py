@@ -335,27 +335,39 @@ def _renamed(batch: PreparedTables | list[Event], taken: str) -> PreparedTables 
 
 class SessionIngester:
     def __init__(self, log: EventLog, lock_path: Path, *, quiet_seconds: float = 10.0, chunk_bytes: int = CHUNK,
-                 on_bytes: Callable[[int, str], None] | None = None, secrets_dir: Path | None = None):
+                 on_bytes: Callable[[int, str], None] | None = None, secrets_dir: Path | None = None,
+                 on_behind: Callable[[int], None] | None = None):
         """``secrets_dir``: the workspace's data folder, to scan each commit for secrets as
-        it is made (see ``secrets.scan.CommitScanner``); without it, a later scan reads them."""
+        it is made (see ``secrets.scan.CommitScanner``); without it, a later scan reads them.
+        ``on_behind`` is told how many bytes the files hold beyond their cursors (a progress
+        bar's total) before any is read; ``on_bytes`` each time some are."""
         self.log = log
         self.secrets_dir = secrets_dir
         self.lock_path = lock_path
         self.quiet_seconds = quiet_seconds
         self.chunk_bytes = chunk_bytes
         self.on_bytes = on_bytes or (lambda n, name: None)
+        self.on_behind = on_behind
         self._committer: _Committer | None = None
         self._known_errors: set[str] = set()
         self._checked_in_place: dict[str, int] = {}  # path -> mtime (ns) found unchanged
 
-    def run(self, paths: list[Path], files: list[SourceFile] | None = None) -> Summary:
+    def run(self, paths: list[Path],
+            files: list[SourceFile] | Callable[[dict[str, str]], list[SourceFile]] | None = None) -> Summary:
+        """Ingest ``files`` (default: every file under ``paths``); a callable chooses them under
+        the ingest lock, given the kind the log recorded for each path (``known_kinds``)."""
         started = time.monotonic()
         summary = Summary()
         with locked(self.lock_path), _cyclic_gc_paused():
             snap = self.log.snapshot()
             known = cursors(snap)
-            files = discover(paths, known_kinds(known)) if files is None else files
+            if files is None:
+                files = discover(paths, known_kinds(known))
+            elif callable(files):
+                files = files(known_kinds(known))
             summary.files = len(files)
+            if self.on_behind is not None:
+                self.on_behind(bytes_behind(files, known))
             metas = meta_versions(snap)
             self._known_errors = set(snap.frame("source.error", ["event_id"]).collect()["event_id"].to_list())
             scanner = CommitScanner(self.secrets_dir) if self.secrets_dir is not None else None
@@ -430,6 +442,16 @@ class SessionIngester:
 
     def _lines(self, f: SourceFile, cur: Cursor | None, summary: Summary) -> None:
         path = str(f.path)
+        if cur is not None and cur.kind in ("", f.kind):
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None  # opening it reports the problem
+            if (st is not None and stat.S_ISREG(st.st_mode) and st.st_size == cur.end
+                    and st.st_mtime_ns // 1000 <= cur.recorded_at_us):
+                # Not modified since its cursor was recorded, and no longer: nothing to read or check
+                # (a same-length edit before the cursor would change the mtime: see _changed_in_place).
+                return
         with open_regular(f.path) as fh:
             st = os.fstat(fh.fileno())
             size = st.st_size
