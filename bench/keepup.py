@@ -9,10 +9,14 @@ file on every run. Every figure is a median over rounds in which chronicle and
 ccusage take turns; peak memory is each process's own high-water mark (wait4).
 
 - warm, one new assistant line: ``chronicle ingest sessions`` + ``chronicle show
-  usage_daily --json`` (show brings the table current first) against one ccusage run;
+  usage_daily --json`` (show brings the table current first) against one ccusage run,
+  each command in its own process, and again with ``chronicle watch`` running, which
+  serves both commands (``chronicle.served``) and sees the line itself: the time
+  runs from the line's append to the answer, whoever does the work;
 - warm, one new assistant line, one command as with ccusage: ``chronicle report
   daily --json`` (reads the new bytes, merges the new call, sums by day);
-- warm, one new line, every table current: ``ingest sessions`` + ``rebuild``;
+- warm, one new line, every table current: ``ingest sessions`` + ``rebuild``, without
+  and with the daemon;
 - full rebuild of every table: its peak RSS, at half the corpus and at all of it
   (memory must follow the largest stream, not the corpus);
 - cold: ``init`` + ``ingest sessions`` + ``rebuild`` + ``show usage_daily``, with
@@ -140,6 +144,8 @@ def run(copies: int, rounds: int) -> dict:
                 t2, p2, _ = run_peak(chronicle(ws, *args), env)
                 (warm_show if who == "show" else warm_all).append(t1 + t2)
                 peaks[who] = max(peaks[who], p1, p2)
+        served = _served_rounds(ws, env, tree, cc, rounds, line_no)
+        peers += served.pop("ccusage")
         # the last new line is in usage_daily: what ccusage counts, chronicle counts
         _, _, shown = run_peak(chronicle(ws, "show", "usage_daily", "--json"), env)
         _, _, theirs = run_peak([*cc, "daily", "--json", "--offline"], env)
@@ -166,6 +172,9 @@ def run(copies: int, rounds: int) -> dict:
             "floor_s": statistics.median(floors), "floor_ratio": statistics.median(floors) / peer,
             "warm_all_s": statistics.median(warm_all), "warm_all_ratio": statistics.median(warm_all) / peer,
             "warm_all_peak_mb": peaks["all"] / 1e6,
+            "served_show_s": statistics.median(served["show"]), "served_show_ratio": statistics.median(served["show"]) / peer,
+            "served_all_s": statistics.median(served["all"]), "served_all_ratio": statistics.median(served["all"]) / peer,
+            "served_client_peak_mb": served["client_peak"] / 1e6, "daemon_peak_mb": served["daemon_peak"] / 1e6,
             "full_rebuild_peak_mb": full["all"] / 1e6, "full_rebuild_peak_half_mb": full["half"] / 1e6,
             "cold": cold, "cold_s": sum(c["s"] for c in cold.values()), "cold_ccusage_s": cold_cc,
             "cold_ratio": sum(c["s"] for c in cold.values()) / cold_cc,
@@ -173,6 +182,45 @@ def run(copies: int, rounds: int) -> dict:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _served_rounds(ws: Path, env: dict[str, str], tree: Path, cc: list[str], rounds: int, line_no: int) -> dict:
+    """The warm figures with ``chronicle watch`` running: it watches the corpus, so it reads
+    each new line on its own; the commands are served by it. Each figure runs from the
+    append to the last command's exit. ccusage takes turns, as before."""
+    import signal
+
+    daemon = subprocess.Popen(chronicle(ws, "watch"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (ws / "data" / "watch.sock").exists() or not json.loads(
+                (ws / "data" / "watch.json").read_text() or "{}").get("passes"):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("chronicle watch did not start serving")
+            time.sleep(0.2)
+        time.sleep(2)  # its second catch-up (once the watch is in place) and the slow child it starts
+        out: dict = {"show": [], "all": [], "ccusage": [], "client_peak": 0}
+        for r in range(rounds):
+            order = ["show", "all", "ccusage"]
+            for who in order[r % 3:] + order[:r % 3]:
+                if who == "ccusage":
+                    took, _, _ = run_peak([*cc, "daily", "--json", "--offline"], env)
+                    out["ccusage"].append(took)
+                    continue
+                line_no += 1
+                started = time.perf_counter()
+                new_assistant_line(tree, line_no)
+                _, p1, _ = run_peak(chronicle(ws, "ingest", "sessions"), env)
+                args = ("show", "usage_daily", "--json") if who == "show" else ("rebuild",)
+                _, p2, _ = run_peak(chronicle(ws, *args), env)
+                out[who].append(time.perf_counter() - started)
+                out["client_peak"] = max(out["client_peak"], p1, p2)
+                time.sleep(1)  # the daemon's own pass over the line is done before the next round
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(daemon.pid, 0)
+    out["daemon_peak"] = usage.ru_maxrss * 1024
+    return out
 
 
 def report(k: dict) -> None:
@@ -185,6 +233,11 @@ def report(k: dict) -> None:
           f"{k['warm_report_ratio']:5.2f}x ccusage  (peak {k['warm_report_peak_mb']:,.0f} MB)")
     print(f"{'warm: new line, every table current':<44} {k['warm_all_s']:6.2f} s  {k['warm_all_ratio']:5.2f}x ccusage"
           f"  (peak {k['warm_all_peak_mb']:,.0f} MB)")
+    print(f"{'the same, chronicle watch serving both':<44} {k['served_show_s']:6.2f} s  "
+          f"{k['served_show_ratio']:5.2f}x ccusage  (client peak {k['served_client_peak_mb']:,.0f} MB, "
+          f"daemon {k['daemon_peak_mb']:,.0f} MB)")
+    print(f"{'every table current, chronicle watch serving':<44} {k['served_all_s']:6.2f} s  "
+          f"{k['served_all_ratio']:5.2f}x ccusage")
     print(f"{'full rebuild of every table, peak RSS':<44} {k['full_rebuild_peak_mb']:6,.0f} MB "
           f"(half the corpus: {k['full_rebuild_peak_half_mb']:,.0f} MB)")
     steps = ", ".join(f"{name} {c['s']:.1f} s" for name, c in k["cold"].items())

@@ -22,6 +22,7 @@ from chronicle.store import EventLog
 from chronicle.workspace import Workspace
 
 from conftest import ROOT, run_cli
+from daemon_helpers import Daemon
 
 EXAMPLES = ROOT / "data" / "examples" / "claude-projects"
 EXPERIMENT = ROOT / "data" / "examples" / "experiment"
@@ -39,44 +40,6 @@ def call(sid: str, uuid: str, mid: str, tokens: int) -> bytes:
                            "id": mid, "role": "assistant", "model": "claude-haiku-4-5-20251001",
                            "content": [{"type": "text", "text": "ok"}],
                            "usage": {"input_tokens": tokens, "output_tokens": 1}}}).encode() + b"\n"
-
-
-class Daemon:
-    def __init__(self, ws: Path):
-        self.ws = ws
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "CHRONICLE_ROOT": str(self.ws)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "chronicle", "watch"], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.wait_for(lambda s: s.get("pid") == self.proc.pid and s.get("passes", 0) >= 1)
-
-    def state(self) -> dict:
-        try:
-            return json.loads((self.ws / "data" / "watch.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-    def wait_for(self, ok, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is None or self.proc.poll() is None, self.proc.stderr.read().decode()
-            if ok(self.state()):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"daemon did not get there in {timeout}s: {self.state()}")
-
-    def caught_up(self, projects: Path) -> None:
-        """Wait until status reports nothing left to ingest and the tables are at the head."""
-        def done(_state: dict) -> bool:
-            out = run_cli("status", "--json", root=self.ws)
-            if out.returncode != 0:
-                return False
-            st = json.loads(out.stdout)
-            return (all(r.get("bytes_behind", 0) == 0 and r.get("files_behind", 0) == 0 for r in st["roots"])
-                    and st["projections"] and all(p["behind"] == 0 for p in st["projections"]))
-        self.wait_for(done)
 
 
 def tables(ws: Path) -> dict[str, pl.DataFrame]:

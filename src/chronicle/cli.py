@@ -62,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one command; ``parser`` is one ``build_parser`` made before (the daemon keeps one)."""
     from chronicle.argv import hoist_globals, verb_of
 
     argv = hoist_globals(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    parser = parser or build_parser()
     typo = _unknown_verb(parser, verb_of(argv))
     if typo:
         print(typo, file=sys.stderr)

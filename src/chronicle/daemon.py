@@ -26,6 +26,11 @@ uncommitted chunk, which the next pass reads again (a chunk and its cursor
 commit together). SIGTERM and SIGINT stop it after the current pass. Problems
 with one file (vanished, unreadable) are logged and recorded, never fatal.
 Log lines are JSON, in ``data/logs/watch.log`` (rotated).
+
+While it runs, it also runs the verbs declared ``served`` for their clients
+(``chronicle.served``): ``chronicle ingest sessions`` or ``chronicle show`` typed
+in another terminal costs a connection, not a Python start and its imports.
+A served command never runs during one of the daemon's passes (``busy``).
 """
 
 from __future__ import annotations
@@ -50,10 +55,11 @@ from chronicle.errors import ChronicleError
 from chronicle.ingest.sources import SourceFile, by_agent, classify, discover
 from chronicle.ingest.cohort_plans import cohorts_folder, definitions_folder, sync_experiments
 from chronicle.ingest.git import GitError, ingest_git
-from chronicle.ingest.sessions import SessionIngester, cursors, known_kinds
+from chronicle.ingest.sessions import SessionIngester, Summary
 from chronicle.projection import Engine, ProjectionError
 from chronicle.pusher import Pusher
 from chronicle.remote import remotes
+from chronicle.served import Server
 from chronicle.secrets.scan import scan as scan_secrets
 from chronicle.store import StoreError
 from chronicle.store.fsutil import write_durably
@@ -170,6 +176,8 @@ class _State:
     problems: int = 0
     last_error: str | None = None
     counters: dict = field(default_factory=dict)
+    #: Where it serves commands (``chronicle.served``), once it does.
+    socket: str | None = None
 
 
 class Watcher:
@@ -178,6 +186,8 @@ class Watcher:
         self.config = config
         self.logger = logger
         self.stop = threading.Event()
+        #: Held by each pass and each served command: one at a time in this process.
+        self.busy = threading.Lock()
         self.log = ws.open_log()
         self.engine = Engine.of(ws)
         self.state = _State(pid=os.getpid(), started_at=_now(),
@@ -197,13 +207,35 @@ class Watcher:
         self._safe_pass(None)
 
     def _pass(self, changed: set[Path] | None) -> None:
+        """Record what changed, then bring the tables up to date. Served commands wait for the
+        recording (``busy``), not for the tables: a projection commits under its own lock, and
+        a served ``show`` waits for the one it reads."""
         started = time.monotonic()
+        with self.busy:
+            summary = self._record(changed)
+        self._project(everything=changed is None)
+        self.state.passes += 1
+        self.state.lines += summary.lines
+        self.state.problems += summary.errors
+        self.state.last_pass_at = _now()
+        self.state.last_pass_seconds = round(time.monotonic() - started, 3)
+        if summary.lines or summary.rewritten or changed is None:
+            _info(self.logger, "pass", full=changed is None, files=summary.files, lines=summary.lines,
+                  bytes=summary.bytes, rewritten=summary.rewritten, problems=summary.errors,
+                  seconds=self.state.last_pass_seconds)
+        self._write_state()
+        if changed is None:
+            _release_memory()
+
+    def _record(self, changed: set[Path] | None) -> Summary:
+        """Ingest the changed files (every file when ``changed`` is None), the experiment folders,
+        the git repositories on a full pass; scan for secrets; seal when due."""
         roots = [r for r in self.config.session_roots if r.is_dir()]
-        known = known_kinds(cursors(self.log.snapshot()))
-        files = discover(roots, known) if changed is None else self._changed_files(changed, roots, known)
         ingester = SessionIngester(self.log, self.ws.data / "ingest.lock", quiet_seconds=10.0,
                                    secrets_dir=self.ws.data)
-        summary = ingester.run(roots, files)
+        # the changed files are chosen under the ingest lock, with the kinds the log recorded
+        summary = ingester.run(roots, None if changed is None else
+                               lambda known: self._changed_files(changed, roots, known))
         for problem in summary.problems:
             self.logger.warning("problem", extra={"fields": {"detail": problem}})
         self._sync_experiments(changed)
@@ -220,19 +252,7 @@ class Watcher:
                 except GitError as exc:
                     self.logger.warning("git failed", extra={"fields": {"repo": str(repo), "error": str(exc)}})
         self._maybe_seal()
-        self._project(everything=changed is None)
-        self.state.passes += 1
-        self.state.lines += summary.lines
-        self.state.problems += summary.errors
-        self.state.last_pass_at = _now()
-        self.state.last_pass_seconds = round(time.monotonic() - started, 3)
-        if summary.lines or summary.rewritten or changed is None:
-            _info(self.logger, "pass", full=changed is None, files=len(files), lines=summary.lines,
-                  bytes=summary.bytes, rewritten=summary.rewritten, problems=summary.errors,
-                  seconds=self.state.last_pass_seconds)
-        self._write_state()
-        if changed is None:
-            _release_memory()
+        return summary
 
     def _sync_experiments(self, changed: set[Path] | None) -> None:
         """Record changed definitions and re-plan the cohorts they (or a changed spec) touch."""
@@ -327,7 +347,8 @@ class Watcher:
             return
         self.slow_pending = False
         self.last_slow = time.monotonic()
-        env = {**os.environ, "CHRONICLE_ROOT": str(self.ws.root)}
+        # Its own process (its memory goes back when it ends), not served by this daemon.
+        env = {**os.environ, "CHRONICLE_ROOT": str(self.ws.root), "CHRONICLE_NO_DAEMON": "1"}
         self.slow_proc = subprocess.Popen([sys.executable, "-m", "chronicle", "rebuild", *slow], env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                           preexec_fn=_background_priority)
@@ -358,6 +379,29 @@ class Watcher:
             return
         if self.pusher is not None:
             self.pusher.start()
+        server = Server(self.ws.root, self.busy, self._served)
+        try:
+            if server.start():
+                self.state.socket = str(server.path)
+                self._write_state()
+                _info(self.logger, "serving", socket=self.state.socket)
+        except OSError as exc:  # commands then run in their own processes, as without a daemon
+            self.logger.warning("not serving commands", extra={"fields": {"error": str(exc)}})
+        try:
+            self._watch()
+        finally:
+            server.close()
+        self._finish_slow()
+        if self.pusher is not None:
+            self.pusher.close()
+        _info(self.logger, "stopped", pid=os.getpid())
+
+    def _served(self, command: str, code: int, seconds: float) -> None:
+        _info(self.logger, "served", command=command, exit=code, seconds=round(seconds, 3))
+        if seconds >= 0.5:  # a command that took long may have read large tables: give their memory back
+            _release_memory()
+
+    def _watch(self) -> None:
         last_full = time.monotonic()
         while not self.stop.is_set():
             watched = self._watched()
@@ -383,17 +427,14 @@ class Watcher:
                         _info(self.logger, "removed", paths=gone[:100], count=len(gone))
                     self._safe_pass({Path(p) for _, p in changes})
                 else:
-                    self._maybe_seal()
-                    self._start_slow()
+                    with self.busy:
+                        self._maybe_seal()
+                        self._start_slow()
                 now_roots = self._watched()
                 if now_roots != watched:  # a root appeared or vanished: watch the new set
                     _info(self.logger, "roots changed", roots=sorted(map(str, now_roots)))
                     self.catch_up()
                     break
-        self._finish_slow()
-        if self.pusher is not None:
-            self.pusher.close()
-        _info(self.logger, "stopped", pid=os.getpid())
 
     def _finish_slow(self) -> None:
         """On the way out, leave every table current."""

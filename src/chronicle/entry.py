@@ -2,8 +2,10 @@
 
 `chronicle search` is answered before the rest of the CLI is imported: a warm
 search costs a Python start, sqlite3 and one query, not the seconds' worth of
-Polars, Arrow and aiohttp imports every other verb needs. Every other verb (and
-`--help`) goes to :mod:`chronicle.cli`, which declares `search` too.
+Polars, Arrow and aiohttp imports every other verb needs. Every other verb is
+offered to the workspace's daemon first (:mod:`chronicle.served`: `chronicle
+watch` runs the verbs it serves, warm), then goes to :mod:`chronicle.cli`,
+which declares `search` too.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def main() -> None:
     argv = hoist_globals(sys.argv[1:])
     if verb_of(argv) == "search" and "-h" not in argv[:1] and "--help" not in argv[:1]:
         sys.exit(search_main(argv))
+    from chronicle import served
+
+    code = served.call(argv)  # run by the workspace's daemon, when one runs and serves this verb
+    if code is not None:
+        sys.exit(code)
     from chronicle.cli import main as cli_main
 
     sys.exit(cli_main(argv))

@@ -259,4 +259,4 @@ def _print_table(report, period: str, zone: str) -> None:
 
 
 def register(verbs: Verbs) -> None:
-    add_arguments(verbs.add("report", run, HELP, "", json=False, epilog=EXAMPLES))
+    add_arguments(verbs.add("report", run, HELP, "", json=False, epilog=EXAMPLES, served=True))

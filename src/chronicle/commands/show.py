@@ -27,7 +27,7 @@ ROWS = 50
 
 
 def register(verbs: Verbs) -> None:
-    p = verbs.add("show", run, HELP, "", epilog=EXAMPLES)
+    p = verbs.add("show", run, HELP, "", epilog=EXAMPLES, served=True)
     p.add_argument("table")
     p.add_argument("--columns", metavar="A,B,...", help="these columns, in this order (`all`: every column)")
     p.add_argument("--where", metavar="CONDITION", help="keep rows where this SQL condition holds (Polars SQL)")

@@ -14,13 +14,16 @@ from chronicle.workspace import Workspace
 
 def register(verbs: Verbs) -> None:
     p = verbs.add("rebuild", cmd_rebuild, "bring projections (tables) up to date; --full rebuilds from scratch",
-                  "chronicle rebuild events_by_type --as-of 2026-11-01T00:00:00Z")
+                  "chronicle rebuild events_by_type --as-of 2026-11-01T00:00:00Z",
+                  # a full rebuild or one as of a seq takes seconds and a gigabyte: in its own process
+                  served=lambda a: not a.full and a.as_of is None)
     p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")
     p.add_argument("--as-of", help="SEQ or ISO time; writes to data/tables/as-of/seq-N")
     p.add_argument("--full", action="store_true", help="ignore checkpoints and rebuild from the whole log")
     p.add_argument("--union", action="store_true", help="over every producer's log (this one and every mirror "
                                                         "pulled), into data/tables/union")
-    verbs.add("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables")
+    verbs.add("tables", cmd_tables, "list tables, their projection, rows and checkpoint", "chronicle tables",
+              served=True)
     p = verbs.add("replay", cmd_replay, "rebuild tables as they were at a seq or time, into a separate folder",
                   "chronicle replay --as-of 2026-10-01T00:00:00Z --out /tmp/october usage")
     p.add_argument("names", nargs="*", metavar="NAME", help="projection or table names (default: all)")

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from chronicle.workspace import Workspace
 
 Run = Callable[[Workspace, argparse.Namespace], int]
+#: Whether a running daemon may run a command (see ``chronicle.served``): always, or when this holds of its arguments.
+Served = bool | Callable[[argparse.Namespace], bool]
 
 
 class Verbs:
@@ -31,13 +33,15 @@ class Verbs:
             "": parser.add_subparsers(dest="verb", metavar="VERB", required=True)}
 
     def add(self, name: str, run: Run, help: str, example: str, *, under: str = "", json: bool = True,
-            workspace: bool = True, epilog: str | None = None, description: str | None = None
-            ) -> argparse.ArgumentParser:
+            workspace: bool = True, epilog: str | None = None, description: str | None = None,
+            served: Served = False) -> argparse.ArgumentParser:
         """A verb (``under`` a group, if given) that runs ``run``; returns its parser for
         the verb's own arguments. ``json`` adds ``--json``; ``workspace=False`` lets it
-        run outside a workspace; ``epilog`` replaces the one-line example."""
+        run outside a workspace; ``epilog`` replaces the one-line example. ``served``: a
+        running daemon may run it for the client (its output and exit code the same), which
+        asks that it read no stdin and take no path relative to the client's folder."""
         p = self._parser(name, help, example, under, epilog, description)
-        p.set_defaults(func=run, command=f"{under} {name}".strip(), needs_workspace=workspace)
+        p.set_defaults(func=run, command=f"{under} {name}".strip(), needs_workspace=workspace, served=served)
         if json:
             p.add_argument("--json", action="store_true", help="machine-readable JSON (Lines) output")
         return p

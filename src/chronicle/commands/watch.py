@@ -19,7 +19,7 @@ def register(verbs: Verbs) -> None:
                   json=False)
     p.add_argument("--once", action="store_true", help="one catch-up pass, then exit")
     verbs.add("status", status, "the daemon's pid and uptime, the last event, lag per root, projection checkpoints",
-              "chronicle status --json")
+              "chronicle status --json", served=True)
 
 
 def watch(ws: Workspace, args: argparse.Namespace) -> int:
@@ -68,13 +68,15 @@ def status(ws: Workspace, args: argparse.Namespace) -> int:
         uptime = (datetime.now(timezone.utc) - datetime.fromisoformat(state["started_at"])).total_seconds()
     pushes = _push_lag(ws, snap)
     report = {"running": running, "pid": state.get("pid") if running else None, "uptime_s": uptime,
+              "serving": state.get("socket") if running else None,
               "last_pass_at": state.get("last_pass_at"), "passes": state.get("passes"), "last_event": last,
               "roots": lag, "projections": projections, "remotes": pushes, "last_error": state.get("last_error")}
     if args.json:
         print_json(report)
         return EXIT_OK
     print(f"daemon      {'running, pid ' + str(report['pid']) if running else 'not running'}"
-          + (f", up {_duration(uptime)}" if uptime is not None else ""))
+          + (f", up {_duration(uptime)}" if uptime is not None else "")
+          + (f"; serving commands on {report['serving']}" if report["serving"] else ""))
     print(f"last pass   {report['last_pass_at'] or '-'}  ({report['passes'] or 0} passes)")
     print("last event  " + (f"seq {last['seq']:,} {last['type']} at {last['recorded_at']}" if last else "-"))
     for r in lag:
