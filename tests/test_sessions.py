@@ -479,3 +479,28 @@ def test_export_session_finds_a_session_whose_file_is_named_otherwise(ws: Worksp
     assert exported.returncode == 0 and exported.stdout == line.encode()
     both = run_cli("export", "session", "twice", root=ws.root)
     assert both.returncode == 2 and b"in 2 transcripts" in both.stderr and b"export sessions DIR --session" in both.stderr
+
+
+def test_the_walk_finds_every_transcript_once_in_path_order_and_follows_no_symlink(ws: Workspace,
+                                                                                    tmp_path: Path) -> None:
+    from chronicle.ingest import sources
+
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    for rel in ("b/deep/er/x.jsonl", "a-b/y.jsonl", "a/z.jsonl", "a/b/w.jsonl"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(line({"type": "user", "uuid": rel}))
+    outside.mkdir()
+    (outside / "o.jsonl").write_bytes(line({"type": "user", "uuid": "o"}))
+    (root / "linked.jsonl").symlink_to(outside / "o.jsonl")
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    found = [f.path for f in sources.discover([root, root / "a"])]
+    assert found == sorted(found) and len(set(found)) == len(found)  # Path order, each once
+    assert [p.relative_to(root).as_posix() for p in found] == ["a/b/w.jsonl", "a/z.jsonl", "a-b/y.jsonl",
+                                                               "b/deep/er/x.jsonl"]
+    assert ingest(ws, root).files == 4
+    # untouched since ingested: nothing read again; grown: read from its cursor
+    assert ingest(ws, root).lines == 0
+    with open(root / "a" / "z.jsonl", "ab") as fh:
+        fh.write(line({"type": "user", "uuid": "z2"}))
+    assert ingest(ws, root).lines == 1
