@@ -87,8 +87,14 @@ def test_audit_commands_open_no_network_connection(tmp_path: Path) -> None:
     (guard / "sitecustomize.py").write_text(
         "import socket\n"
         "def _refuse(*a, **k):\n    raise RuntimeError('network access attempted')\n"
-        "socket.socket.connect = _refuse\nsocket.socket.connect_ex = _refuse\nsocket.create_connection = _refuse\n"
-        "socket.getaddrinfo = _refuse\n")
+        # a Unix socket (a running daemon's: chronicle.served) is this machine, not the network
+        "_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex\n"
+        "def _local(real):\n"
+        "    def connect(self, address):\n"
+        "        return real(self, address) if self.family == socket.AF_UNIX else _refuse()\n"
+        "    return connect\n"
+        "socket.socket.connect = _local(_connect)\nsocket.socket.connect_ex = _local(_connect_ex)\n"
+        "socket.create_connection = _refuse\nsocket.getaddrinfo = _refuse\n")
     os.environ["PYTHONPATH"] = f"{guard}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     try:
         probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],

@@ -45,8 +45,8 @@ def daemon(tmp_path: Path):
     d.start()
     yield d
     if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-        d.proc.wait(timeout=30)
+        d.proc.send_signal(signal.SIGTERM)  # it leaves every table current first: give it time
+        d.proc.wait(timeout=120)
 
 
 def normal(text: bytes, root: Path) -> str:
