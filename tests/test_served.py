@@ -130,7 +130,7 @@ def test_a_served_command_imports_nothing_heavy_in_the_client(daemon: Daemon) ->
                          capture_output=True, timeout=60)
     assert out.stderr.decode().strip().splitlines()[-1] == "0 []"
     assert json.loads(out.stdout)["type"] == "annotation"  # the table was printed, by the daemon, to this process's stdout
-    assert served_commands(daemon.ws) == ["show events_by_type"]
+    assert served_commands(daemon.ws) == ["show events_by_type --json"]
 
 
 def test_clients_served_at_once_each_get_their_own_output(daemon: Daemon, tmp_path: Path) -> None:
@@ -207,3 +207,24 @@ def test_the_socket_is_this_users_and_a_long_path_gets_a_short_one(tmp_path: Pat
         d.proc.send_signal(signal.SIGTERM)
         d.proc.wait(timeout=30)
     assert not sock.exists()  # a daemon that stops takes its socket away
+
+
+def test_a_served_command_waiting_for_a_lock_says_who_holds_it_and_gives_up_with_wait(daemon: Daemon,
+                                                                                       tmp_path: Path) -> None:
+    import fcntl
+
+    shutil.copytree(EXAMPLES, tmp_path / "projects")
+    fd = os.open(daemon.ws / "data" / "log" / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a process that stopped while holding it
+    try:
+        started = time.monotonic()
+        proc = run_cli("--wait", "2", "ingest", "sessions", str(tmp_path / "projects"), root=daemon.ws)
+        waited = time.monotonic() - started
+    finally:
+        os.close(fd)
+    assert proc.returncode == 3 and 1.5 < waited < 20, (proc.returncode, waited, proc.stderr)
+    err = proc.stderr.decode()
+    assert f"held by pid {os.getpid()}" in err and "gave up (--wait)" in err and "waiting for" in err
+    assert served_commands(daemon.ws) == [f"ingest sessions {tmp_path / 'projects'}"]
+    # the lock free again, the same command goes through
+    assert run_cli("ingest", "sessions", str(tmp_path / "projects"), root=daemon.ws).returncode == 0

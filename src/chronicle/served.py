@@ -32,6 +32,7 @@ passes (``busy``), so they share its process without sharing work in flight.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -155,17 +156,18 @@ def _split_root(argv: list[str]) -> tuple[Path, list[str]]:
 
 class _ThreadStream:
     """``sys.stdout`` or ``sys.stderr`` in the daemon: a thread serving a command writes to its
-    client's stream, every other thread to the daemon's own."""
+    client's stream (and so does work it hands to a pool in its context: a lock wait's notice
+    in the ingest's commit thread), every other thread to the daemon's own."""
 
-    def __init__(self, default: TextIO):
+    def __init__(self, name: str, default: TextIO):
         self._default = default
-        self._local = threading.local()
+        self._stream: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar(name, default=None)
 
     def current(self) -> TextIO:
-        return getattr(self._local, "stream", None) or self._default
+        return self._stream.get() or self._default
 
     def use(self, stream: TextIO | None) -> None:
-        self._local.stream = stream
+        self._stream.set(stream)
 
     def write(self, text: str) -> int:
         return self.current().write(text)
@@ -180,8 +182,16 @@ class _ThreadStream:
 def _install_thread_streams() -> tuple[_ThreadStream, _ThreadStream]:
     for name in ("stdout", "stderr"):
         if not isinstance(getattr(sys, name), _ThreadStream):
-            setattr(sys, name, _ThreadStream(getattr(sys, name)))
+            setattr(sys, name, _ThreadStream(name, getattr(sys, name)))
     return sys.stdout, sys.stderr  # type: ignore[return-value]
+
+
+def _command_words(argv: list[str]) -> str:
+    """The command as typed from its verb on (global options left out), for the daemon's log."""
+    from chronicle.argv import verb_of
+
+    verb = verb_of(argv)
+    return " ".join(argv[argv.index(verb):] if verb in argv else argv)[:120]
 
 
 class Server:
@@ -266,8 +276,7 @@ class Server:
                 started = time.monotonic()
                 code = self._run(request, given)
                 conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
-            self.on_served(" ".join(a for a in request["argv"] if not a.startswith("-"))[:80], code,
-                           time.monotonic() - started)
+            self.on_served(_command_words(request["argv"]), code, time.monotonic() - started)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # the client went away, or sent nonsense: it runs the command itself or has exited
         finally:

@@ -24,6 +24,7 @@ ingester derives that another writer took first is given a suffix (``~2``).
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import hashlib
 import os
@@ -228,7 +229,8 @@ class _Committer:
             self.inflight.popleft().result()
         prepared = self.hasher.submit(self._prepare, items, small, self.scanner)
         previous = self.inflight[-1] if self.inflight else None
-        self.inflight.append(self.writer.submit(self._commit, prepared, previous))
+        # in the caller's context: a notice that the log's lock is held goes where its stderr goes
+        self.inflight.append(self.writer.submit(contextvars.copy_context().run, self._commit, prepared, previous))
 
     @staticmethod
     def _prepare(items: list[_Lines | Event], small: bool,

@@ -99,7 +99,8 @@ class LockWaits:
     """What a wait for a lock held by another process does (set once by the CLI):
     after ``notice_after`` seconds, ``notice`` is called with a sentence naming the
     holder; after ``give_up_after`` seconds (None: never), LockTimeout is raised.
-    Only the main thread is timed (by SIGALRM); other threads simply wait."""
+    The main thread is timed by SIGALRM; another thread (a command the daemon
+    serves: ``chronicle.served``) asks again every few hundredths of a second."""
 
     notice_after: float = 1.0
     give_up_after: float | None = None
@@ -107,22 +108,32 @@ class LockWaits:
 
 
 def _wait_for_lock(fd: int, path: Path) -> None:
-    if LockWaits.notice is None and LockWaits.give_up_after is None or \
-            threading.current_thread() is not threading.main_thread():
+    if LockWaits.notice is None and LockWaits.give_up_after is None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return
     started = time.monotonic()
     told = False
 
-    def tick(signum: int, frame: object) -> None:
+    def tick(signum: int | None = None, frame: object = None) -> None:
         nonlocal told
         waited = time.monotonic() - started
         if LockWaits.give_up_after is not None and waited >= LockWaits.give_up_after:
             raise LockTimeout(f"{path}: still held by {lock_holder(path)} after {waited:.1f}s; gave up (--wait)")
-        if not told and LockWaits.notice is not None:
+        if not told and LockWaits.notice is not None and waited >= LockWaits.notice_after:
             told = True
             LockWaits.notice(f"waiting for {path}: held by {lock_holder(path)} "
                              f"(a stopped or busy process; --wait SECONDS gives up)")
+
+    if threading.current_thread() is not threading.main_thread():  # no signals here: ask again
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                tick()
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     first = LockWaits.notice_after if LockWaits.give_up_after is None else min(LockWaits.notice_after, LockWaits.give_up_after)
     previous = signal.signal(signal.SIGALRM, tick)
