@@ -14,7 +14,8 @@ from chronicle.workspace import Workspace
 
 
 def register(verbs: Verbs) -> None:
-    p = verbs.add("watch", watch, "keep ingesting and projecting as files change (until SIGTERM/SIGINT)",
+    p = verbs.add("watch", watch, "keep ingesting and projecting as files change, and run the commands other "
+                  "terminals type (ingest sessions, show, tables, report, rebuild, status) warm, until SIGTERM/SIGINT",
                   "chronicle watch            # or: chronicle watch --once  (one catch-up pass, for cron)",
                   json=False)
     p.add_argument("--once", action="store_true", help="one catch-up pass, then exit")
