@@ -228,3 +228,26 @@ def test_a_served_command_waiting_for_a_lock_says_who_holds_it_and_gives_up_with
     assert served_commands(daemon.ws) == [f"ingest sessions {tmp_path / 'projects'}"]
     # the lock free again, the same command goes through
     assert run_cli("ingest", "sessions", str(tmp_path / "projects"), root=daemon.ws).returncode == 0
+
+
+def test_a_request_from_another_version_or_of_nonsense_is_declined_not_run(daemon: Daemon) -> None:
+    import socket
+
+    from chronicle import __version__, served
+
+    def ask(payload: bytes, fds: int = 2) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, open(os.devnull, "w") as sink:
+            sock.connect(str(served.socket_path(daemon.ws)))
+            socket.send_fds(sock, [payload], [sink.fileno()] * fds)
+            sock.shutdown(socket.SHUT_WR)
+            return json.loads(sock.makefile("rb").readline())
+
+    request = {"version": [served.PROTOCOL, __version__], "argv": ["status"], "root": str(daemon.ws),
+               "env": served.compared_env(os.environ), "encoding": "utf-8", "errors": "strict"}
+    assert ask(json.dumps(request).encode() + b"\n") == {"exit": 0}
+    older = {**request, "version": [served.PROTOCOL, "0.0.1"]}
+    assert "restart `chronicle watch`" in ask(json.dumps(older).encode() + b"\n")["declined"]
+    assert "declined" in ask(b"not json\n")
+    assert "declined" in ask(json.dumps({"argv": ["status"]}).encode() + b"\n")
+    assert "declined" in ask(json.dumps(request).encode() + b"\n", fds=1)
+    assert served_commands(daemon.ws) == ["status"]

@@ -45,12 +45,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from chronicle import __version__
+
 #: The environment variables a served verb reads (besides those starting ``CHRONICLE_``): a
 #: command whose environment differs from the daemon's in one of them runs in its own process.
 ENV_NAMES = ("HOME", "USER", "LOGNAME", "TZ", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "XDG_CACHE_HOME")
 #: Read by the client only, never compared.
 _CLIENT_ONLY = ("CHRONICLE_ROOT", "CHRONICLE_NO_DAEMON")
 SOCKET_NAME = "watch.sock"
+#: The request's shape; a client and a daemon that differ in it or in chronicle's version do not mix.
+PROTOCOL = 1
 _MAX_REQUEST = 1 << 20
 #: AF_UNIX paths are limited to 108 bytes; a longer one is replaced (see ``socket_path``).
 _MAX_PATH = 100
@@ -106,14 +110,18 @@ def call(argv: list[str]) -> int | None:
             return None
         if _peer_uid(sock) != os.getuid():
             return None
-        request = {"argv": rest, "root": str(root), "env": compared_env(os.environ),
-                   "encoding": sys.stdout.encoding, "errors": sys.stdout.errors}
+        request = {"version": [PROTOCOL, __version__], "argv": rest, "root": str(root),
+                   "env": compared_env(os.environ), "encoding": sys.stdout.encoding, "errors": sys.stdout.errors}
         sys.stdout.flush()
         sys.stderr.flush()
-        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [sys.stdout.fileno(), sys.stderr.fileno()])
-        line = _read_line(sock)
-    except (OSError, ValueError, AttributeError):  # stdout without a descriptor (a test's capture): run here
-        return None
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [sys.stdout.fileno(), sys.stderr.fileno()])
+        except (OSError, ValueError, AttributeError):  # stdout without a descriptor (a test's capture): run here
+            return None
+        try:  # from here on the daemon may have started the command: never run it a second time here
+            line = _read_line(sock)
+        except (OSError, ValueError):
+            line = b""
     except KeyboardInterrupt:
         print("chronicle: interrupted (the daemon finishes the command it started)", file=sys.stderr)
         return 130
@@ -264,10 +272,11 @@ class Server:
             if _peer_uid(conn) != os.getuid():
                 return
             first, fds, _, _ = socket.recv_fds(conn, 65536, 2)
-            request = json.loads(_read_line(conn, first))
-            if len(fds) != 2:
-                return
-            why = self._decline(request)
+            try:
+                request = json.loads(_read_line(conn, first))
+                why = "no stdout and stderr came with it" if len(fds) != 2 else self._decline(request)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                why = f"a request this daemon cannot read ({type(exc).__name__})"
             if why:
                 conn.sendall(json.dumps({"declined": why}).encode() + b"\n")
                 return
@@ -277,8 +286,8 @@ class Server:
                 code = self._run(request, given)
                 conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
             self.on_served(_command_words(request["argv"]), code, time.monotonic() - started)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # the client went away, or sent nonsense: it runs the command itself or has exited
+        except OSError:
+            pass  # the client went away
         finally:
             for fd in fds:
                 os.close(fd)
@@ -328,6 +337,8 @@ class Server:
 
         import codecs
 
+        if request["version"] != [PROTOCOL, __version__]:
+            return f"the daemon runs chronicle {__version__} (restart `chronicle watch` after an upgrade)"
         if Path(request["root"]) != self.root:
             return "another workspace"
         try:
