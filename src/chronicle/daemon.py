@@ -30,7 +30,8 @@ Log lines are JSON, in ``data/logs/watch.log`` (rotated).
 While it runs, it also runs the verbs declared ``served`` for their clients
 (``chronicle.served``): ``chronicle ingest sessions`` or ``chronicle show`` typed
 in another terminal costs a connection, not a Python start and its imports.
-A served command never runs during one of the daemon's passes (``busy``).
+A served command never runs while a pass records what changed (``busy``); it may
+run while the pass brings the tables up to date (each projection has its lock).
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ class Watcher:
         self.config = config
         self.logger = logger
         self.stop = threading.Event()
-        #: Held by each pass and each served command: one at a time in this process.
+        #: Held while a pass records what changed and while a served command runs: one at a time.
         self.busy = threading.Lock()
         self.log = ws.open_log()
         self.engine = Engine.of(ws)

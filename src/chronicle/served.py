@@ -212,6 +212,7 @@ class Server:
         self.busy = busy
         self.on_served = on_served
         self._sock: socket.socket | None = None
+        self._streams: tuple[_ThreadStream, _ThreadStream] | None = None  # sys.stdout, sys.stderr once serving
         #: One parser to decide (under ``_parsing``), one to run (under ``busy``): argparse is not
         #: documented as safe to share between threads.
         self._parser = None
@@ -237,7 +238,7 @@ class Server:
             os.umask(old)
         sock.listen(16)
         self._sock = sock
-        _install_thread_streams()
+        self._streams = _install_thread_streams()
         threading.Thread(target=self._accept, name="chronicle-served", daemon=True).start()
         return True
 
@@ -284,8 +285,11 @@ class Server:
             with self.busy:
                 started = time.monotonic()
                 code = self._run(request, given)
-                conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
-            self.on_served(_command_words(request["argv"]), code, time.monotonic() - started)
+                seconds = time.monotonic() - started
+                try:
+                    conn.sendall(json.dumps({"exit": code}).encode() + b"\n")
+                finally:  # logged even when the client is gone
+                    self.on_served(_command_words(request["argv"]), code, seconds)
         except OSError:
             pass  # the client went away
         finally:
@@ -299,7 +303,7 @@ class Server:
         from chronicle import cli
         from chronicle.store.fsutil import LockWaits
 
-        out_stream, err_stream = _install_thread_streams()
+        out_stream, err_stream = self._streams
         # As Python opens them: stdout line-buffered on a terminal only, stderr always.
         out = open(fds[0], "w", buffering=1 if os.isatty(fds[0]) else -1, encoding=request["encoding"],
                    errors=request["errors"], closefd=True)
@@ -350,7 +354,7 @@ class Server:
         differ = sorted(k for k in ours.keys() | request["env"].keys() if ours.get(k) != request["env"].get(k))
         if differ:
             return f"environment differs: {', '.join(differ)}"
-        out_stream, err_stream = _install_thread_streams()
+        out_stream, err_stream = self._streams
         sink = io.StringIO()
         out_stream.use(sink)
         err_stream.use(sink)

@@ -96,7 +96,7 @@ class LockTimeout(StoreError):
 
 
 class LockWaits:
-    """What a wait for a lock held by another process does (set once by the CLI):
+    """What a wait for a lock held by another process does (set by the CLI for each command):
     after ``notice_after`` seconds, ``notice`` is called with a sentence naming the
     holder; after ``give_up_after`` seconds (None: never), LockTimeout is raised.
     The main thread is timed by SIGALRM; another thread (a command the daemon
